@@ -1,0 +1,219 @@
+//! The seam between the wasi-nn host and native inference runtimes.
+//!
+//! A backend is three small traits, mirroring wasi-nn's own life cycle:
+//! [`Backend`] loads bytes into a [`Graph`], a graph hands out
+//! [`ExecutionContext`]s, and a context computes. Each native runtime (ONNX
+//! Runtime today; XGBoost, TensorFlow, LiteRT, libtorch later) lives in one
+//! file behind one cargo feature and is registered in [`Backends`], so the
+//! wasi-nn host and the HTTP layer never name a concrete runtime.
+
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::tensor::{NamedTensor, TensorType};
+
+/// Model formats, as wasi-nn's `graph-encoding` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Openvino,
+    Onnx,
+    Tensorflow,
+    Pytorch,
+    Tensorflowlite,
+    Ggml,
+    Autodetect,
+}
+
+/// Where a graph should run, as wasi-nn's `execution-target` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    Cpu,
+    Gpu,
+    Tpu,
+}
+
+/// What went wrong inside a backend. The wasi-nn host maps each kind to a
+/// wasi-nn error code, the HTTP layer to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The native library could not be found or loaded.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The model bytes could not be read by this backend.
+    #[error("cannot load model: {0}")]
+    InvalidModel(String),
+    /// The inputs do not fit the model (names, types, shapes).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The backend cannot do what was asked (a target, an output type).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Inference failed inside the native runtime.
+    #[error("inference failed: {0}")]
+    Runtime(String),
+}
+
+/// Description of one graph input or output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Element type, or `None` when the value is not a tensor wasi-nn can
+    /// carry (a map, a sequence, a string tensor).
+    pub ty: Option<TensorType>,
+    /// Dimensions; `-1` where the dimension is dynamic.
+    pub shape: Vec<i64>,
+    /// The runtime's own name for the value's type, for messages and metadata.
+    pub native_type: String,
+}
+
+/// A native inference runtime that turns model bytes into graphs.
+pub trait Backend: Send + Sync {
+    /// Short name used in logs, metadata and `sandscore version`.
+    fn name(&self) -> &'static str;
+    /// The platform string V2 model metadata reports (Triton's names).
+    fn platform(&self) -> &'static str;
+    /// The wasi-nn encoding this backend reads.
+    fn encoding(&self) -> Encoding;
+    /// The native library version, when it is loaded.
+    fn version(&self) -> String;
+    /// Whether a file in the model directory is a model for this backend.
+    fn recognizes(&self, path: &Path) -> bool;
+    /// Loads a graph from the parts wasi-nn `load` passes.
+    fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError>;
+}
+
+/// A loaded model. Shared by every instance; must serve concurrent contexts.
+pub trait Graph: Send + Sync {
+    /// Graph inputs.
+    fn inputs(&self) -> &[TensorInfo];
+    /// Graph outputs.
+    fn outputs(&self) -> &[TensorInfo];
+    /// A context in which inputs are bound and inference runs.
+    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError>;
+}
+
+/// One inference at a time on one graph.
+pub trait ExecutionContext: Send {
+    /// Runs the graph on named inputs, returning every output by name.
+    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError>;
+}
+
+/// The backends compiled into this binary, in the order discovery tries them.
+#[derive(Clone, Default)]
+pub struct Backends {
+    list: Vec<Arc<dyn Backend>>,
+}
+
+impl Backends {
+    /// Backends from explicit instances.
+    pub fn new(list: Vec<Arc<dyn Backend>>) -> Self {
+        Backends { list }
+    }
+
+    /// The backend for a wasi-nn encoding (`autodetect` is resolved by the
+    /// caller from the model bytes).
+    pub fn for_encoding(&self, encoding: Encoding) -> Option<&Arc<dyn Backend>> {
+        self.list.iter().find(|b| b.encoding() == encoding)
+    }
+
+    /// The backend that recognizes a model file, if any.
+    pub fn for_path(&self, path: &Path) -> Option<&Arc<dyn Backend>> {
+        self.list.iter().find(|b| b.recognizes(path))
+    }
+
+    /// Every backend.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Backend>> {
+        self.list.iter()
+    }
+}
+
+/// Checks named inputs against a graph's declared inputs before a backend
+/// sees them: every declared input present, no unknown names, element types
+/// equal, ranks equal and fixed dimensions equal.
+pub fn check_inputs(declared: &[TensorInfo], inputs: &[NamedTensor]) -> Result<(), BackendError> {
+    for input in inputs {
+        input
+            .tensor
+            .validate()
+            .map_err(|e| BackendError::InvalidInput(format!("input '{}': {e}", input.name)))?;
+        let Some(info) = declared.iter().find(|d| d.name == input.name) else {
+            let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+            return Err(BackendError::InvalidInput(format!(
+                "unknown input '{}'; the model's inputs are {names:?}",
+                input.name
+            )));
+        };
+        if info.ty != Some(input.tensor.ty) {
+            return Err(BackendError::InvalidInput(format!(
+                "input '{}' must be {}, got {}",
+                info.name,
+                info.ty.map(|t| t.to_string()).unwrap_or_else(|| info.native_type.clone()),
+                input.tensor.ty
+            )));
+        }
+        let shape = &input.tensor.shape;
+        let fits = info.shape.len() == shape.len()
+            && info
+                .shape
+                .iter()
+                .zip(shape)
+                .all(|(&want, &got)| want < 0 || want == i64::from(got));
+        if !fits {
+            return Err(BackendError::InvalidInput(format!(
+                "input '{}' must have shape {:?} (-1 is any size), got {:?}",
+                info.name, info.shape, shape
+            )));
+        }
+    }
+    for info in declared {
+        if !inputs.iter().any(|i| i.name == info.name) {
+            return Err(BackendError::InvalidInput(format!(
+                "missing input '{}' ({} {:?})",
+                info.name,
+                info.ty.map(|t| t.to_string()).unwrap_or_else(|| info.native_type.clone()),
+                info.shape
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Tensor;
+
+    fn declared() -> Vec<TensorInfo> {
+        vec![TensorInfo {
+            name: "x".into(),
+            ty: Some(TensorType::Fp32),
+            shape: vec![-1, 4],
+            native_type: "tensor(float)".into(),
+        }]
+    }
+
+    fn input(name: &str, shape: Vec<u32>, ty: TensorType) -> NamedTensor {
+        let n = crate::tensor::element_count(&shape).unwrap() * ty.size();
+        NamedTensor {
+            name: name.into(),
+            tensor: Tensor::new(shape, ty, vec![0; n]).unwrap(),
+        }
+    }
+
+    #[test]
+    fn accepts_dynamic_batch() {
+        check_inputs(&declared(), &[input("x", vec![3, 4], TensorType::Fp32)]).unwrap();
+    }
+
+    #[test]
+    fn rejects_wrong_type_shape_name_and_missing() {
+        let msg = |r: Result<(), BackendError>| r.unwrap_err().to_string();
+        assert!(msg(check_inputs(&declared(), &[input("x", vec![3, 4], TensorType::I64)])).contains("must be FP32"));
+        assert!(msg(check_inputs(&declared(), &[input("x", vec![3, 5], TensorType::Fp32)])).contains("shape"));
+        assert!(msg(check_inputs(&declared(), &[input("y", vec![3, 4], TensorType::Fp32)])).contains("unknown input 'y'"));
+        assert!(msg(check_inputs(&declared(), &[])).contains("missing input 'x'"));
+    }
+}

@@ -1,0 +1,477 @@
+//! ONNX Runtime through the `ort` crate, loaded at run time (`load-dynamic`).
+//!
+//! Why not wasmtime-wasi-nn's own ONNX backend: it pins an `ort` release
+//! candidate, panics the host on any non-FP32 input, reads outputs as f32
+//! only and serialises every request on one model behind one mutex. Here each
+//! graph keeps a small pool of ONNX Runtime sessions (ORT's `Run` is not safe
+//! to call concurrently on one session through `ort`), grown on demand up to
+//! the number of workers, so concurrent requests on one model run in parallel
+//! at the cost of one copy of the weights per concurrent session.
+//!
+//! The shared library is found, in order: `--ort-lib` / `ORT_DYLIB_PATH`,
+//! beside the `sandscore` binary, then in `../lib` next to it (the image
+//! layout). It is the `libonnxruntime.so` of the PyPI `onnxruntime` wheel
+//! pinned in `deps/requirements.lock`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use half::{bf16, f16};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
+
+use super::{Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo, check_inputs};
+use crate::tensor::{NamedTensor, Tensor, TensorType};
+
+/// File name prefix of the ONNX Runtime shared library.
+const LIB_NAME: &str = "libonnxruntime.so";
+
+/// Session settings applied to every graph.
+#[derive(Clone, Debug)]
+pub struct OrtOptions {
+    /// Explicit library path; `None` searches the default places.
+    pub library: Option<PathBuf>,
+    /// Threads ONNX Runtime uses inside one operator (0 = ORT's default).
+    pub intra_op_threads: usize,
+    /// Graph optimisation level: `disable`, `basic`, `extended`, `layout` or `all`.
+    pub optimization: String,
+    /// Most sessions (concurrent runs) per graph.
+    pub max_sessions: usize,
+}
+
+impl Default for OrtOptions {
+    fn default() -> Self {
+        OrtOptions {
+            library: None,
+            intra_op_threads: 1,
+            optimization: "all".into(),
+            max_sessions: 1,
+        }
+    }
+}
+
+/// Parses a graph optimisation level name.
+pub fn parse_optimization(name: &str) -> Result<GraphOptimizationLevel, String> {
+    Ok(match name {
+        "disable" => GraphOptimizationLevel::Disable,
+        "basic" => GraphOptimizationLevel::Level1,
+        "extended" => GraphOptimizationLevel::Level2,
+        "layout" => GraphOptimizationLevel::Level3,
+        "all" => GraphOptimizationLevel::All,
+        other => {
+            return Err(format!(
+                "unknown graph optimisation level '{other}'; use disable, basic, extended, layout or all"
+            ));
+        }
+    })
+}
+
+/// The places searched for the library, in order.
+pub fn library_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = explicit {
+        out.push(p.to_path_buf());
+        return out;
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        out.push(PathBuf::from(p));
+        return out;
+    }
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        for d in [dir.clone(), dir.join("../lib")] {
+            out.push(d.join(LIB_NAME));
+            out.push(d.join(format!("{LIB_NAME}.1")));
+        }
+    }
+    out
+}
+
+/// Loaded library state: the ORT environment, where it came from, and the
+/// session settings every graph uses.
+struct Loaded {
+    env: ort::environment::Environment,
+    path: PathBuf,
+    level: GraphOptimizationLevel,
+    intra_op_threads: usize,
+}
+
+impl Loaded {
+    fn new_session(&self, bytes: &[u8]) -> Result<Session, BackendError> {
+        let invalid = |e: ort::Error| BackendError::InvalidModel(e.to_string());
+        let mut builder = Session::builder(&self.env)
+            .map_err(invalid)?
+            .with_optimization_level(self.level)
+            .map_err(|e| invalid(e.into()))?;
+        if self.intra_op_threads > 0 {
+            builder = builder
+                .with_intra_threads(self.intra_op_threads)
+                .map_err(|e| invalid(e.into()))?;
+        }
+        builder.commit_from_memory(bytes).map_err(invalid)
+    }
+}
+
+/// The ONNX Runtime backend. The library is loaded on first use, so a
+/// deployment without ONNX models never needs it.
+pub struct OnnxRuntime {
+    options: OrtOptions,
+    level: GraphOptimizationLevel,
+    loaded: OnceLock<Result<Arc<Loaded>, String>>,
+}
+
+impl OnnxRuntime {
+    /// A backend with these options; fails only on invalid options.
+    pub fn new(options: OrtOptions) -> Result<Self, BackendError> {
+        let level = parse_optimization(&options.optimization).map_err(BackendError::Unsupported)?;
+        Ok(OnnxRuntime {
+            options,
+            level,
+            loaded: OnceLock::new(),
+        })
+    }
+
+    fn ensure_loaded(&self) -> Result<&Arc<Loaded>, BackendError> {
+        self.loaded
+            .get_or_init(|| {
+                load_library(self.options.library.as_deref()).map(|(env, path)| {
+                    Arc::new(Loaded {
+                        env,
+                        path,
+                        level: self.level,
+                        intra_op_threads: self.options.intra_op_threads,
+                    })
+                })
+            })
+            .as_ref()
+            .map_err(|e| BackendError::Unavailable(e.clone()))
+    }
+}
+
+fn load_library(explicit: Option<&Path>) -> Result<(ort::environment::Environment, PathBuf), String> {
+    let candidates = library_candidates(explicit);
+    let Some(path) = candidates.iter().find(|p| p.exists()).cloned() else {
+        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!(
+            "ONNX Runtime library not found (looked in: {}). Run `make ort` in the sandscore \
+             checkout, or set ORT_DYLIB_PATH to libonnxruntime.so.1.32.0 from the PyPI wheel \
+             (pip download --no-deps onnxruntime==1.32.0; unzip it; the library is in onnxruntime/capi/)",
+            looked.join(", ")
+        ));
+    };
+    let env = ort::init_from(&path)
+        .map_err(|e| format!("cannot load ONNX Runtime: {e}"))?
+        .with_name("sandscore")
+        .build()
+        .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
+    tracing::info!(library = %path.display(), "ONNX Runtime loaded");
+    Ok((env, path))
+}
+
+/// The version string the library reports (`OrtGetApiBase()->GetVersionString()`).
+fn library_version(path: &Path) -> Option<String> {
+    // SAFETY: the library is already loaded by ort (this only takes another
+    // reference), and `OrtGetApiBase` has had this signature since ORT 1.0.
+    unsafe {
+        let lib = libloading::Library::new(path).ok()?;
+        let get: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = lib.get(b"OrtGetApiBase").ok()?;
+        let base = get();
+        if base.is_null() {
+            return None;
+        }
+        let v = ((*base).GetVersionString)();
+        if v.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
+    }
+}
+
+impl Backend for OnnxRuntime {
+    fn name(&self) -> &'static str {
+        "onnxruntime"
+    }
+
+    fn platform(&self) -> &'static str {
+        "onnxruntime_onnx"
+    }
+
+    fn encoding(&self) -> Encoding {
+        Encoding::Onnx
+    }
+
+    fn version(&self) -> String {
+        match self.ensure_loaded() {
+            Ok(l) => library_version(&l.path).unwrap_or_else(|| l.path.display().to_string()),
+            Err(e) => format!("not loaded: {e}"),
+        }
+    }
+
+    fn recognizes(&self, path: &Path) -> bool {
+        path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    }
+
+    fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        if target != Target::Cpu {
+            return Err(BackendError::Unsupported(format!(
+                "execution target {target:?} is not available in this build; use cpu"
+            )));
+        }
+        let [bytes] = parts else {
+            return Err(BackendError::InvalidModel(format!(
+                "an ONNX graph is one builder, got {}",
+                parts.len()
+            )));
+        };
+        let loaded = Arc::clone(self.ensure_loaded()?);
+        let session = loaded.new_session(bytes)?;
+        let inputs = session.inputs().iter().map(|o| describe(o.name(), o.dtype())).collect();
+        let outputs = session.outputs().iter().map(|o| describe(o.name(), o.dtype())).collect();
+        Ok(Arc::new(OrtGraph {
+            loaded,
+            bytes: bytes.to_vec(),
+            inputs,
+            outputs,
+            pool: SessionPool {
+                idle: Mutex::new(PoolState {
+                    sessions: vec![session],
+                    created: 1,
+                }),
+                returned: Condvar::new(),
+                max: self.options.max_sessions.max(1),
+            },
+        }))
+    }
+}
+
+fn element_type(t: TensorElementType) -> Option<TensorType> {
+    Some(match t {
+        TensorElementType::Float16 => TensorType::Fp16,
+        TensorElementType::Float32 => TensorType::Fp32,
+        TensorElementType::Float64 => TensorType::Fp64,
+        TensorElementType::Bfloat16 => TensorType::Bf16,
+        TensorElementType::Uint8 => TensorType::U8,
+        TensorElementType::Int32 => TensorType::I32,
+        TensorElementType::Int64 => TensorType::I64,
+        _ => return None,
+    })
+}
+
+fn describe(name: &str, dtype: &ValueType) -> TensorInfo {
+    let (ty, shape) = match dtype {
+        ValueType::Tensor { ty, shape, .. } => (element_type(*ty), shape.iter().copied().collect()),
+        // scikit-learn's ZipMap: a sequence of maps, surfaced as [N, classes].
+        ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }) => (Some(TensorType::Fp32), vec![-1, -1]),
+        _ => (None, Vec::new()),
+    };
+    TensorInfo {
+        name: name.to_string(),
+        ty,
+        shape,
+        native_type: dtype.to_string(),
+    }
+}
+
+struct PoolState {
+    sessions: Vec<Session>,
+    created: usize,
+}
+
+/// Sessions of one graph; a run takes one, creating it if the pool is not
+/// yet at its size, or waits for one to come back.
+struct SessionPool {
+    idle: Mutex<PoolState>,
+    returned: Condvar,
+    max: usize,
+}
+
+struct OrtGraph {
+    /// Used to create further sessions of this graph.
+    loaded: Arc<Loaded>,
+    bytes: Vec<u8>,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+    pool: SessionPool,
+}
+
+impl OrtGraph {
+    fn take_session(&self) -> Result<Session, BackendError> {
+        let poisoned = |_| BackendError::Runtime("session pool lock poisoned".into());
+        let mut state = self.pool.idle.lock().map_err(poisoned)?;
+        loop {
+            if let Some(s) = state.sessions.pop() {
+                return Ok(s);
+            }
+            if state.created < self.pool.max {
+                state.created += 1;
+                drop(state);
+                let made = self.loaded.new_session(&self.bytes);
+                if made.is_err() {
+                    if let Ok(mut st) = self.pool.idle.lock() {
+                        st.created -= 1;
+                    }
+                }
+                return made;
+            }
+            state = self.pool.returned.wait(state).map_err(poisoned)?;
+        }
+    }
+
+    fn give_back(&self, session: Session) {
+        if let Ok(mut state) = self.pool.idle.lock() {
+            state.sessions.push(session);
+        }
+        self.pool.returned.notify_one();
+    }
+
+    fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        check_inputs(&self.inputs, &inputs)?;
+        let values = inputs
+            .into_iter()
+            .map(|i| Ok((i.name, to_value(i.tensor)?)))
+            .collect::<Result<Vec<(String, DynValue)>, BackendError>>()?;
+        let mut session = self.take_session()?;
+        let result = run_session(&mut session, values);
+        self.give_back(session);
+        result
+    }
+}
+
+fn run_session(session: &mut Session, values: Vec<(String, DynValue)>) -> Result<Vec<NamedTensor>, BackendError> {
+    let outputs = session
+        .run(values)
+        .map_err(|e| BackendError::Runtime(e.to_string()))?;
+    outputs
+        .into_iter()
+        .map(|(name, value)| {
+            Ok(NamedTensor {
+                name: name.to_string(),
+                tensor: from_value(name, &value)?,
+            })
+        })
+        .collect()
+}
+
+impl Graph for OrtGraph {
+    fn inputs(&self) -> &[TensorInfo] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorInfo] {
+        &self.outputs
+    }
+
+    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
+        Ok(Box::new(OrtContext { graph: self }))
+    }
+}
+
+struct OrtContext {
+    graph: Arc<OrtGraph>,
+}
+
+impl ExecutionContext for OrtContext {
+    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        self.graph.run(inputs)
+    }
+}
+
+/// Reads little-endian elements of `N` bytes.
+fn elements<const N: usize, T>(data: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
+    data.chunks_exact(N)
+        .map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            f(a)
+        })
+        .collect()
+}
+
+fn to_value(t: Tensor) -> Result<DynValue, BackendError> {
+    let shape: Vec<i64> = t.shape.iter().map(|&d| i64::from(d)).collect();
+    let d = &t.data;
+    let made = match t.ty {
+        TensorType::Fp16 => OrtTensor::from_array((shape, elements(d, f16::from_le_bytes))).map(|v| v.into_dyn()),
+        TensorType::Fp32 => OrtTensor::from_array((shape, elements(d, f32::from_le_bytes))).map(|v| v.into_dyn()),
+        TensorType::Fp64 => OrtTensor::from_array((shape, elements(d, f64::from_le_bytes))).map(|v| v.into_dyn()),
+        TensorType::Bf16 => OrtTensor::from_array((shape, elements(d, bf16::from_le_bytes))).map(|v| v.into_dyn()),
+        TensorType::U8 => OrtTensor::from_array((shape, t.data.clone())).map(|v| v.into_dyn()),
+        TensorType::I32 => OrtTensor::from_array((shape, elements(d, i32::from_le_bytes))).map(|v| v.into_dyn()),
+        TensorType::I64 => OrtTensor::from_array((shape, elements(d, i64::from_le_bytes))).map(|v| v.into_dyn()),
+    };
+    made.map_err(|e| BackendError::InvalidInput(e.to_string()))
+}
+
+fn shape_u32(name: &str, shape: &[i64]) -> Result<Vec<u32>, BackendError> {
+    shape
+        .iter()
+        .map(|&d| u32::try_from(d).map_err(|_| BackendError::Unsupported(format!("output '{name}' has dimension {d}"))))
+        .collect()
+}
+
+macro_rules! extract {
+    ($name:expr, $value:expr, $elem:ty, $ty:expr) => {{
+        let (shape, data) = $value
+            .try_extract_tensor::<$elem>()
+            .map_err(|e| BackendError::Runtime(e.to_string()))?;
+        let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        Ok(Tensor {
+            shape: shape_u32($name, shape)?,
+            ty: $ty,
+            data: bytes,
+        })
+    }};
+}
+
+fn from_value(name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
+    match value.dtype() {
+        ValueType::Tensor { ty, .. } => match ty {
+            TensorElementType::Float16 => extract!(name, value, f16, TensorType::Fp16),
+            TensorElementType::Float32 => extract!(name, value, f32, TensorType::Fp32),
+            TensorElementType::Float64 => extract!(name, value, f64, TensorType::Fp64),
+            TensorElementType::Bfloat16 => extract!(name, value, bf16, TensorType::Bf16),
+            TensorElementType::Uint8 => extract!(name, value, u8, TensorType::U8),
+            TensorElementType::Int32 => extract!(name, value, i32, TensorType::I32),
+            TensorElementType::Int64 => extract!(name, value, i64, TensorType::I64),
+            other => Err(BackendError::Unsupported(format!(
+                "output '{name}' is a {other:?} tensor, which wasi-nn cannot carry"
+            ))),
+        },
+        ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }) => zipmap_to_tensor(name, value),
+        other => Err(BackendError::Unsupported(format!(
+            "output '{name}' is {other}, which wasi-nn cannot carry"
+        ))),
+    }
+}
+
+/// scikit-learn's ZipMap output (one `map<label, float>` per row) as an FP32
+/// tensor [rows, classes], columns in ascending label order.
+fn zipmap_to_tensor(name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
+    let err = |e: ort::Error| BackendError::Runtime(format!("output '{name}': {e}"));
+    let rows = value
+        .try_extract_sequence::<ort::value::DynMapValueType>()
+        .map_err(err)?;
+    let mut columns = 0usize;
+    let mut data = Vec::new();
+    for row in &rows {
+        let mut probs: Vec<(i64, f32)> = match row.try_extract_key_values::<i64, f32>() {
+            Ok(kv) => kv,
+            Err(_) => {
+                let mut kv = row.try_extract_key_values::<String, f32>().map_err(err)?;
+                kv.sort_by(|a, b| a.0.cmp(&b.0));
+                kv.into_iter().enumerate().map(|(i, (_, v))| (i as i64, v)).collect()
+            }
+        };
+        probs.sort_by_key(|(k, _)| *k);
+        if columns != 0 && columns != probs.len() {
+            return Err(BackendError::Runtime(format!("output '{name}': rows have different class counts")));
+        }
+        columns = probs.len();
+        data.extend(probs.into_iter().flat_map(|(_, p)| p.to_le_bytes()));
+    }
+    Ok(Tensor {
+        shape: vec![rows.len() as u32, columns as u32],
+        ty: TensorType::Fp32,
+        data,
+    })
+}

@@ -1,0 +1,96 @@
+//! Azure ML's inference-server routes: `GET /` (liveness), `/score` (the
+//! module's `score`, i.e. `run()`), `/swagger.json`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, Style};
+use super::{AppState, RequestId, read_body};
+use crate::codec::query::query_to_json;
+use crate::instance::bindings::WitRequest;
+
+/// `GET /`: the server process is up.
+pub async fn health() -> &'static str {
+    "Healthy"
+}
+
+/// `GET /swagger.json`.
+pub async fn swagger(State(state): State<Arc<AppState>>) -> Response {
+    Json(state.openapi.clone()).into_response()
+}
+
+/// `GET /score?…`: the query as a JSON object, as Azure ML passes it.
+pub async fn score_get(
+    State(state): State<Arc<AppState>>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let body = query_to_json(query.as_deref().unwrap_or("")).to_string().into_bytes();
+    score(&state, id, &headers, body, "application/json".into()).await
+}
+
+/// `POST /score`: the body as sent.
+pub async fn score_post(
+    State(state): State<Arc<AppState>>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    state.ready(Style::AzureMl)?;
+    let body = read_body(body, &headers, state.max_body, Style::AzureMl).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    score(&state, id, &headers, body.to_vec(), content_type).await
+}
+
+async fn score(
+    state: &AppState,
+    id: String,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    content_type: String,
+) -> Result<Response, ApiError> {
+    let service = state.ready(Style::AzureMl)?;
+    let headers = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let request = WitRequest {
+        body,
+        content_type,
+        headers,
+    };
+    let answer = service
+        .score(request, id)
+        .await
+        .map_err(|e| ApiError::call(Style::AzureMl, e))?;
+    let Some(answer) = answer else {
+        return Err(ApiError::new(
+            Style::AzureMl,
+            StatusCode::NOT_FOUND,
+            "no scoring module is loaded (start with --module or AZUREML_ENTRY_SCRIPT); models answer on /v2/models/{name}/infer",
+        ));
+    };
+    let status = StatusCode::from_u16(answer.status)
+        .ok()
+        .filter(|s| !s.is_informational())
+        .ok_or_else(|| {
+            ApiError::new(
+                Style::AzureMl,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the scoring module returned invalid HTTP status {}", answer.status),
+            )
+        })?;
+    let content_type = HeaderValue::from_str(&answer.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    Ok((status, [(header::CONTENT_TYPE, content_type)], answer.body).into_response())
+}

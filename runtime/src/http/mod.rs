@@ -1,0 +1,134 @@
+//! The HTTP face: Azure ML's scoring routes and the Open Inference Protocol
+//! V2 REST routes over one axum router.
+//!
+//! The listener binds before models and module load, so liveness answers at
+//! once while readiness (and scoring) answer 503 until the service is ready.
+
+mod azureml;
+pub mod error;
+mod v2;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tracing::Instrument;
+
+use crate::service::Service;
+use error::{ApiError, Style};
+
+/// The OpenAPI document served at `/swagger.json`.
+pub const OPENAPI_YAML: &str = include_str!("../../../spec/openapi.yaml");
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// Set once models and module are loaded.
+    pub service: OnceLock<Arc<Service>>,
+    /// `/swagger.json`, parsed once.
+    pub openapi: serde_json::Value,
+    /// Largest request body accepted.
+    pub max_body: usize,
+}
+
+impl AppState {
+    /// State for a server that is not ready yet.
+    pub fn new(max_body: usize) -> Self {
+        let openapi = serde_yaml_ng::from_str(OPENAPI_YAML).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "spec/openapi.yaml does not parse");
+            serde_json::Value::Null
+        });
+        AppState {
+            service: OnceLock::new(),
+            openapi,
+            max_body,
+        }
+    }
+
+    fn ready(&self, style: Style) -> Result<&Arc<Service>, ApiError> {
+        self.service.get().ok_or_else(|| ApiError::not_ready(style))
+    }
+}
+
+type Shared = Arc<AppState>;
+
+/// The request id of the request being handled.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Every route.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(azureml::health))
+        .route("/score", get(azureml::score_get).post(azureml::score_post))
+        .route("/swagger.json", get(azureml::swagger))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/versions/{version}", get(v2::model_metadata_version))
+        .route("/v2/models/{name}/ready", get(v2::model_ready))
+        .route("/v2/models/{name}/versions/{version}/ready", get(v2::model_ready_version))
+        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route("/v2/models/{name}/versions/{version}/infer", post(v2::infer_version))
+        .fallback(not_found)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    let style = if req.uri().path().starts_with("/v2") { Style::V2 } else { Style::AzureMl };
+    ApiError::new(style, StatusCode::NOT_FOUND, format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+/// Echoes `x-request-id` (or makes one), and logs each request inside a span
+/// that carries it.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 200)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let started = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(status = resp.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1e3, "request done");
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Reads a whole body, answering 413 past `limit`.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize, style: Style) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(style, StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the {limit}-byte limit"))
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let limit_hit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if limit_hit {
+            too_large()
+        } else {
+            ApiError::new(style, StatusCode::BAD_REQUEST, format!("cannot read request body: {e}"))
+        }
+    })
+}

@@ -1,0 +1,161 @@
+//! Open Inference Protocol V2 REST routes (KServe, Triton): server and model
+//! metadata, health, and `infer` with JSON tensors.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, Style};
+use super::{AppState, RequestId, read_body};
+use crate::backend::TensorInfo;
+use crate::codec::v2::{decode_request, encode_response};
+use crate::nn::registry::ModelEntry;
+use crate::service::Service;
+
+/// `GET /v2`.
+pub async fn server_metadata() -> Json<Value> {
+    Json(json!({ "name": "sandscore", "version": crate::VERSION, "extensions": [] }))
+}
+
+/// `GET /v2/health/live`.
+pub async fn live() -> Json<Value> {
+    Json(json!({ "live": true }))
+}
+
+/// `GET /v2/health/ready`.
+pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    state.ready(Style::V2)?;
+    Ok(Json(json!({ "ready": true })))
+}
+
+fn model<'s>(service: &'s Service, name: &str, version: Option<&str>) -> Result<&'s ModelEntry, ApiError> {
+    let entry = service.models.get(name).ok_or_else(|| {
+        ApiError::new(Style::V2, StatusCode::NOT_FOUND, format!("model '{name}' is not loaded; loaded models: {:?}", service.models.names()))
+    })?;
+    match version {
+        Some(v) if v != entry.version => Err(ApiError::new(
+            Style::V2,
+            StatusCode::NOT_FOUND,
+            format!("model '{name}' has no version '{v}'; it has version '{}'", entry.version),
+        )),
+        _ => Ok(entry),
+    }
+}
+
+fn describe(infos: &[TensorInfo]) -> Vec<Value> {
+    infos
+        .iter()
+        .map(|i| {
+            json!({
+                "name": i.name,
+                "datatype": i.ty.map(|t| t.v2_name().to_string()).unwrap_or_else(|| i.native_type.clone()),
+                "shape": i.shape,
+            })
+        })
+        .collect()
+}
+
+fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<Json<Value>, ApiError> {
+    let service = state.ready(Style::V2)?;
+    let m = model(service, name, version)?;
+    Ok(Json(json!({
+        "name": m.name,
+        "versions": [m.version],
+        "platform": m.backend.platform(),
+        "inputs": describe(m.graph.inputs()),
+        "outputs": describe(m.graph.outputs()),
+    })))
+}
+
+/// `GET /v2/models/{name}`.
+pub async fn model_metadata(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    metadata(&state, &name, None)
+}
+
+/// `GET /v2/models/{name}/versions/{version}`.
+pub async fn model_metadata_version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    metadata(&state, &name, Some(&version))
+}
+
+fn model_is_ready(state: &AppState, name: &str, version: Option<&str>) -> Result<Json<Value>, ApiError> {
+    let service = state.ready(Style::V2)?;
+    let m = model(service, name, version)?;
+    Ok(Json(json!({ "name": m.name, "ready": true })))
+}
+
+/// `GET /v2/models/{name}/ready`.
+pub async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    model_is_ready(&state, &name, None)
+}
+
+/// `GET /v2/models/{name}/versions/{version}/ready`.
+pub async fn model_ready_version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    model_is_ready(&state, &name, Some(&version))
+}
+
+/// `POST /v2/models/{name}/infer`.
+pub async fn infer(
+    State(state): State<Arc<AppState>>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run(&state, id, name, None, headers, body).await
+}
+
+/// `POST /v2/models/{name}/versions/{version}/infer`.
+pub async fn infer_version(
+    State(state): State<Arc<AppState>>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run(&state, id, name, Some(version), headers, body).await
+}
+
+async fn run(
+    state: &AppState,
+    request_id: String,
+    name: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let service = state.ready(Style::V2)?;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::new(
+                Style::V2,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content type '{ct}' is not supported; send application/json"),
+            ));
+        }
+    }
+    if version.is_some() {
+        model(service, &name, version.as_deref())?;
+    }
+    let body = read_body(body, &headers, state.max_body, Style::V2).await?;
+    let request = decode_request(&body).map_err(|e| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, e.to_string()))?;
+    let outputs = service
+        .infer(&name, request.inputs, request_id)
+        .await
+        .map_err(ApiError::infer)?;
+    let model_version = service.models.get(&name).map(|m| m.version.clone());
+    let body = encode_response(&name, model_version.as_deref(), request.id.as_deref(), outputs, request.outputs.as_deref())
+        .map_err(|m| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, m))?;
+    Ok(Json(body).into_response())
+}

@@ -1,0 +1,56 @@
+//! What one store holds: the guest's WASI context, its resource table, its
+//! wasi-nn state, its limits, and the id of the request it is serving (so
+//! the guest's log lines carry it).
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::instance::bindings::sandscore::scoring::{logging, types};
+use crate::nn::NnState;
+
+/// Longest guest log line kept; longer ones are cut.
+const MAX_LOG_LINE: usize = 16 * 1024;
+
+/// The data of one instance's store.
+pub struct HostState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub nn: NnState,
+    pub limits: StoreLimits,
+    /// The request being served, or empty during `init`.
+    pub request_id: String,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: logging::Level, mut message: String) -> wasmtime::Result<()> {
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("…");
+        }
+        let id = self.request_id.as_str();
+        match level {
+            logging::Level::Trace => tracing::trace!(target: "guest", request_id = id, "{message}"),
+            logging::Level::Debug => tracing::debug!(target: "guest", request_id = id, "{message}"),
+            logging::Level::Info => tracing::info!(target: "guest", request_id = id, "{message}"),
+            logging::Level::Warn => tracing::warn!(target: "guest", request_id = id, "{message}"),
+            logging::Level::Error => tracing::error!(target: "guest", request_id = id, "{message}"),
+        }
+        Ok(())
+    }
+}

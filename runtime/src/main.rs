@@ -1,0 +1,169 @@
+//! The `sandscore` command: serve a scoring module, score one request,
+//! check a deployment, print versions.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use sandscore::config::RuntimeArgs;
+use sandscore::instance::bindings::WitRequest;
+use sandscore::instance::GUEST_MODEL_DIR;
+use sandscore::server::{ServeArgs, serve};
+use sandscore::service::{Service, backends};
+
+#[derive(Parser)]
+#[command(name = "sandscore", version, about = "Serve WebAssembly scoring modules and their models, sandboxed")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "SANDSCORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the module and models over HTTP (Azure ML routes and V2).
+    Serve(ServeArgs),
+    /// Score one request read from stdin (or --input) and print the answer.
+    Score(ScoreArgs),
+    /// Validate a module against the scorer world and load every model.
+    Check(RuntimeArgs),
+    /// Print the versions of sandscore, wasmtime, the WIT world and backends.
+    Version(RuntimeArgs),
+}
+
+#[derive(clap::Args)]
+struct ScoreArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Content type of the request.
+    #[arg(long, default_value = "application/json")]
+    content_type: String,
+    /// Read the request from this file instead of stdin.
+    #[arg(long)]
+    input: Option<PathBuf>,
+}
+
+fn init_logs(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},ort=warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => {
+            init_logs(cli.log_format, "info");
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")
+                .and_then(|rt| rt.block_on(serve(args)))
+        }
+        Command::Score(args) => {
+            init_logs(cli.log_format, "warn");
+            score(args)
+        }
+        Command::Check(args) => {
+            init_logs(cli.log_format, "warn");
+            check(args)
+        }
+        Command::Version(args) => version(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn score(args: ScoreArgs) -> anyhow::Result<()> {
+    if args.runtime.module.is_none() {
+        bail!("`score` needs a module: pass --module M.wasm (or set AZUREML_ENTRY_SCRIPT)");
+    }
+    let mut body = Vec::new();
+    match &args.input {
+        Some(p) => body = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+        None => {
+            std::io::stdin().read_to_end(&mut body).context("cannot read the request from stdin")?;
+        }
+    }
+    let service = Service::start(&args.runtime)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let request = WitRequest {
+        body,
+        content_type: args.content_type,
+        headers: Vec::new(),
+    };
+    let answer = rt
+        .block_on(service.score(request, "cli".into()))?
+        .context("no module loaded")?;
+    std::io::stdout().write_all(&answer.body)?;
+    println!();
+    if answer.status >= 400 {
+        bail!("the module answered HTTP {}", answer.status);
+    }
+    Ok(())
+}
+
+fn check(args: RuntimeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let service = Service::start(&RuntimeArgs { workers: 1, ..args.clone() })?;
+    if let Some(m) = &service.module {
+        println!("module     {} ({:?})", m.name, m.origin);
+        println!("world      sandscore:scoring/scorer@0.1.0: init, score and infer exported; init ran");
+    } else {
+        println!("module     none (models answer V2 infer directly)");
+    }
+    println!("models     {}", service.models.len());
+    for m in service.models.iter() {
+        let io = |infos: &[sandscore::backend::TensorInfo]| {
+            infos
+                .iter()
+                .map(|i| format!("{} {} {:?}", i.name, i.ty.map(|t| t.to_string()).unwrap_or_else(|| i.native_type.clone()), i.shape))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("  {:<16} {} ({:.1} ms) in: {} | out: {}", m.name, m.backend.name(), m.load_seconds * 1e3, io(m.graph.inputs()), io(m.graph.outputs()));
+    }
+    println!("capabilities granted to the module:");
+    match &args.model_dir {
+        Some(d) => println!("  files      {GUEST_MODEL_DIR} read-only (host {}), nothing else", d.display()),
+        None => println!("  files      none"),
+    }
+    println!("  models     wasi-nn load-by-name of the models above; load from bytes");
+    println!("  network    none (no TCP, UDP or name lookup)");
+    println!("  env        AZUREML_MODEL_DIR only");
+    println!("  processes  none; clocks and random: yes");
+    println!("  limits     memory {} MiB, request timeout {} ms, init timeout {} ms", args.memory_limit_mb, args.timeout_ms, args.init_timeout_ms);
+    println!("ok in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+fn version(args: RuntimeArgs) -> anyhow::Result<()> {
+    println!("sandscore  {}", sandscore::VERSION);
+    println!("wasmtime   {}", sandscore::WASMTIME_VERSION);
+    println!("wit        {}", sandscore::WIT_PACKAGES.join(", "));
+    for b in backends(&args)?.iter() {
+        println!("backend    {} {}", b.name(), b.version());
+    }
+    Ok(())
+}

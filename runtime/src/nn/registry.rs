@@ -1,0 +1,175 @@
+//! Named models, loaded once at startup and shared by every instance.
+//!
+//! Loading a graph costs milliseconds to seconds; opening one by name must
+//! cost nothing. So the model directory is scanned once: each model file, or
+//! each folder holding one model file, becomes a graph that guests open with
+//! wasi-nn `load-by-name` and that V2 clients address by the same name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backend::{Backend, BackendError, Backends, Graph, Target};
+
+/// One preloaded model.
+pub struct ModelEntry {
+    /// The name guests and clients use.
+    pub name: String,
+    /// The V2 version string (models here have one version, "1").
+    pub version: String,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The backend that serves it.
+    pub backend: Arc<dyn Backend>,
+    /// The loaded graph.
+    pub graph: Arc<dyn Graph>,
+    /// How long loading took.
+    pub load_seconds: f64,
+}
+
+/// Why the model directory could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read model directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("two models are named '{name}': {first} and {second}; rename one")]
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("model '{name}' ({path}) failed to load in {backend}: {source}")]
+    Load {
+        name: String,
+        path: PathBuf,
+        backend: &'static str,
+        #[source]
+        source: BackendError,
+    },
+}
+
+/// The preloaded models, by name.
+#[derive(Default)]
+pub struct ModelRegistry {
+    entries: BTreeMap<String, ModelEntry>,
+}
+
+impl ModelRegistry {
+    /// Scans `dir` and loads every model a backend recognizes. Files no
+    /// backend recognizes are skipped (and logged).
+    pub fn load_dir(dir: &Path, backends: &Backends) -> Result<Self, RegistryError> {
+        let mut registry = ModelRegistry::default();
+        for (name, path, backend) in discover(dir, backends)? {
+            let bytes = std::fs::read(&path).map_err(|source| RegistryError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let started = Instant::now();
+            let graph = backend
+                .load(&[&bytes], Target::Cpu)
+                .map_err(|source| RegistryError::Load {
+                    name: name.clone(),
+                    path: path.clone(),
+                    backend: backend.name(),
+                    source,
+                })?;
+            let load_seconds = started.elapsed().as_secs_f64();
+            tracing::info!(model = %name, path = %path.display(), backend = backend.name(), load_ms = load_seconds * 1e3, "model loaded");
+            if let Some(prev) = registry.entries.get(&name) {
+                return Err(RegistryError::Duplicate {
+                    name,
+                    first: prev.path.clone(),
+                    second: path,
+                });
+            }
+            registry.entries.insert(
+                name.clone(),
+                ModelEntry {
+                    name,
+                    version: "1".into(),
+                    path,
+                    backend: Arc::clone(backend),
+                    graph,
+                    load_seconds,
+                },
+            );
+        }
+        Ok(registry)
+    }
+
+    /// The model with this name.
+    pub fn get(&self, name: &str) -> Option<&ModelEntry> {
+        self.entries.get(name)
+    }
+
+    /// Every model, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &ModelEntry> {
+        self.entries.values()
+    }
+
+    /// Model names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    /// Number of models.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no model is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+type Found<'b> = Vec<(String, PathBuf, &'b Arc<dyn Backend>)>;
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
+    let io = |source| RegistryError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut paths = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io)?;
+    paths.sort();
+    Ok(paths)
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().unwrap_or_default().to_string_lossy().into_owned()
+}
+
+/// Names models: `dir/NAME.ext` is `NAME`; `dir/NAME/` with one model file
+/// is `NAME`; a folder with several model files gives `NAME_STEM` each.
+fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Found<'b>, RegistryError> {
+    let mut found = Vec::new();
+    for path in sorted_entries(dir)? {
+        if path.is_dir() {
+            let inner: Found<'b> = sorted_entries(&path)?
+                .into_iter()
+                .filter(|p| p.is_file())
+                .filter_map(|p| backends.for_path(&p).map(|b| (stem(&p), p, b)))
+                .collect();
+            let folder = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if inner.len() == 1 {
+                found.extend(inner.into_iter().map(|(_, p, b)| (folder.clone(), p, b)));
+            } else {
+                found.extend(inner.into_iter().map(|(s, p, b)| (format!("{folder}_{s}"), p, b)));
+            }
+        } else if let Some(b) = backends.for_path(&path) {
+            found.push((stem(&path), path, b));
+        } else {
+            tracing::debug!(path = %path.display(), "not a model for any backend in this build; skipped");
+        }
+    }
+    Ok(found)
+}

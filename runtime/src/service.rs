@@ -1,0 +1,157 @@
+//! The scoring service behind every front end (HTTP, `score`, `check`):
+//! models, the module's instance pool, and the rule that decides who answers
+//! a tensor request.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::backend::{BackendError, Backends};
+use crate::config::RuntimeArgs;
+use crate::instance::bindings::{GuestErrorCode, WitRequest, WitResponse};
+use crate::instance::compile::{self, Origin};
+use crate::instance::pool::{CallError, Pool};
+use crate::instance::{self, Factory, InstanceError};
+use crate::nn::registry::{ModelRegistry, RegistryError};
+use crate::tensor::NamedTensor;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Models(#[from] RegistryError),
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+}
+
+impl From<compile::CompileError> for StartError {
+    fn from(e: compile::CompileError) -> Self {
+        StartError::Instance(e.into())
+    }
+}
+
+/// Why a tensor request produced no outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("model '{0}' is not loaded; GET /v2 lists the models")]
+    UnknownModel(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// The loaded module, when there is one.
+pub struct ModuleInfo {
+    /// File stem of the module, its name in logs and metadata.
+    pub name: String,
+    /// Whether the compiled code came from a cache or was compiled now.
+    pub origin: Origin,
+}
+
+/// A ready scoring service.
+pub struct Service {
+    pub models: Arc<ModelRegistry>,
+    pub backends: Backends,
+    pub pool: Option<Pool>,
+    pub module: Option<ModuleInfo>,
+}
+
+/// The backends compiled into this build, configured from `args`.
+pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
+    #[allow(unused_mut)]
+    let mut list: Vec<Arc<dyn crate::backend::Backend>> = Vec::new();
+    #[cfg(feature = "onnxruntime")]
+    {
+        use crate::backend::onnxruntime::{OnnxRuntime, OrtOptions};
+        list.push(Arc::new(OnnxRuntime::new(OrtOptions {
+            library: args.ort_lib.clone(),
+            intra_op_threads: args.intra_op_threads,
+            optimization: args.graph_optimization.clone(),
+            max_sessions: args.workers as usize,
+        })?));
+    }
+    Ok(Backends::new(list))
+}
+
+impl Service {
+    /// Loads models, compiles and links the module, and starts its instances.
+    /// Blocking: call it from a blocking thread.
+    pub fn start(args: &RuntimeArgs) -> Result<Service, StartError> {
+        let backends = backends(args)?;
+        let models = Arc::new(match &args.model_dir {
+            Some(dir) => ModelRegistry::load_dir(dir, &backends)?,
+            None => ModelRegistry::default(),
+        });
+        let (pool, module) = match &args.module {
+            Some(path) => {
+                let sandbox = args.sandbox();
+                let engine = instance::engine(&sandbox)?;
+                let (component, origin) = compile::load(&engine, path, args.cache().as_deref())?;
+                let factory = Factory::new(
+                    engine,
+                    &component,
+                    Arc::clone(&models),
+                    backends.clone(),
+                    args.model_dir.as_deref(),
+                    sandbox,
+                )?;
+                let pool = Pool::start(Arc::new(factory))?;
+                let name = module_name(path);
+                tracing::info!(module = %name, ?origin, workers = pool.size(), "module ready");
+                (Some(pool), Some(ModuleInfo { name, origin }))
+            }
+            None => (None, None),
+        };
+        Ok(Service {
+            models,
+            backends,
+            pool,
+            module,
+        })
+    }
+
+    /// Scores one `/score` request through the module.
+    pub async fn score(&self, request: WitRequest, request_id: String) -> Result<Option<WitResponse>, CallError> {
+        match &self.pool {
+            Some(pool) => pool.score(request, request_id).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs a tensor request for `model`: the module's `infer` answers when
+    /// it implements it; otherwise (or without a module) the model runs
+    /// directly, as Triton would.
+    pub async fn infer(&self, model: &str, inputs: Vec<NamedTensor>, request_id: String) -> Result<Vec<NamedTensor>, InferError> {
+        if let Some(pool) = &self.pool {
+            match pool.infer(model.to_string(), inputs.clone(), request_id).await {
+                Err(CallError::Guest(e)) if e.code == GuestErrorCode::Unsupported => {}
+                other => return other.map_err(InferError::from),
+            }
+        }
+        let entry = self
+            .models
+            .get(model)
+            .ok_or_else(|| InferError::UnknownModel(model.to_string()))?;
+        let graph = Arc::clone(&entry.graph);
+        tokio::task::spawn_blocking(move || run_direct(graph, inputs))
+            .await
+            .map_err(|e| InferError::Backend(BackendError::Runtime(format!("inference thread failed: {e}"))))?
+    }
+}
+
+fn run_direct(graph: Arc<dyn crate::backend::Graph>, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, InferError> {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        graph.init_execution_context()?.compute(inputs)
+    }));
+    match run {
+        Ok(r) => r.map_err(InferError::from),
+        Err(_) => Err(InferError::Backend(BackendError::Runtime("backend panicked".into()))),
+    }
+}
+
+/// A module's display name: its file stem.
+pub fn module_name(path: &Path) -> String {
+    path.file_stem().unwrap_or_default().to_string_lossy().into_owned()
+}

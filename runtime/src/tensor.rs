@@ -1,0 +1,180 @@
+//! The tensor value every layer speaks: HTTP codecs decode into it, the
+//! wasi-nn host hands it to backends, backends hand it back.
+//!
+//! Data stays as little-endian bytes (wasi-nn's own representation), so a
+//! tensor crosses the component boundary and reaches a backend without being
+//! re-encoded on the way.
+
+use std::fmt;
+
+/// Element types wasi-nn can carry (`wasi:nn/tensor.tensor-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TensorType {
+    Fp16,
+    Fp32,
+    Fp64,
+    Bf16,
+    U8,
+    I32,
+    I64,
+}
+
+impl TensorType {
+    /// Every supported type, in wasi-nn order.
+    pub const ALL: [TensorType; 7] = [
+        TensorType::Fp16,
+        TensorType::Fp32,
+        TensorType::Fp64,
+        TensorType::Bf16,
+        TensorType::U8,
+        TensorType::I32,
+        TensorType::I64,
+    ];
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            TensorType::U8 => 1,
+            TensorType::Fp16 | TensorType::Bf16 => 2,
+            TensorType::Fp32 | TensorType::I32 => 4,
+            TensorType::Fp64 | TensorType::I64 => 8,
+        }
+    }
+
+    /// The Open Inference Protocol V2 datatype name.
+    pub fn v2_name(self) -> &'static str {
+        match self {
+            TensorType::Fp16 => "FP16",
+            TensorType::Fp32 => "FP32",
+            TensorType::Fp64 => "FP64",
+            TensorType::Bf16 => "BF16",
+            TensorType::U8 => "UINT8",
+            TensorType::I32 => "INT32",
+            TensorType::I64 => "INT64",
+        }
+    }
+
+    /// Parses a V2 datatype name; `None` for names wasi-nn cannot carry.
+    pub fn from_v2_name(name: &str) -> Option<TensorType> {
+        TensorType::ALL.into_iter().find(|t| t.v2_name() == name)
+    }
+}
+
+impl fmt::Display for TensorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.v2_name())
+    }
+}
+
+/// A dense row-major tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    /// Dimensions, outermost first.
+    pub shape: Vec<u32>,
+    /// Element type.
+    pub ty: TensorType,
+    /// Little-endian element bytes; `len == elements(shape) * ty.size()`.
+    pub data: Vec<u8>,
+}
+
+/// A tensor with the name of the graph input or output it belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub tensor: Tensor,
+}
+
+/// Why a tensor is not well formed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TensorError {
+    #[error("shape {shape:?} has too many elements")]
+    ShapeOverflow { shape: Vec<u32> },
+    #[error("{ty} tensor of shape {shape:?} needs {expected} bytes of data, got {actual}")]
+    DataLength {
+        ty: TensorType,
+        shape: Vec<u32>,
+        expected: usize,
+        actual: usize,
+    },
+}
+
+/// Number of elements a shape holds, or `None` on overflow.
+pub fn element_count(shape: &[u32]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+}
+
+impl Tensor {
+    /// Builds a tensor, checking that the data length fits the shape and type.
+    pub fn new(shape: Vec<u32>, ty: TensorType, data: Vec<u8>) -> Result<Tensor, TensorError> {
+        let t = Tensor { shape, ty, data };
+        t.validate()?;
+        Ok(t)
+    }
+
+    /// Checks that the data length fits the shape and type.
+    pub fn validate(&self) -> Result<(), TensorError> {
+        let expected = element_count(&self.shape)
+            .and_then(|n| n.checked_mul(self.ty.size()))
+            .ok_or_else(|| TensorError::ShapeOverflow {
+                shape: self.shape.clone(),
+            })?;
+        if expected != self.data.len() {
+            return Err(TensorError::DataLength {
+                ty: self.ty,
+                shape: self.shape.clone(),
+                expected,
+                actual: self.data.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len() / self.ty.size()
+    }
+
+    /// True when the tensor holds no elements.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_length_must_match_shape() {
+        assert!(Tensor::new(vec![2, 3], TensorType::Fp32, vec![0; 24]).is_ok());
+        let err = Tensor::new(vec![2, 3], TensorType::I64, vec![0; 24]).unwrap_err();
+        assert_eq!(
+            err,
+            TensorError::DataLength {
+                ty: TensorType::I64,
+                shape: vec![2, 3],
+                expected: 48,
+                actual: 24
+            }
+        );
+    }
+
+    #[test]
+    fn overflowing_shape_is_rejected() {
+        let shape = vec![u32::MAX, u32::MAX, u32::MAX];
+        assert!(matches!(
+            Tensor::new(shape, TensorType::Fp64, vec![]),
+            Err(TensorError::ShapeOverflow { .. })
+        ));
+    }
+
+    #[test]
+    fn v2_names_round_trip() {
+        for t in TensorType::ALL {
+            assert_eq!(TensorType::from_v2_name(t.v2_name()), Some(t));
+        }
+        assert_eq!(TensorType::from_v2_name("BOOL"), None);
+    }
+}
