@@ -52,7 +52,9 @@ pub mod bindings {
 }
 
 pub use bindings::sandscore::scoring::logging::Level;
-pub use bindings::sandscore::scoring::types::{Error, ErrorCode, NamedTensor as Tensor, Request, Response};
+pub use bindings::sandscore::scoring::types::{
+    Error, ErrorCode, NamedTensor as Tensor, Request, Response,
+};
 pub use bindings::wasi::nn::tensor::TensorType;
 pub use model::Model;
 pub use tensor::Element;
@@ -72,7 +74,9 @@ pub trait Scorer {
     /// "unsupported", and the host then runs the model directly.
     fn infer(model: &str, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
         let _ = inputs;
-        Err(Error::unsupported(format!("this module does not handle tensor requests for '{model}'")))
+        Err(Error::unsupported(format!(
+            "this module does not handle tensor requests for '{model}'"
+        )))
     }
 }
 
@@ -144,7 +148,8 @@ impl From<serde_json::Error> for Error {
 impl Request {
     /// The body parsed as JSON; a parse error becomes HTTP 400.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
-        if !self.content_type.is_empty() && !self.content_type.to_ascii_lowercase().contains("json") {
+        if !self.content_type.is_empty() && !self.content_type.to_ascii_lowercase().contains("json")
+        {
             return Err(Error::unsupported_media_type(format!(
                 "content type '{}' is not JSON",
                 self.content_type
@@ -155,7 +160,8 @@ impl Request {
 
     /// The body as UTF-8 text.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.body).map_err(|e| Error::bad_request(format!("body is not UTF-8: {e}")))
+        std::str::from_utf8(&self.body)
+            .map_err(|e| Error::bad_request(format!("body is not UTF-8: {e}")))
     }
 
     /// The first value of a header (names are lower case).
@@ -170,7 +176,8 @@ impl Request {
 impl Response {
     /// A 200 response with a JSON body.
     pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Response, Error> {
-        let body = serde_json::to_vec(value).map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))?;
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))?;
         Ok(Response {
             status: 200,
             body,

@@ -44,8 +44,13 @@ impl Model {
     }
 
     /// Loads a model from bytes (e.g. an ONNX file the module carries).
-    pub fn from_bytes(name: &str, bytes: &[u8], encoding: graph::GraphEncoding) -> Result<Model, Error> {
-        let g = graph::load(&[bytes.to_vec()], encoding, graph::ExecutionTarget::Cpu).map_err(|e| nn_error(name, e))?;
+    pub fn from_bytes(
+        name: &str,
+        bytes: &[u8],
+        encoding: graph::GraphEncoding,
+    ) -> Result<Model, Error> {
+        let g = graph::load(&[bytes.to_vec()], encoding, graph::ExecutionTarget::Cpu)
+            .map_err(|e| nn_error(name, e))?;
         Model::from_graph(name, g)
     }
 
@@ -67,9 +72,17 @@ impl Model {
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         let named: Vec<inference::NamedTensor> = inputs
             .iter()
-            .map(|t| (t.name.clone(), tensor::Tensor::new(&t.shape, t.datatype, &t.data)))
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    tensor::Tensor::new(&t.shape, t.datatype, &t.data),
+                )
+            })
             .collect();
-        let outputs = self.context.compute(named).map_err(|e| nn_error(&self.name, e))?;
+        let outputs = self
+            .context
+            .compute(named)
+            .map_err(|e| nn_error(&self.name, e))?;
         Ok(outputs
             .into_iter()
             .map(|(name, t)| Tensor {

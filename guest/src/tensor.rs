@@ -67,7 +67,11 @@ impl Tensor {
                 T::TYPE
             )));
         }
-        Ok(self.data.chunks_exact(type_size(T::TYPE)).map(T::get).collect())
+        Ok(self
+            .data
+            .chunks_exact(type_size(T::TYPE))
+            .map(T::get)
+            .collect())
     }
 
     /// Number of elements the shape holds.

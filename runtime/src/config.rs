@@ -30,11 +30,19 @@ pub struct RuntimeArgs {
     pub timeout_ms: u64,
 
     /// Deadline for one instance's `init`, in milliseconds.
-    #[arg(long = "init-timeout", env = "SANDSCORE_INIT_TIMEOUT_MS", default_value_t = 300_000)]
+    #[arg(
+        long = "init-timeout",
+        env = "SANDSCORE_INIT_TIMEOUT_MS",
+        default_value_t = 300_000
+    )]
     pub init_timeout_ms: u64,
 
     /// Largest linear memory of one instance, in MiB.
-    #[arg(long = "memory-limit", env = "SANDSCORE_MEMORY_LIMIT_MB", default_value_t = 512)]
+    #[arg(
+        long = "memory-limit",
+        env = "SANDSCORE_MEMORY_LIMIT_MB",
+        default_value_t = 512
+    )]
     pub memory_limit_mb: usize,
 
     /// Where compiled modules are cached [default: $XDG_CACHE_HOME/sandscore

@@ -9,13 +9,17 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use sandscore::config::RuntimeArgs;
-use sandscore::instance::bindings::WitRequest;
 use sandscore::instance::GUEST_MODEL_DIR;
+use sandscore::instance::bindings::WitRequest;
 use sandscore::server::{ServeArgs, serve};
 use sandscore::service::{Service, backends};
 
 #[derive(Parser)]
-#[command(name = "sandscore", version, about = "Serve WebAssembly scoring modules and their models, sandboxed")]
+#[command(
+    name = "sandscore",
+    version,
+    about = "Serve WebAssembly scoring modules and their models, sandboxed"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "SANDSCORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true)]
@@ -56,9 +60,12 @@ struct ScoreArgs {
 }
 
 fn init_logs(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default_level},ort=warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default_level},ort=warn"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -101,13 +108,19 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
     }
     let mut body = Vec::new();
     match &args.input {
-        Some(p) => body = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+        Some(p) => {
+            body = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
         None => {
-            std::io::stdin().read_to_end(&mut body).context("cannot read the request from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .context("cannot read the request from stdin")?;
         }
     }
     let service = Service::start(&args.runtime)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let request = WitRequest {
         body,
         content_type: args.content_type,
@@ -126,10 +139,15 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
 
 fn check(args: RuntimeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let service = Service::start(&RuntimeArgs { workers: 1, ..args.clone() })?;
+    let service = Service::start(&RuntimeArgs {
+        workers: 1,
+        ..args.clone()
+    })?;
     if let Some(m) = &service.module {
         println!("module     {} ({:?})", m.name, m.origin);
-        println!("world      sandscore:scoring/scorer@0.1.0: init, score and infer exported; init ran");
+        println!(
+            "world      sandscore:scoring/scorer@0.1.0: init, score and infer exported; init ran"
+        );
     } else {
         println!("module     none (models answer V2 infer directly)");
     }
@@ -138,22 +156,43 @@ fn check(args: RuntimeArgs) -> anyhow::Result<()> {
         let io = |infos: &[sandscore::backend::TensorInfo]| {
             infos
                 .iter()
-                .map(|i| format!("{} {} {:?}", i.name, i.ty.map(|t| t.to_string()).unwrap_or_else(|| i.native_type.clone()), i.shape))
+                .map(|i| {
+                    format!(
+                        "{} {} {:?}",
+                        i.name,
+                        i.ty.map(|t| t.to_string())
+                            .unwrap_or_else(|| i.native_type.clone()),
+                        i.shape
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!("  {:<16} {} ({:.1} ms) in: {} | out: {}", m.name, m.backend.name(), m.load_seconds * 1e3, io(m.graph.inputs()), io(m.graph.outputs()));
+        println!(
+            "  {:<16} {} ({:.1} ms) in: {} | out: {}",
+            m.name,
+            m.backend.name(),
+            m.load_seconds * 1e3,
+            io(m.graph.inputs()),
+            io(m.graph.outputs())
+        );
     }
     println!("capabilities granted to the module:");
     match &args.model_dir {
-        Some(d) => println!("  files      {GUEST_MODEL_DIR} read-only (host {}), nothing else", d.display()),
+        Some(d) => println!(
+            "  files      {GUEST_MODEL_DIR} read-only (host {}), nothing else",
+            d.display()
+        ),
         None => println!("  files      none"),
     }
     println!("  models     wasi-nn load-by-name of the models above; load from bytes");
     println!("  network    none (no TCP, UDP or name lookup)");
     println!("  env        AZUREML_MODEL_DIR only");
     println!("  processes  none; clocks and random: yes");
-    println!("  limits     memory {} MiB, request timeout {} ms, init timeout {} ms", args.memory_limit_mb, args.timeout_ms, args.init_timeout_ms);
+    println!(
+        "  limits     memory {} MiB, request timeout {} ms, init timeout {} ms",
+        args.memory_limit_mb, args.timeout_ms, args.init_timeout_ms
+    );
     println!("ok in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }

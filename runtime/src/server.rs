@@ -26,7 +26,11 @@ pub struct ServeArgs {
     pub host: String,
 
     /// Largest request body, in MiB.
-    #[arg(long = "max-body", env = "SANDSCORE_MAX_BODY_MB", default_value_t = 100)]
+    #[arg(
+        long = "max-body",
+        env = "SANDSCORE_MAX_BODY_MB",
+        default_value_t = 100
+    )]
     pub max_body_mb: usize,
 }
 
@@ -56,7 +60,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let app = router(Arc::clone(&state));
     let mut server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
     });
     tokio::select! {
         served = &mut server => {
@@ -68,7 +74,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             loaded.context("startup thread failed")?.context("startup failed")?;
         }
     }
-    server.await.context("server task failed")?.context("server failed")?;
+    server
+        .await
+        .context("server task failed")?
+        .context("server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

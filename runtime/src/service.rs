@@ -113,7 +113,11 @@ impl Service {
     }
 
     /// Scores one `/score` request through the module.
-    pub async fn score(&self, request: WitRequest, request_id: String) -> Result<Option<WitResponse>, CallError> {
+    pub async fn score(
+        &self,
+        request: WitRequest,
+        request_id: String,
+    ) -> Result<Option<WitResponse>, CallError> {
         match &self.pool {
             Some(pool) => pool.score(request, request_id).await.map(Some),
             None => Ok(None),
@@ -123,9 +127,17 @@ impl Service {
     /// Runs a tensor request for `model`: the module's `infer` answers when
     /// it implements it; otherwise (or without a module) the model runs
     /// directly, as Triton would.
-    pub async fn infer(&self, model: &str, inputs: Vec<NamedTensor>, request_id: String) -> Result<Vec<NamedTensor>, InferError> {
+    pub async fn infer(
+        &self,
+        model: &str,
+        inputs: Vec<NamedTensor>,
+        request_id: String,
+    ) -> Result<Vec<NamedTensor>, InferError> {
         if let Some(pool) = &self.pool {
-            match pool.infer(model.to_string(), inputs.clone(), request_id).await {
+            match pool
+                .infer(model.to_string(), inputs.clone(), request_id)
+                .await
+            {
                 Err(CallError::Guest(e)) if e.code == GuestErrorCode::Unsupported => {}
                 other => return other.map_err(InferError::from),
             }
@@ -137,21 +149,33 @@ impl Service {
         let graph = Arc::clone(&entry.graph);
         tokio::task::spawn_blocking(move || run_direct(graph, inputs))
             .await
-            .map_err(|e| InferError::Backend(BackendError::Runtime(format!("inference thread failed: {e}"))))?
+            .map_err(|e| {
+                InferError::Backend(BackendError::Runtime(format!(
+                    "inference thread failed: {e}"
+                )))
+            })?
     }
 }
 
-fn run_direct(graph: Arc<dyn crate::backend::Graph>, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, InferError> {
+fn run_direct(
+    graph: Arc<dyn crate::backend::Graph>,
+    inputs: Vec<NamedTensor>,
+) -> Result<Vec<NamedTensor>, InferError> {
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         graph.init_execution_context()?.compute(inputs)
     }));
     match run {
         Ok(r) => r.map_err(InferError::from),
-        Err(_) => Err(InferError::Backend(BackendError::Runtime("backend panicked".into()))),
+        Err(_) => Err(InferError::Backend(BackendError::Runtime(
+            "backend panicked".into(),
+        ))),
     }
 }
 
 /// A module's display name: its file stem.
 pub fn module_name(path: &Path) -> String {
-    path.file_stem().unwrap_or_default().to_string_lossy().into_owned()
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }

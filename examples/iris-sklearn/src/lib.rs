@@ -28,7 +28,9 @@ impl Scorer for Iris {
     fn score(req: Request) -> Result<Response, Error> {
         let input: Input = req.json()?;
         if input.data.is_empty() {
-            return Err(Error::bad_request("'data' must hold at least one row of 4 measurements"));
+            return Err(Error::bad_request(
+                "'data' must hold at least one row of 4 measurements",
+            ));
         }
         let rows = input.data.len();
         let flat: Vec<f32> = input.data.iter().flatten().copied().collect();

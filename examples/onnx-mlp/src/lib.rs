@@ -23,7 +23,9 @@ struct Input {
 fn argmax(p: &[f32]) -> i64 {
     p.iter()
         .enumerate()
-        .fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
         .0 as i64
 }
 
@@ -43,7 +45,12 @@ impl Scorer for Mlp {
         if input.data.is_empty() {
             return Err(Error::bad_request("'data' must hold at least one row"));
         }
-        if let Some((i, row)) = input.data.iter().enumerate().find(|(_, r)| r.len() != FEATURES) {
+        if let Some((i, row)) = input
+            .data
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.len() != FEATURES)
+        {
             return Err(Error::bad_request(format!(
                 "row {i} has {} values; the model takes {FEATURES}",
                 row.len()
@@ -64,7 +71,9 @@ impl Scorer for Mlp {
 
     fn infer(model: &str, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
         if model != MODEL {
-            return Err(Error::unsupported(format!("this module serves '{MODEL}' only")));
+            return Err(Error::unsupported(format!(
+                "this module serves '{MODEL}' only"
+            )));
         }
         let mut out = Model::by_name(MODEL)?.run(&inputs)?;
         let class = classes(Tensor::find(&out, "probabilities")?)?;

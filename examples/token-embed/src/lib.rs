@@ -28,9 +28,15 @@ impl Scorer for Embed {
         let rows = input.tokens.len();
         let len = input.tokens.first().map_or(0, Vec::len);
         if rows == 0 || len == 0 || input.tokens.iter().any(|r| r.len() != len) {
-            return Err(Error::bad_request("'tokens' must be non-empty rows of equal length"));
+            return Err(Error::bad_request(
+                "'tokens' must be non-empty rows of equal length",
+            ));
         }
-        let ids = Tensor::new("input_ids", &[rows as u32, len as u32], &input.tokens.concat());
+        let ids = Tensor::new(
+            "input_ids",
+            &[rows as u32, len as u32],
+            &input.tokens.concat(),
+        );
         let out = Model::by_name(MODEL)?.run(&[ids])?;
         let emb = Tensor::find(&out, "embedding")?;
         let dim = emb.shape.last().copied().unwrap_or(1).max(1) as usize;

@@ -150,7 +150,9 @@ pub fn check_inputs(declared: &[TensorInfo], inputs: &[NamedTensor]) -> Result<(
             return Err(BackendError::InvalidInput(format!(
                 "input '{}' must be {}, got {}",
                 info.name,
-                info.ty.map(|t| t.to_string()).unwrap_or_else(|| info.native_type.clone()),
+                info.ty
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| info.native_type.clone()),
                 input.tensor.ty
             )));
         }
@@ -173,7 +175,9 @@ pub fn check_inputs(declared: &[TensorInfo], inputs: &[NamedTensor]) -> Result<(
             return Err(BackendError::InvalidInput(format!(
                 "missing input '{}' ({} {:?})",
                 info.name,
-                info.ty.map(|t| t.to_string()).unwrap_or_else(|| info.native_type.clone()),
+                info.ty
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| info.native_type.clone()),
                 info.shape
             )));
         }
@@ -211,9 +215,27 @@ mod tests {
     #[test]
     fn rejects_wrong_type_shape_name_and_missing() {
         let msg = |r: Result<(), BackendError>| r.unwrap_err().to_string();
-        assert!(msg(check_inputs(&declared(), &[input("x", vec![3, 4], TensorType::I64)])).contains("must be FP32"));
-        assert!(msg(check_inputs(&declared(), &[input("x", vec![3, 5], TensorType::Fp32)])).contains("shape"));
-        assert!(msg(check_inputs(&declared(), &[input("y", vec![3, 4], TensorType::Fp32)])).contains("unknown input 'y'"));
+        assert!(
+            msg(check_inputs(
+                &declared(),
+                &[input("x", vec![3, 4], TensorType::I64)]
+            ))
+            .contains("must be FP32")
+        );
+        assert!(
+            msg(check_inputs(
+                &declared(),
+                &[input("x", vec![3, 5], TensorType::Fp32)]
+            ))
+            .contains("shape")
+        );
+        assert!(
+            msg(check_inputs(
+                &declared(),
+                &[input("y", vec![3, 4], TensorType::Fp32)]
+            ))
+            .contains("unknown input 'y'")
+        );
         assert!(msg(check_inputs(&declared(), &[])).contains("missing input 'x'"));
     }
 }

@@ -21,7 +21,9 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
-use super::{Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo, check_inputs};
+use super::{
+    Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo, check_inputs,
+};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
 /// File name prefix of the ONNX Runtime shared library.
@@ -78,7 +80,10 @@ pub fn library_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
         out.push(PathBuf::from(p));
         return out;
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         for d in [dir.clone(), dir.join("../lib")] {
             out.push(d.join(LIB_NAME));
             out.push(d.join(format!("{LIB_NAME}.1")));
@@ -148,7 +153,9 @@ impl OnnxRuntime {
     }
 }
 
-fn load_library(explicit: Option<&Path>) -> Result<(ort::environment::Environment, PathBuf), String> {
+fn load_library(
+    explicit: Option<&Path>,
+) -> Result<(ort::environment::Environment, PathBuf), String> {
     let candidates = library_candidates(explicit);
     let Some(path) = candidates.iter().find(|p| p.exists()).cloned() else {
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
@@ -174,7 +181,8 @@ fn library_version(path: &Path) -> Option<String> {
     // reference), and `OrtGetApiBase` has had this signature since ORT 1.0.
     unsafe {
         let lib = libloading::Library::new(path).ok()?;
-        let get: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = lib.get(b"OrtGetApiBase").ok()?;
+        let get: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            lib.get(b"OrtGetApiBase").ok()?;
         let base = get();
         if base.is_null() {
             return None;
@@ -208,7 +216,8 @@ impl Backend for OnnxRuntime {
     }
 
     fn recognizes(&self, path: &Path) -> bool {
-        path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+        path.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
     }
 
     fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError> {
@@ -225,8 +234,16 @@ impl Backend for OnnxRuntime {
         };
         let loaded = Arc::clone(self.ensure_loaded()?);
         let session = loaded.new_session(bytes)?;
-        let inputs = session.inputs().iter().map(|o| describe(o.name(), o.dtype())).collect();
-        let outputs = session.outputs().iter().map(|o| describe(o.name(), o.dtype())).collect();
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| describe(o.name(), o.dtype()))
+            .collect();
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| describe(o.name(), o.dtype()))
+            .collect();
         Ok(Arc::new(OrtGraph {
             loaded,
             bytes: bytes.to_vec(),
@@ -261,7 +278,9 @@ fn describe(name: &str, dtype: &ValueType) -> TensorInfo {
     let (ty, shape) = match dtype {
         ValueType::Tensor { ty, shape, .. } => (element_type(*ty), shape.iter().copied().collect()),
         // scikit-learn's ZipMap: a sequence of maps, surfaced as [N, classes].
-        ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }) => (Some(TensorType::Fp32), vec![-1, -1]),
+        ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }) => {
+            (Some(TensorType::Fp32), vec![-1, -1])
+        }
         _ => (None, Vec::new()),
     };
     TensorInfo {
@@ -306,10 +325,10 @@ impl OrtGraph {
                 state.created += 1;
                 drop(state);
                 let made = self.loaded.new_session(&self.bytes);
-                if made.is_err() {
-                    if let Ok(mut st) = self.pool.idle.lock() {
-                        st.created -= 1;
-                    }
+                if made.is_err()
+                    && let Ok(mut st) = self.pool.idle.lock()
+                {
+                    st.created -= 1;
                 }
                 return made;
             }
@@ -337,7 +356,10 @@ impl OrtGraph {
     }
 }
 
-fn run_session(session: &mut Session, values: Vec<(String, DynValue)>) -> Result<Vec<NamedTensor>, BackendError> {
+fn run_session(
+    session: &mut Session,
+    values: Vec<(String, DynValue)>,
+) -> Result<Vec<NamedTensor>, BackendError> {
     let outputs = session
         .run(values)
         .map_err(|e| BackendError::Runtime(e.to_string()))?;
@@ -390,22 +412,33 @@ fn elements<const N: usize, T>(data: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
 fn to_value(t: Tensor) -> Result<DynValue, BackendError> {
     let shape: Vec<i64> = t.shape.iter().map(|&d| i64::from(d)).collect();
     let d = &t.data;
-    let made = match t.ty {
-        TensorType::Fp16 => OrtTensor::from_array((shape, elements(d, f16::from_le_bytes))).map(|v| v.into_dyn()),
-        TensorType::Fp32 => OrtTensor::from_array((shape, elements(d, f32::from_le_bytes))).map(|v| v.into_dyn()),
-        TensorType::Fp64 => OrtTensor::from_array((shape, elements(d, f64::from_le_bytes))).map(|v| v.into_dyn()),
-        TensorType::Bf16 => OrtTensor::from_array((shape, elements(d, bf16::from_le_bytes))).map(|v| v.into_dyn()),
-        TensorType::U8 => OrtTensor::from_array((shape, t.data.clone())).map(|v| v.into_dyn()),
-        TensorType::I32 => OrtTensor::from_array((shape, elements(d, i32::from_le_bytes))).map(|v| v.into_dyn()),
-        TensorType::I64 => OrtTensor::from_array((shape, elements(d, i64::from_le_bytes))).map(|v| v.into_dyn()),
-    };
+    let made =
+        match t.ty {
+            TensorType::Fp16 => OrtTensor::from_array((shape, elements(d, f16::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::Fp32 => OrtTensor::from_array((shape, elements(d, f32::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::Fp64 => OrtTensor::from_array((shape, elements(d, f64::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::Bf16 => OrtTensor::from_array((shape, elements(d, bf16::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::U8 => OrtTensor::from_array((shape, t.data.clone())).map(|v| v.into_dyn()),
+            TensorType::I32 => OrtTensor::from_array((shape, elements(d, i32::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::I64 => OrtTensor::from_array((shape, elements(d, i64::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+        };
     made.map_err(|e| BackendError::InvalidInput(e.to_string()))
 }
 
 fn shape_u32(name: &str, shape: &[i64]) -> Result<Vec<u32>, BackendError> {
     shape
         .iter()
-        .map(|&d| u32::try_from(d).map_err(|_| BackendError::Unsupported(format!("output '{name}' has dimension {d}"))))
+        .map(|&d| {
+            u32::try_from(d).map_err(|_| {
+                BackendError::Unsupported(format!("output '{name}' has dimension {d}"))
+            })
+        })
         .collect()
 }
 
@@ -437,7 +470,9 @@ fn from_value(name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
                 "output '{name}' is a {other:?} tensor, which wasi-nn cannot carry"
             ))),
         },
-        ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }) => zipmap_to_tensor(name, value),
+        ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }) => {
+            zipmap_to_tensor(name, value)
+        }
         other => Err(BackendError::Unsupported(format!(
             "output '{name}' is {other}, which wasi-nn cannot carry"
         ))),
@@ -459,12 +494,17 @@ fn zipmap_to_tensor(name: &str, value: &DynValue) -> Result<Tensor, BackendError
             Err(_) => {
                 let mut kv = row.try_extract_key_values::<String, f32>().map_err(err)?;
                 kv.sort_by(|a, b| a.0.cmp(&b.0));
-                kv.into_iter().enumerate().map(|(i, (_, v))| (i as i64, v)).collect()
+                kv.into_iter()
+                    .enumerate()
+                    .map(|(i, (_, v))| (i as i64, v))
+                    .collect()
             }
         };
         probs.sort_by_key(|(k, _)| *k);
         if columns != 0 && columns != probs.len() {
-            return Err(BackendError::Runtime(format!("output '{name}': rows have different class counts")));
+            return Err(BackendError::Runtime(format!(
+                "output '{name}': rows have different class counts"
+            )));
         }
         columns = probs.len();
         data.extend(probs.into_iter().flat_map(|(_, p)| p.to_le_bytes()));

@@ -77,7 +77,10 @@ mod tests {
     #[test]
     fn repeated_keys_collect_and_bad_escapes_survive() {
         assert_eq!(query_to_json("k=1&k=2&k=3"), json!({"k": [1, 2, 3]}));
-        assert_eq!(query_to_json("p=100%&q=%zz"), json!({"p": "100%", "q": "%zz"}));
+        assert_eq!(
+            query_to_json("p=100%&q=%zz"),
+            json!({"p": "100%", "q": "%zz"})
+        );
         assert_eq!(query_to_json(""), json!({}));
     }
 }

@@ -16,7 +16,9 @@ use crate::tensor::{NamedTensor, Tensor, TensorType, element_count};
 pub enum DecodeError {
     #[error("request body is not valid inference JSON: {0}")]
     Json(String),
-    #[error("input '{name}': datatype '{datatype}' is not supported; use one of FP16, FP32, FP64, BF16, UINT8, INT32, INT64")]
+    #[error(
+        "input '{name}': datatype '{datatype}' is not supported; use one of FP16, FP32, FP64, BF16, UINT8, INT32, INT64"
+    )]
     Datatype { name: String, datatype: String },
     #[error("input '{name}': shape {shape:?} is invalid (dimensions must be 0..=4294967295)")]
     Shape { name: String, shape: Vec<i64> },
@@ -72,7 +74,8 @@ pub struct InferRequest {
 
 /// Decodes a V2 inference request body.
 pub fn decode_request(body: &[u8]) -> Result<InferRequest, DecodeError> {
-    let req: InferRequestJson = serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let req: InferRequestJson =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
     if req.inputs.is_empty() {
         return Err(DecodeError::NoInputs);
     }
@@ -141,16 +144,26 @@ fn decode_tensor(input: &RequestInput) -> Result<Tensor, DecodeError> {
             datatype: ty,
         };
         match ty {
-            TensorType::Fp16 => data.extend(f16::from_f64(v.as_f64().ok_or_else(bad)?).to_le_bytes()),
-            TensorType::Bf16 => data.extend(bf16::from_f64(v.as_f64().ok_or_else(bad)?).to_le_bytes()),
+            TensorType::Fp16 => {
+                data.extend(f16::from_f64(v.as_f64().ok_or_else(bad)?).to_le_bytes())
+            }
+            TensorType::Bf16 => {
+                data.extend(bf16::from_f64(v.as_f64().ok_or_else(bad)?).to_le_bytes())
+            }
             TensorType::Fp32 => data.extend((v.as_f64().ok_or_else(bad)? as f32).to_le_bytes()),
             TensorType::Fp64 => data.extend(v.as_f64().ok_or_else(bad)?.to_le_bytes()),
             TensorType::U8 => {
-                let x = v.as_u64().and_then(|x| u8::try_from(x).ok()).ok_or_else(bad)?;
+                let x = v
+                    .as_u64()
+                    .and_then(|x| u8::try_from(x).ok())
+                    .ok_or_else(bad)?;
                 data.push(x);
             }
             TensorType::I32 => {
-                let x = v.as_i64().and_then(|x| i32::try_from(x).ok()).ok_or_else(bad)?;
+                let x = v
+                    .as_i64()
+                    .and_then(|x| i32::try_from(x).ok())
+                    .ok_or_else(bad)?;
                 data.extend(x.to_le_bytes());
             }
             TensorType::I64 => data.extend(v.as_i64().ok_or_else(bad)?.to_le_bytes()),
@@ -255,31 +268,94 @@ mod tests {
             let body = json!({"inputs": [{"name": "x", "shape": [3], "datatype": ty.v2_name(), "data": [0, 1, 2]}]});
             let t = one(body).unwrap();
             assert_eq!(t.ty, ty);
-            assert_eq!(tensor_data(&t), json!([0.0, 1.0, 2.0]).as_array().map(|a| {
-                if matches!(ty, TensorType::U8 | TensorType::I32 | TensorType::I64) { json!([0, 1, 2]) } else { Value::Array(a.clone()) }
-            }).unwrap());
+            assert_eq!(
+                tensor_data(&t),
+                json!([0.0, 1.0, 2.0])
+                    .as_array()
+                    .map(|a| {
+                        if matches!(ty, TensorType::U8 | TensorType::I32 | TensorType::I64) {
+                            json!([0, 1, 2])
+                        } else {
+                            Value::Array(a.clone())
+                        }
+                    })
+                    .unwrap()
+            );
         }
     }
 
     #[test]
     fn bad_inputs_say_what_is_wrong() {
         let err = |v: Value| one(v).unwrap_err();
-        assert!(matches!(err(json!({"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}]})), DecodeError::Count { expected: 3, actual: 2, .. }));
-        assert!(matches!(err(json!({"inputs": [{"name": "x", "shape": [1], "datatype": "BOOL", "data": [true]}]})), DecodeError::Datatype { .. }));
-        assert!(matches!(err(json!({"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": []}]})), DecodeError::Shape { .. }));
-        assert!(matches!(err(json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1.5]}]})), DecodeError::Element { index: 0, .. }));
-        assert!(matches!(err(json!({"inputs": [{"name": "x", "shape": [1], "datatype": "UINT8", "data": [256]}]})), DecodeError::Element { .. }));
-        assert!(matches!(err(json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": ["a"]}]})), DecodeError::Element { .. }));
+        assert!(matches!(
+            err(
+                json!({"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}]})
+            ),
+            DecodeError::Count {
+                expected: 3,
+                actual: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(
+                json!({"inputs": [{"name": "x", "shape": [1], "datatype": "BOOL", "data": [true]}]})
+            ),
+            DecodeError::Datatype { .. }
+        ));
+        assert!(matches!(
+            err(json!({"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": []}]})),
+            DecodeError::Shape { .. }
+        ));
+        assert!(matches!(
+            err(
+                json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1.5]}]})
+            ),
+            DecodeError::Element { index: 0, .. }
+        ));
+        assert!(matches!(
+            err(
+                json!({"inputs": [{"name": "x", "shape": [1], "datatype": "UINT8", "data": [256]}]})
+            ),
+            DecodeError::Element { .. }
+        ));
+        assert!(matches!(
+            err(
+                json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": ["a"]}]})
+            ),
+            DecodeError::Element { .. }
+        ));
         assert!(matches!(err(json!({"inputs": []})), DecodeError::NoInputs));
-        assert!(matches!(decode_request(b"{\"inputs\": [").unwrap_err(), DecodeError::Json(_)));
-        assert!(matches!(err(json!({"inputs": [{"name": "x", "shape": [4294967295u64, 4294967295u64, 4294967295u64], "datatype": "FP64", "data": []}]})), DecodeError::Shape { .. }));
+        assert!(matches!(
+            decode_request(b"{\"inputs\": [").unwrap_err(),
+            DecodeError::Json(_)
+        ));
+        assert!(matches!(
+            err(
+                json!({"inputs": [{"name": "x", "shape": [4294967295u64, 4294967295u64, 4294967295u64], "datatype": "FP64", "data": []}]})
+            ),
+            DecodeError::Shape { .. }
+        ));
     }
 
     #[test]
     fn requested_outputs_filter_and_order() {
-        let t = |v: i64| NamedTensor { name: format!("o{v}"), tensor: Tensor::new(vec![1], TensorType::I64, v.to_le_bytes().to_vec()).unwrap() };
-        let body = encode_response("m", Some("1"), Some("r"), vec![t(1), t(2)], Some(&["o2".to_string()])).unwrap();
-        assert_eq!(body, json!({"model_name": "m", "model_version": "1", "id": "r", "outputs": [{"name": "o2", "shape": [1], "datatype": "INT64", "data": [2]}]}));
+        let t = |v: i64| NamedTensor {
+            name: format!("o{v}"),
+            tensor: Tensor::new(vec![1], TensorType::I64, v.to_le_bytes().to_vec()).unwrap(),
+        };
+        let body = encode_response(
+            "m",
+            Some("1"),
+            Some("r"),
+            vec![t(1), t(2)],
+            Some(&["o2".to_string()]),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({"model_name": "m", "model_version": "1", "id": "r", "outputs": [{"name": "o2", "shape": [1], "datatype": "INT64", "data": [2]}]})
+        );
         assert!(encode_response("m", None, None, vec![t(1)], Some(&["nope".to_string()])).is_err());
     }
 }

@@ -31,7 +31,9 @@ pub async fn score_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let body = query_to_json(query.as_deref().unwrap_or("")).to_string().into_bytes();
+    let body = query_to_json(query.as_deref().unwrap_or(""))
+        .to_string()
+        .into_bytes();
     score(&state, id, &headers, body, "application/json".into()).await
 }
 
@@ -87,7 +89,10 @@ async fn score(
             ApiError::new(
                 Style::AzureMl,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the scoring module returned invalid HTTP status {}", answer.status),
+                format!(
+                    "the scoring module returned invalid HTTP status {}",
+                    answer.status
+                ),
             )
         })?;
     let content_type = HeaderValue::from_str(&answer.content_type)

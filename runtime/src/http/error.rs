@@ -39,7 +39,11 @@ impl ApiError {
 
     /// The service is still starting.
     pub fn not_ready(style: Style) -> Self {
-        ApiError::new(style, StatusCode::SERVICE_UNAVAILABLE, "not ready: models and module are still loading")
+        ApiError::new(
+            style,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: models and module are still loading",
+        )
     }
 
     /// A failed call into the module.
@@ -53,9 +57,10 @@ impl ApiError {
                 GuestErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
             CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            CallError::Trap(_) | CallError::Instance(_) | CallError::Invalid(_) | CallError::Host(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            CallError::Trap(_)
+            | CallError::Instance(_)
+            | CallError::Invalid(_)
+            | CallError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %e, "scoring failed");
@@ -66,10 +71,14 @@ impl ApiError {
     /// A failed tensor request.
     pub fn infer(e: InferError) -> Self {
         match e {
-            InferError::UnknownModel(_) => ApiError::new(Style::V2, StatusCode::NOT_FOUND, e.to_string()),
+            InferError::UnknownModel(_) => {
+                ApiError::new(Style::V2, StatusCode::NOT_FOUND, e.to_string())
+            }
             InferError::Backend(b) => {
                 let status = match b {
-                    BackendError::InvalidInput(_) | BackendError::Unsupported(_) => StatusCode::BAD_REQUEST,
+                    BackendError::InvalidInput(_) | BackendError::Unsupported(_) => {
+                        StatusCode::BAD_REQUEST
+                    }
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 ApiError::new(Style::V2, status, b.to_string())

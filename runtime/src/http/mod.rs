@@ -71,19 +71,36 @@ pub fn router(state: Shared) -> Router {
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
         .route("/v2/models/{name}", get(v2::model_metadata))
-        .route("/v2/models/{name}/versions/{version}", get(v2::model_metadata_version))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2::model_metadata_version),
+        )
         .route("/v2/models/{name}/ready", get(v2::model_ready))
-        .route("/v2/models/{name}/versions/{version}/ready", get(v2::model_ready_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2::model_ready_version),
+        )
         .route("/v2/models/{name}/infer", post(v2::infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(v2::infer_version))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
 
 async fn not_found(req: Request) -> ApiError {
-    let style = if req.uri().path().starts_with("/v2") { Style::V2 } else { Style::AzureMl };
-    ApiError::new(style, StatusCode::NOT_FOUND, format!("no route for {} {}", req.method(), req.uri().path()))
+    let style = if req.uri().path().starts_with("/v2") {
+        Style::V2
+    } else {
+        Style::AzureMl
+    };
+    ApiError::new(
+        style,
+        StatusCode::NOT_FOUND,
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
 }
 
 /// Echoes `x-request-id` (or makes one), and logs each request inside a span
@@ -101,7 +118,11 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| {
-        tracing::info!(status = resp.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1e3, "request done");
+        tracing::info!(
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "request done"
+        );
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -110,9 +131,18 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 }
 
 /// Reads a whole body, answering 413 past `limit`.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize, style: Style) -> Result<Bytes, ApiError> {
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    style: Style,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
-        ApiError::new(style, StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the {limit}-byte limit"))
+        ApiError::new(
+            style,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the {limit}-byte limit"),
+        )
     };
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -128,7 +158,11 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize, style: Style) 
         if limit_hit {
             too_large()
         } else {
-            ApiError::new(style, StatusCode::BAD_REQUEST, format!("cannot read request body: {e}"))
+            ApiError::new(
+                style,
+                StatusCode::BAD_REQUEST,
+                format!("cannot read request body: {e}"),
+            )
         }
     })
 }

@@ -33,15 +33,29 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     Ok(Json(json!({ "ready": true })))
 }
 
-fn model<'s>(service: &'s Service, name: &str, version: Option<&str>) -> Result<&'s ModelEntry, ApiError> {
+fn model<'s>(
+    service: &'s Service,
+    name: &str,
+    version: Option<&str>,
+) -> Result<&'s ModelEntry, ApiError> {
     let entry = service.models.get(name).ok_or_else(|| {
-        ApiError::new(Style::V2, StatusCode::NOT_FOUND, format!("model '{name}' is not loaded; loaded models: {:?}", service.models.names()))
+        ApiError::new(
+            Style::V2,
+            StatusCode::NOT_FOUND,
+            format!(
+                "model '{name}' is not loaded; loaded models: {:?}",
+                service.models.names()
+            ),
+        )
     })?;
     match version {
         Some(v) if v != entry.version => Err(ApiError::new(
             Style::V2,
             StatusCode::NOT_FOUND,
-            format!("model '{name}' has no version '{v}'; it has version '{}'", entry.version),
+            format!(
+                "model '{name}' has no version '{v}'; it has version '{}'",
+                entry.version
+            ),
         )),
         _ => Ok(entry),
     }
@@ -73,7 +87,10 @@ fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<Json<
 }
 
 /// `GET /v2/models/{name}`.
-pub async fn model_metadata(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn model_metadata(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     metadata(&state, &name, None)
 }
 
@@ -85,14 +102,21 @@ pub async fn model_metadata_version(
     metadata(&state, &name, Some(&version))
 }
 
-fn model_is_ready(state: &AppState, name: &str, version: Option<&str>) -> Result<Json<Value>, ApiError> {
+fn model_is_ready(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Json<Value>, ApiError> {
     let service = state.ready(Style::V2)?;
     let m = model(service, name, version)?;
     Ok(Json(json!({ "name": m.name, "ready": true })))
 }
 
 /// `GET /v2/models/{name}/ready`.
-pub async fn model_ready(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn model_ready(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     model_is_ready(&state, &name, None)
 }
 
@@ -135,7 +159,10 @@ async fn run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let service = state.ready(Style::V2)?;
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         let essence = ct.split(';').next().unwrap_or("").trim();
         if !essence.eq_ignore_ascii_case("application/json") {
             return Err(ApiError::new(
@@ -149,13 +176,20 @@ async fn run(
         model(service, &name, version.as_deref())?;
     }
     let body = read_body(body, &headers, state.max_body, Style::V2).await?;
-    let request = decode_request(&body).map_err(|e| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, e.to_string()))?;
+    let request = decode_request(&body)
+        .map_err(|e| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, e.to_string()))?;
     let outputs = service
         .infer(&name, request.inputs, request_id)
         .await
         .map_err(ApiError::infer)?;
     let model_version = service.models.get(&name).map(|m| m.version.clone());
-    let body = encode_response(&name, model_version.as_deref(), request.id.as_deref(), outputs, request.outputs.as_deref())
-        .map_err(|m| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, m))?;
+    let body = encode_response(
+        &name,
+        model_version.as_deref(),
+        request.id.as_deref(),
+        outputs,
+        request.outputs.as_deref(),
+    )
+    .map_err(|m| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, m))?;
     Ok(Json(body).into_response())
 }

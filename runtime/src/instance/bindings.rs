@@ -17,11 +17,11 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use sandscore::scoring::types::{
-    Error as GuestError, ErrorCode as GuestErrorCode, NamedTensor as WitTensor, Request as WitRequest,
-    Response as WitResponse,
+pub use self::sandscore::scoring::types::{
+    Error as GuestError, ErrorCode as GuestErrorCode, NamedTensor as WitTensor,
+    Request as WitRequest, Response as WitResponse,
 };
-pub use wasi::nn::tensor::TensorType as WitTensorType;
+pub use self::wasi::nn::tensor::TensorType as WitTensorType;
 
 use crate::tensor::TensorType;
 

@@ -60,14 +60,20 @@ fn try_deserialize(engine: &Engine, path: &Path) -> Option<Component> {
 }
 
 /// Loads the component at `path`, using and filling `cache_dir`.
-pub fn load(engine: &Engine, path: &Path, cache_dir: Option<&Path>) -> Result<(Component, Origin), CompileError> {
+pub fn load(
+    engine: &Engine,
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<(Component, Origin), CompileError> {
     let started = Instant::now();
     if path.extension().is_some_and(|e| e == "cwasm") {
         return try_deserialize(engine, path)
             .map(|c| (c, Origin::Precompiled))
             .ok_or_else(|| CompileError::Invalid {
                 path: path.to_path_buf(),
-                message: "precompiled for another wasmtime version or settings; pass the .wasm instead".into(),
+                message:
+                    "precompiled for another wasmtime version or settings; pass the .wasm instead"
+                        .into(),
             });
     }
     if let Some(c) = try_deserialize(engine, &path.with_extension("cwasm")) {
@@ -87,10 +93,10 @@ pub fn load(engine: &Engine, path: &Path, cache_dir: Option<&Path>) -> Result<(C
         message: format!("{e:#}"),
     })?;
     tracing::info!(module = %path.display(), ms = started.elapsed().as_secs_f64() * 1e3, "module compiled");
-    if let Some(file) = cached {
-        if let Err(e) = write_cache(&component, &file) {
-            tracing::warn!(path = %file.display(), error = %e, "cannot write compiled-code cache; the next start compiles again");
-        }
+    if let Some(file) = cached
+        && let Err(e) = write_cache(&component, &file)
+    {
+        tracing::warn!(path = %file.display(), error = %e, "cannot write compiled-code cache; the next start compiles again");
     }
     Ok((component, Origin::Compiled))
 }

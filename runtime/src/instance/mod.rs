@@ -100,7 +100,8 @@ pub fn engine(cfg: &SandboxConfig) -> Result<Engine, InstanceError> {
         Ok(e) => e,
         Err(e) if cfg.pooling => {
             tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; using on-demand allocation");
-            Engine::new(&engine_config(cfg, false)).map_err(|e| InstanceError::Engine(format!("{e:#}")))?
+            Engine::new(&engine_config(cfg, false))
+                .map_err(|e| InstanceError::Engine(format!("{e:#}")))?
         }
         Err(e) => return Err(InstanceError::Engine(format!("{e:#}"))),
     };
@@ -142,6 +143,37 @@ pub struct Worker {
     pub scorer: Scorer,
 }
 
+/// The world's exports, checked by name first so that a module built for
+/// another world hears everything it lacks at once.
+const EXPORTS: [&str; 3] = ["init", "score", "infer"];
+
+fn check_exports(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> Result<(), InstanceError> {
+    let ty = component.component_type();
+    let have: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let missing: Vec<&str> = EXPORTS
+        .into_iter()
+        .filter(|e| !have.iter().any(|h| h == e))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let have = if have.is_empty() {
+        "nothing".to_string()
+    } else {
+        have.join(", ")
+    };
+    Err(InstanceError::World(format!(
+        "missing exports: {}; it exports {have}. Build it as a cdylib for wasm32-wasip2 with `sandscore_guest::export!`",
+        missing.join(", ")
+    )))
+}
+
 impl Factory {
     /// Links `component` against WASI and wasi-nn, checking that it
     /// implements the scorer world.
@@ -153,10 +185,12 @@ impl Factory {
         model_dir: Option<&Path>,
         config: SandboxConfig,
     ) -> Result<Self, InstanceError> {
+        check_exports(&engine, component)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         let world = |e: wasmtime::Error| InstanceError::World(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(world)?;
-        Scorer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(world)?;
+        Scorer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(world)?;
         let pre = linker.instantiate_pre(component).map_err(world)?;
         let pre = ScorerPre::new(pre).map_err(world)?;
         Ok(Factory {
@@ -171,10 +205,18 @@ impl Factory {
 
     fn store(&self) -> Result<Store<HostState>, InstanceError> {
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stderr().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.inherit_stderr()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         if let Some(dir) = &self.model_dir {
             wasi.preopened_dir(dir, GUEST_MODEL_DIR, FsPerms::ReadOnly)
-                .map_err(|e| InstanceError::Instantiate(format!("cannot open model directory {}: {e:#}", dir.display())))?;
+                .map_err(|e| {
+                    InstanceError::Instantiate(format!(
+                        "cannot open model directory {}: {e:#}",
+                        dir.display()
+                    ))
+                })?;
             wasi.env("AZUREML_MODEL_DIR", GUEST_MODEL_DIR);
         }
         let state = HostState {

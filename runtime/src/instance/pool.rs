@@ -50,7 +50,9 @@ impl Pool {
     /// Makes and initialises `factory.config.workers` instances.
     pub fn start(factory: Arc<Factory>) -> Result<Self, InstanceError> {
         let n = factory.config.workers.max(1);
-        let workers = (0..n).map(|_| factory.instantiate()).collect::<Result<Vec<_>, _>>()?;
+        let workers = (0..n)
+            .map(|_| factory.instantiate())
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Pool {
             factory,
             idle: Mutex::new(workers),
@@ -69,10 +71,16 @@ impl Pool {
     }
 
     /// Calls the module's `score`.
-    pub async fn score(&self, request: WitRequest, request_id: String) -> Result<WitResponse, CallError> {
-        self.call(request_id, move |w| w.scorer.call_score(&mut w.store, &request))
-            .await?
-            .map_err(CallError::Guest)
+    pub async fn score(
+        &self,
+        request: WitRequest,
+        request_id: String,
+    ) -> Result<WitResponse, CallError> {
+        self.call(request_id, move |w| {
+            w.scorer.call_score(&mut w.store, &request)
+        })
+        .await?
+        .map_err(CallError::Guest)
     }
 
     /// Calls the module's `infer` for `model`.
@@ -92,14 +100,19 @@ impl Pool {
             })
             .collect();
         let out = self
-            .call(request_id, move |w| w.scorer.call_infer(&mut w.store, &model, &wit))
+            .call(request_id, move |w| {
+                w.scorer.call_infer(&mut w.store, &model, &wit)
+            })
             .await?
             .map_err(CallError::Guest)?;
         out.into_iter()
             .map(|t| {
                 let tensor = Tensor::new(t.shape, t.datatype.into(), t.data)
                     .map_err(|e| CallError::Invalid(format!("output '{}': {e}", t.name)))?;
-                Ok(NamedTensor { name: t.name, tensor })
+                Ok(NamedTensor {
+                    name: t.name,
+                    tensor,
+                })
             })
             .collect()
     }

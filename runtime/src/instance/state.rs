@@ -41,7 +41,7 @@ impl logging::Host for HostState {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let id = self.request_id.as_str();
         match level {

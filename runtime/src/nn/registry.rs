@@ -70,14 +70,15 @@ impl ModelRegistry {
                 source,
             })?;
             let started = Instant::now();
-            let graph = backend
-                .load(&[&bytes], Target::Cpu)
-                .map_err(|source| RegistryError::Load {
-                    name: name.clone(),
-                    path: path.clone(),
-                    backend: backend.name(),
-                    source,
-                })?;
+            let graph =
+                backend
+                    .load(&[&bytes], Target::Cpu)
+                    .map_err(|source| RegistryError::Load {
+                        name: name.clone(),
+                        path: path.clone(),
+                        backend: backend.name(),
+                        source,
+                    })?;
             let load_seconds = started.elapsed().as_secs_f64();
             tracing::info!(model = %name, path = %path.display(), backend = backend.name(), load_ms = load_seconds * 1e3, "model loaded");
             if let Some(prev) = registry.entries.get(&name) {
@@ -145,7 +146,10 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
 }
 
 fn stem(path: &Path) -> String {
-    path.file_stem().unwrap_or_default().to_string_lossy().into_owned()
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Names models: `dir/NAME.ext` is `NAME`; `dir/NAME/` with one model file
@@ -159,11 +163,19 @@ fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Found<'b>, Registr
                 .filter(|p| p.is_file())
                 .filter_map(|p| backends.for_path(&p).map(|b| (stem(&p), p, b)))
                 .collect();
-            let folder = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let folder = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             if inner.len() == 1 {
                 found.extend(inner.into_iter().map(|(_, p, b)| (folder.clone(), p, b)));
             } else {
-                found.extend(inner.into_iter().map(|(s, p, b)| (format!("{folder}_{s}"), p, b)));
+                found.extend(
+                    inner
+                        .into_iter()
+                        .map(|(s, p, b)| (format!("{folder}_{s}"), p, b)),
+                );
             }
         } else if let Some(b) = backends.for_path(&path) {
             found.push((stem(&path), path, b));

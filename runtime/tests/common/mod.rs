@@ -1,0 +1,261 @@
+//! Test harness: runs the real `sandscore` binary on an ephemeral port and
+//! talks to it with a real HTTP client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Built guests (`make guests`), from SANDSCORE_GUESTS.
+pub fn guest(name: &str) -> PathBuf {
+    let dir = std::env::var_os("SANDSCORE_GUESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/guest")
+        });
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `make test`",
+        p.display()
+    );
+    p
+}
+
+/// Generated models (`make models`), from SANDSCORE_MODELS.
+pub fn models() -> PathBuf {
+    let dir = std::env::var_os("SANDSCORE_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/models"));
+    assert!(
+        dir.join("expected.json").exists(),
+        "{} has no models: run the tests with `make test`",
+        dir.display()
+    );
+    dir
+}
+
+/// The frameworks' own outputs, written by examples/models/make_models.py.
+pub fn expected() -> Value {
+    let text = std::fs::read_to_string(models().join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("expected.json parses")
+}
+
+/// The sandscore binary.
+pub fn binary() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sandscore"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+/// A running server, stopped on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+}
+
+/// Collects a pipe's lines into a shared string on a thread of its own.
+fn drain(
+    pipe: impl std::io::Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    tx: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if let (Some(tx), Some(url)) = (&tx, line.strip_prefix("listening on ")) {
+                let _ = tx.send(url.to_string());
+            }
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+    });
+}
+
+impl Server {
+    /// Starts `sandscore serve` with `args` and waits until it is ready.
+    pub fn start(args: &[&str]) -> Server {
+        Server::try_start(args).unwrap_or_else(|log| panic!("server did not become ready:\n{log}"))
+    }
+
+    /// Starts a server; `Err` with its output if it exits or never gets ready.
+    pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        Server::try_start_env(args, &[])
+    }
+
+    /// As [`Server::try_start`], with extra environment variables.
+    pub fn try_start_env(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
+        let mut child = binary()
+            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sandscore");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        drain(
+            child.stdout.take().expect("stdout"),
+            Arc::clone(&log),
+            Some(tx),
+        );
+        drain(child.stderr.take().expect("stderr"), Arc::clone(&log), None);
+        let base = rx.recv_timeout(Duration::from_secs(30));
+        let mut server = Server {
+            child,
+            base: base.unwrap_or_default(),
+            log,
+        };
+        if server.base.is_empty() {
+            return Err(server.stop_and_log());
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = agent().get(server.url("/v2/health/ready")).call()
+                && r.status() == 200
+            {
+                return Ok(server);
+            }
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return Err(server.stop_and_log());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "timed out waiting for readiness\n{}",
+                    server.stop_and_log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop_and_log(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.log()
+    }
+
+    /// Everything the server printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// An absolute URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a JSON body; returns status, headers and body.
+    pub fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.post(path, "application/json", body.to_string().into_bytes())
+    }
+
+    /// POSTs raw bytes.
+    pub fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let r = agent()
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .send(&body[..])
+            .expect("request");
+        Reply::from(r)
+    }
+
+    /// GETs a path.
+    pub fn get(&self, path: &str) -> Reply {
+        Reply::from(agent().get(self.url(path)).call().expect("request"))
+    }
+
+    /// The server's process id, for signal tests.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit, returning its status.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that returns 4xx/5xx as values.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// A response, read whole.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl Reply {
+    fn from(mut r: ureq::http::Response<ureq::Body>) -> Reply {
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Asserts two numeric JSON arrays (any nesting) agree within `tol`.
+pub fn assert_close(actual: &Value, expected: &Value, tol: f64) {
+    let mut a = Vec::new();
+    let mut e = Vec::new();
+    flatten(actual, &mut a);
+    flatten(expected, &mut e);
+    assert_eq!(a.len(), e.len(), "length differs: {actual} vs {expected}");
+    for (i, (x, y)) in a.iter().zip(&e).enumerate() {
+        assert!(
+            (x - y).abs() <= tol,
+            "element {i}: {x} vs {y} (tolerance {tol})"
+        );
+    }
+}
+
+fn flatten(v: &Value, out: &mut Vec<f64>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+        Value::Number(n) => out.push(n.as_f64().expect("number")),
+        other => panic!("not a number: {other}"),
+    }
+}

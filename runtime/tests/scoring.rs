@@ -1,0 +1,210 @@
+//! Every example scored over HTTP, compared with the frameworks' own outputs
+//! (onnxruntime's Python API, scikit-learn, NumPy) stored by the generator.
+
+mod common;
+
+use common::{Server, assert_close, expected, guest, models};
+use serde_json::{Value, json};
+
+fn serve(module: &str) -> Server {
+    let g = guest(module);
+    let m = models();
+    Server::start(&[
+        "--module",
+        g.to_str().unwrap(),
+        "--model-dir",
+        m.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn echo_round_trips_json_and_query_parameters() {
+    let server = serve("echo");
+    let body = json!({"a": [1, 2, 3], "b": {"c": "d"}});
+    let r = server.post_json("/score", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json(), json!({ "echo": body }));
+
+    let r = server.get("/score?rows=3&name=iris&flag=true");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"echo": {"rows": 3, "name": "iris", "flag": true}})
+    );
+
+    let r = server.get("/");
+    assert_eq!((r.status, r.text.as_str()), (200, "Healthy"));
+}
+
+#[test]
+fn request_ids_are_echoed_or_generated() {
+    let server = serve("echo");
+    let r = common::agent()
+        .post(server.url("/score"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "trace-42")
+        .send("{}")
+        .expect("request");
+    assert_eq!(
+        r.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("trace-42")
+    );
+    let generated = server.post_json("/score", &json!({}));
+    let id = generated.header("x-request-id").expect("generated id");
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let other = server.post_json("/score", &json!({}));
+    assert_ne!(other.header("x-request-id"), Some(id));
+}
+
+#[test]
+fn swagger_serves_the_openapi_document() {
+    let server = serve("echo");
+    let doc = server.get("/swagger.json").json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    for path in ["/score", "/v2/models/{name}/infer", "/v2/health/ready"] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from /swagger.json"
+        );
+    }
+}
+
+#[test]
+fn onnx_mlp_matches_onnxruntime() {
+    let exp = expected();
+    let server = serve("onnx_mlp");
+    let r = server.post_json("/score", &json!({ "data": exp["mlp"]["input"] }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let predictions = r.json()["predictions"]
+        .as_array()
+        .expect("predictions")
+        .clone();
+    let probs: Vec<Value> = predictions
+        .iter()
+        .map(|p| p["probabilities"].clone())
+        .collect();
+    assert_close(
+        &Value::Array(probs),
+        &exp["mlp"]["ort"]["probabilities"],
+        1e-5,
+    );
+    let classes: Vec<Value> = predictions.iter().map(|p| p["class"].clone()).collect();
+    assert_eq!(Value::Array(classes), exp["mlp"]["numpy"]["class"]);
+}
+
+#[test]
+fn iris_pipeline_matches_scikit_learn() {
+    let exp = expected();
+    let server = serve("iris_sklearn");
+    let r = server.post_json("/score", &json!({ "data": exp["iris"]["input"] }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let predictions = r.json()["predictions"]
+        .as_array()
+        .expect("predictions")
+        .clone();
+    let labels: Vec<Value> = predictions.iter().map(|p| p["label"].clone()).collect();
+    assert_eq!(Value::Array(labels), exp["iris"]["sklearn"]["label"]);
+    let probs: Vec<Value> = predictions
+        .iter()
+        .map(|p| p["probabilities"].clone())
+        .collect();
+    assert_close(
+        &Value::Array(probs),
+        &exp["iris"]["sklearn"]["probabilities"],
+        1e-5,
+    );
+}
+
+#[test]
+fn int64_token_ids_in_and_out() {
+    let exp = expected();
+    let server = serve("token_embed");
+    let r = server.post_json("/score", &json!({ "tokens": exp["embed"]["input"] }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_close(&body["embeddings"], &exp["embed"]["ort"]["embedding"], 1e-5);
+    assert_eq!(body["top_dimension"], exp["embed"]["ort"]["top_dimension"]);
+}
+
+#[test]
+fn score_command_answers_one_request_without_a_server() {
+    let exp = expected();
+    let out = common::binary()
+        .args(["score", "--module"])
+        .arg(guest("onnx_mlp"))
+        .arg("--model-dir")
+        .arg(models())
+        .arg("--no-cache")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            let body = json!({ "data": exp["mlp"]["input"] }).to_string();
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(body.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run score");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let probs: Vec<Value> = body["predictions"]
+        .as_array()
+        .expect("predictions")
+        .iter()
+        .map(|p| p["probabilities"].clone())
+        .collect();
+    assert_close(
+        &Value::Array(probs),
+        &exp["mlp"]["ort"]["probabilities"],
+        1e-5,
+    );
+}
+
+#[test]
+fn concurrent_requests_on_several_workers_all_answer_correctly() {
+    let exp = expected();
+    let g = guest("onnx_mlp");
+    let m = models();
+    let server = Server::start(&[
+        "--module",
+        g.to_str().unwrap(),
+        "--model-dir",
+        m.to_str().unwrap(),
+        "--workers",
+        "3",
+    ]);
+    let body = json!({ "data": exp["mlp"]["input"] });
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| {
+                for _ in 0..10 {
+                    let r = server.post_json("/score", &body);
+                    assert_eq!(r.status, 200, "{}", r.text);
+                    let probs: Vec<Value> = r.json()["predictions"]
+                        .as_array()
+                        .expect("predictions")
+                        .iter()
+                        .map(|p| p["probabilities"].clone())
+                        .collect();
+                    assert_close(
+                        &Value::Array(probs),
+                        &exp["mlp"]["ort"]["probabilities"],
+                        1e-5,
+                    );
+                }
+            });
+        }
+    });
+}
