@@ -19,7 +19,7 @@ MODELS  := $(CARGO_TARGET_DIR)/models
 ORT_LIB := $(RELEASE)/libonnxruntime.so
 PORT    ?= 5001
 
-GUEST_CRATES := echo onnx-mlp iris-sklearn token-embed faulty not-a-scorer
+GUEST_CRATES := echo onnx-mlp iris-sklearn token-embed faulty hostile not-a-scorer
 
 export SANDSCORE_MODELS := $(MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)

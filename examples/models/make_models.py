@@ -57,11 +57,13 @@ def make_mlp(out, rng):
     save(helper.make_model(graph, opset_imports=OPSET), path)
     x = rng.standard_normal((5, 64)).astype(np.float32)
     numpy_probs = softmax(np.maximum(x @ w1 + b1, 0) @ w2 + b2)
-    (ort_probs,) = ort.InferenceSession(path).run(None, {"input": x})
+    session = ort.InferenceSession(path)
+    (ort_probs,) = session.run(None, {"input": x})
     assert np.allclose(numpy_probs, ort_probs, atol=1e-5)
+    (zeros_probs,) = session.run(None, {"input": np.zeros((1, 64), dtype=np.float32)})
     return {
         "input": x.tolist(),
-        "ort": {"probabilities": ort_probs.tolist()},
+        "ort": {"probabilities": ort_probs.tolist(), "zeros_probabilities": zeros_probs.tolist()},
         "numpy": {"probabilities": numpy_probs.tolist(), "class": numpy_probs.argmax(axis=1).tolist()},
     }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::instance::SandboxConfig;
+use crate::instance::{Isolation, SandboxConfig};
+use crate::nn::NnLimits;
 
 /// What to run and how to sandbox it.
 #[derive(Args, Clone, Debug)]
@@ -51,7 +52,7 @@ pub struct RuntimeArgs {
     pub cache_dir: Option<PathBuf>,
 
     /// Never read or write the compiled-code cache.
-    #[arg(long, env = "SANDSCORE_NO_CACHE")]
+    #[arg(long, env = "SANDSCORE_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
 
     /// Path of libonnxruntime.so [default: beside the binary, then ../lib].
@@ -65,6 +66,76 @@ pub struct RuntimeArgs {
     /// ONNX Runtime graph optimisation: disable, basic, extended, layout, all.
     #[arg(long, env = "SANDSCORE_GRAPH_OPTIMIZATION", default_value = "all")]
     pub graph_optimization: String,
+
+    /// `pooled` reuses warm instances (globals survive between requests);
+    /// `isolated` makes a fresh instance per request.
+    #[arg(long, env = "SANDSCORE_ISOLATION", value_enum, default_value_t = Isolation::Pooled)]
+    pub isolation: Isolation,
+
+    /// Give each instance a writable /scratch of at most this many MiB (0 = none).
+    #[arg(long = "scratch", env = "SANDSCORE_SCRATCH_MB", default_value_t = 0)]
+    pub scratch_mb: u64,
+
+    /// Environment variables the module sees, as NAME=VALUE (repeatable);
+    /// nothing of the host's environment is inherited.
+    #[arg(long = "guest-env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub guest_env: Vec<(String, String)>,
+
+    /// Requests that may wait for a free instance; past it, 503 at once.
+    #[arg(long, env = "SANDSCORE_MAX_QUEUE", default_value_t = 64)]
+    pub max_queue: usize,
+
+    /// Largest response body a module may return, in MiB.
+    #[arg(
+        long = "max-response",
+        env = "SANDSCORE_MAX_RESPONSE_MB",
+        default_value_t = 64
+    )]
+    pub max_response_mb: usize,
+
+    /// Largest tensor a module may create through wasi-nn, in MiB.
+    #[arg(
+        long = "max-tensor",
+        env = "SANDSCORE_MAX_TENSOR_MB",
+        default_value_t = 64
+    )]
+    pub max_tensor_mb: usize,
+
+    /// Tensors one instance may hold at once.
+    #[arg(long, env = "SANDSCORE_MAX_TENSORS", default_value_t = 256)]
+    pub max_tensors: usize,
+
+    /// Graphs one instance may hold open at once.
+    #[arg(long, env = "SANDSCORE_MAX_GRAPHS", default_value_t = 16)]
+    pub max_graphs: usize,
+
+    /// Execution contexts one instance may hold at once.
+    #[arg(long, env = "SANDSCORE_MAX_CONTEXTS", default_value_t = 32)]
+    pub max_contexts: usize,
+
+    /// Wasm stack per call, in KiB; deeper recursion traps.
+    #[arg(
+        long = "max-stack",
+        env = "SANDSCORE_MAX_STACK_KB",
+        default_value_t = 512
+    )]
+    pub max_stack_kb: usize,
+
+    /// Largest table of one instance, in elements.
+    #[arg(long, env = "SANDSCORE_TABLE_ELEMENTS", default_value_t = 100_000)]
+    pub table_elements: usize,
+
+    /// Run as root anyway. Without it the runtime refuses: user code should
+    /// never share a uid with anything that matters.
+    #[arg(long, env = "SANDSCORE_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_root: bool,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not NAME=VALUE")),
+    }
 }
 
 impl RuntimeArgs {
@@ -76,7 +147,37 @@ impl RuntimeArgs {
             init_timeout: Duration::from_millis(self.init_timeout_ms.max(1)),
             memory_limit: self.memory_limit_mb.saturating_mul(1 << 20),
             pooling: true,
+            table_elements: self.table_elements,
+            max_stack: self.max_stack_kb.saturating_mul(1 << 10),
+            isolation: self.isolation,
+            scratch_mb: self.scratch_mb,
+            nn: NnLimits {
+                max_tensor_bytes: self.max_tensor_mb.saturating_mul(1 << 20),
+                max_tensors: self.max_tensors,
+                max_graphs: self.max_graphs,
+                max_contexts: self.max_contexts,
+                ..NnLimits::default()
+            },
+            max_queue: self.max_queue,
+            max_response_bytes: self.max_response_mb.saturating_mul(1 << 20),
+            guest_env: self.guest_env.clone(),
         }
+    }
+
+    /// Refuses to go on as root unless `--allow-root` was given.
+    pub fn check_user(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        // The owner of /proc/self is the process's effective uid.
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX);
+        if uid == 0 && !self.allow_root {
+            return Err("refusing to run as root: a scoring module is untrusted code, and the sandbox is \
+                        only one of its walls. Run as an unprivileged user (the images use uid 10001), \
+                        or pass --allow-root (SANDSCORE_ALLOW_ROOT=1) if you must"
+                .into());
+        }
+        Ok(())
     }
 
     /// The compiled-code cache directory, if caching is on.

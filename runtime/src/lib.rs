@@ -8,11 +8,13 @@
 //! (the wasi-nn host) → [`backend`] (native runtimes) → and back out through
 //! [`codec`].
 
+pub mod admission;
 pub mod backend;
 pub mod codec;
 pub mod config;
 pub mod http;
 pub mod instance;
+pub mod metrics;
 pub mod nn;
 pub mod server;
 pub mod service;

@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use sandscore::config::RuntimeArgs;
-use sandscore::instance::GUEST_MODEL_DIR;
 use sandscore::instance::bindings::WitRequest;
+use sandscore::instance::{GUEST_MODEL_DIR, GUEST_SCRATCH_DIR};
 use sandscore::server::{ServeArgs, serve};
 use sandscore::service::{Service, backends};
 
@@ -103,6 +103,7 @@ fn main() -> ExitCode {
 }
 
 fn score(args: ScoreArgs) -> anyhow::Result<()> {
+    args.runtime.check_user().map_err(anyhow::Error::msg)?;
     if args.runtime.module.is_none() {
         bail!("`score` needs a module: pass --module M.wasm (or set AZUREML_ENTRY_SCRIPT)");
     }
@@ -138,6 +139,7 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
 }
 
 fn check(args: RuntimeArgs) -> anyhow::Result<()> {
+    args.check_user().map_err(anyhow::Error::msg)?;
     let started = Instant::now();
     let service = Service::start(&RuntimeArgs {
         workers: 1,
@@ -177,6 +179,7 @@ fn check(args: RuntimeArgs) -> anyhow::Result<()> {
             io(m.graph.outputs())
         );
     }
+    let sandbox = args.sandbox();
     println!("capabilities granted to the module:");
     match &args.model_dir {
         Some(d) => println!(
@@ -185,13 +188,47 @@ fn check(args: RuntimeArgs) -> anyhow::Result<()> {
         ),
         None => println!("  files      none"),
     }
-    println!("  models     wasi-nn load-by-name of the models above; load from bytes");
-    println!("  network    none (no TCP, UDP or name lookup)");
-    println!("  env        AZUREML_MODEL_DIR only");
-    println!("  processes  none; clocks and random: yes");
+    if sandbox.scratch_mb > 0 {
+        println!(
+            "  scratch    {GUEST_SCRATCH_DIR} read-write, {} MiB cap, per instance",
+            sandbox.scratch_mb
+        );
+    }
     println!(
-        "  limits     memory {} MiB, request timeout {} ms, init timeout {} ms",
-        args.memory_limit_mb, args.timeout_ms, args.init_timeout_ms
+        "  models     wasi-nn load-by-name of the models above; load from bytes up to {} MiB",
+        sandbox.nn.max_model_bytes >> 20
+    );
+    println!("  network    none (no TCP, UDP or name lookup)");
+    let mut env: Vec<&str> = sandbox.guest_env.iter().map(|(k, _)| k.as_str()).collect();
+    if args.model_dir.is_some() {
+        env.insert(0, "AZUREML_MODEL_DIR");
+    }
+    println!(
+        "  env        {}",
+        if env.is_empty() {
+            "none".to_string()
+        } else {
+            env.join(", ")
+        }
+    );
+    println!(
+        "  processes  none; clocks and random: yes; stdout/stderr: to the log, tagged with the request id"
+    );
+    println!(
+        "  limits     memory {} MiB, stack {} KiB, table {} elements, request timeout {} ms, init timeout {} ms",
+        args.memory_limit_mb,
+        args.max_stack_kb,
+        args.table_elements,
+        args.timeout_ms,
+        args.init_timeout_ms
+    );
+    println!(
+        "  wasi-nn    tensors up to {} MiB, {} tensors, {} graphs, {} contexts at once",
+        args.max_tensor_mb, args.max_tensors, args.max_graphs, args.max_contexts
+    );
+    println!(
+        "  isolation  {:?}, queue {} requests, response up to {} MiB",
+        args.isolation, args.max_queue, args.max_response_mb
     );
     println!("ok in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(())

@@ -1,10 +1,20 @@
 //! `sandscore serve`: bind, load in the background, serve until SIGTERM or
-//! Ctrl-C, then drain in-flight requests.
+//! Ctrl-C, then stop accepting and drain in-flight requests within a grace
+//! period.
+//!
+//! Connections are driven by hyper directly (not `axum::serve`) for the
+//! limits a public endpoint needs: a deadline for request headers (slow
+//! clients holding connections open) and a cap on header size.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::config::RuntimeArgs;
@@ -32,10 +42,43 @@ pub struct ServeArgs {
         default_value_t = 100
     )]
     pub max_body_mb: usize,
+
+    /// Largest request head (request line and headers), in KiB.
+    #[arg(
+        long = "max-header",
+        env = "SANDSCORE_MAX_HEADER_KB",
+        default_value_t = 64
+    )]
+    pub max_header_kb: usize,
+
+    /// Deadline for a client to send its request headers, in milliseconds.
+    #[arg(
+        long = "header-timeout",
+        env = "SANDSCORE_HEADER_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub header_timeout_ms: u64,
+
+    /// Deadline for a client to send its request body, in milliseconds.
+    #[arg(
+        long = "body-timeout",
+        env = "SANDSCORE_BODY_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub body_timeout_ms: u64,
+
+    /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
+    #[arg(
+        long = "shutdown-grace",
+        env = "SANDSCORE_SHUTDOWN_GRACE_S",
+        default_value_t = 30
+    )]
+    pub shutdown_grace_s: u64,
 }
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.runtime.check_user().map_err(anyhow::Error::msg)?;
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("'{}' is not an IP address to listen on", args.host))?;
@@ -47,8 +90,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("listening on http://{bound}");
     tracing::info!(%bound, "listening");
 
-    let state = Arc::new(AppState::new(args.max_body_mb.saturating_mul(1 << 20)));
-    let loader = {
+    let state = Arc::new(AppState::new(
+        args.max_body_mb.saturating_mul(1 << 20),
+        Duration::from_millis(args.body_timeout_ms),
+    ));
+    let mut loader = {
         let state = Arc::clone(&state);
         let runtime = args.runtime.clone();
         tokio::task::spawn_blocking(move || {
@@ -59,26 +105,46 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
     let app = router(Arc::clone(&state));
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
-    tokio::select! {
-        served = &mut server => {
-            // Stopped while still loading.
-            served.context("server task failed")?.context("server failed")?;
-            return Ok(());
-        }
-        loaded = loader => {
-            loaded.context("startup thread failed")?.context("startup failed")?;
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(args.header_timeout_ms))
+        .max_buf_size(args.max_header_kb.saturating_mul(1024).max(8192));
+    let mut signal = std::pin::pin!(shutdown_signal());
+    let mut loading = true;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                });
+            }
+            loaded = &mut loader, if loading => {
+                loading = false;
+                loaded.context("startup thread failed")?.context("startup failed")?;
+            }
+            () = &mut signal => break,
         }
     }
-    server
-        .await
-        .context("server task failed")?
-        .context("server failed")?;
-    tracing::info!("stopped");
+    drop(listener);
+    let grace = Duration::from_secs(args.shutdown_grace_s);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained; stopped"),
+        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over with requests still in flight; stopping"),
+    }
     Ok(())
 }
 
@@ -86,7 +152,6 @@ async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -95,11 +160,9 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        () = ctrl_c => {},
+        () = term => {},
     }
-    tracing::info!("shutdown signal received; draining in-flight requests");
+    tracing::info!("shutdown signal received; no new connections, draining in-flight requests");
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::admission::{Admission, Overloaded};
 use crate::backend::{BackendError, Backends};
 use crate::config::RuntimeArgs;
 use crate::instance::bindings::{GuestErrorCode, WitRequest, WitResponse};
@@ -40,6 +41,8 @@ pub enum InferError {
     Backend(#[from] BackendError),
     #[error(transparent)]
     Call(#[from] CallError),
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
 }
 
 /// The loaded module, when there is one.
@@ -56,6 +59,8 @@ pub struct Service {
     pub backends: Backends,
     pub pool: Option<Pool>,
     pub module: Option<ModuleInfo>,
+    /// Bounds direct (module-less) inference like the pool bounds guests.
+    direct: Admission,
 }
 
 /// The backends compiled into this build, configured from `args`.
@@ -104,11 +109,18 @@ impl Service {
             }
             None => (None, None),
         };
+        for m in models.iter() {
+            crate::metrics::metrics()
+                .model_load_seconds
+                .with_label_values(&[m.name.as_str()])
+                .set(m.load_seconds);
+        }
         Ok(Service {
             models,
             backends,
             pool,
             module,
+            direct: Admission::new(args.workers as usize, args.max_queue),
         })
     }
 
@@ -147,6 +159,7 @@ impl Service {
             .get(model)
             .ok_or_else(|| InferError::UnknownModel(model.to_string()))?;
         let graph = Arc::clone(&entry.graph);
+        let _slot = self.direct.enter().await?;
         tokio::task::spawn_blocking(move || run_direct(graph, inputs))
             .await
             .map_err(|e| {

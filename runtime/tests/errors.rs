@@ -316,3 +316,53 @@ fn a_module_whose_init_fails_stops_startup_with_the_reason() {
     );
     let _ = std::fs::remove_dir_all(&empty);
 }
+
+#[test]
+fn liveness_answers_while_loading_and_readiness_waits() {
+    let dir = std::env::temp_dir().join(format!("sandscore-slow-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(models().join("mlp.onnx"), dir.join("mlp.onnx")).expect("copy model");
+    std::fs::write(dir.join("slow-init"), b"").expect("marker");
+    let g = guest("faulty");
+    let mut server = Server::spawn(
+        &[
+            "--module",
+            g.to_str().unwrap(),
+            "--model-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .expect("spawn");
+    assert_eq!(server.get("/").text, "Healthy");
+    assert_eq!(server.get("/v2/health/live").status, 200);
+    let r = server.get("/v2/health/ready");
+    assert_eq!(r.status, 503, "{}", r.text);
+    let r = server.post_json("/score", &json!({}));
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not ready"),
+        "{}",
+        r.text
+    );
+    server.wait_ready().expect("ready after init");
+    assert_eq!(server.post_json("/score", &json!({})).status, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_module_can_read_its_model_directory_and_load_a_graph_from_bytes() {
+    let exp = common::expected();
+    let m = models();
+    let server = faulty(&["--model-dir", m.to_str().unwrap()]);
+    let r = server.post_json("/score", &json!({"action": "load-bytes"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    common::assert_close(
+        &r.json()["probabilities"],
+        &exp["mlp"]["ort"]["zeros_probabilities"],
+        1e-5,
+    );
+}

@@ -45,7 +45,7 @@ pub async fn score_post(
     body: Body,
 ) -> Result<Response, ApiError> {
     state.ready(Style::AzureMl)?;
-    let body = read_body(body, &headers, state.max_body, Style::AzureMl).await?;
+    let body = read_body(&state, body, &headers, Style::AzureMl).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -57,6 +57,7 @@ impl ApiError {
                 GuestErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
             CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            CallError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             CallError::Trap(_)
             | CallError::Instance(_)
             | CallError::Invalid(_)
@@ -84,6 +85,9 @@ impl ApiError {
                 ApiError::new(Style::V2, status, b.to_string())
             }
             InferError::Call(c) => ApiError::call(Style::V2, c),
+            InferError::Overloaded(o) => {
+                ApiError::new(Style::V2, StatusCode::SERVICE_UNAVAILABLE, o.to_string())
+            }
         }
     }
 }
@@ -94,6 +98,13 @@ impl IntoResponse for ApiError {
             Style::AzureMl => json!({ "message": self.message }),
             Style::V2 => json!({ "error": self.message }),
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
     }
 }

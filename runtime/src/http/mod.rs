@@ -9,7 +9,7 @@ pub mod error;
 mod v2;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -20,6 +20,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use tracing::Instrument;
 
+use crate::metrics::{metrics, route_of};
 use crate::service::Service;
 use error::{ApiError, Style};
 
@@ -34,11 +35,13 @@ pub struct AppState {
     pub openapi: serde_json::Value,
     /// Largest request body accepted.
     pub max_body: usize,
+    /// Longest a client may take to send its body.
+    pub body_timeout: Duration,
 }
 
 impl AppState {
     /// State for a server that is not ready yet.
-    pub fn new(max_body: usize) -> Self {
+    pub fn new(max_body: usize, body_timeout: Duration) -> Self {
         let openapi = serde_yaml_ng::from_str(OPENAPI_YAML).unwrap_or_else(|e| {
             tracing::error!(error = %e, "spec/openapi.yaml does not parse");
             serde_json::Value::Null
@@ -47,6 +50,7 @@ impl AppState {
             service: OnceLock::new(),
             openapi,
             max_body,
+            body_timeout,
         }
     }
 
@@ -67,6 +71,7 @@ pub fn router(state: Shared) -> Router {
         .route("/", get(azureml::health))
         .route("/score", get(azureml::score_get).post(azureml::score_post))
         .route("/swagger.json", get(azureml::swagger))
+        .route("/metrics", get(prometheus))
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
@@ -88,6 +93,16 @@ pub fn router(state: Shared) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+async fn prometheus() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        metrics().render(),
+    )
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -115,14 +130,30 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let (route, model) = route_of(req.uri().path());
+    let model = model.map(str::to_string);
     let started = Instant::now();
+    metrics().in_flight.inc();
     let mut resp = next.run(req).instrument(span.clone()).await;
+    metrics().in_flight.dec();
+    let seconds = started.elapsed().as_secs_f64();
+    let status = resp.status();
+    // Only models that exist become label values.
+    let model = if status == StatusCode::NOT_FOUND {
+        ""
+    } else {
+        model.as_deref().unwrap_or("")
+    };
+    metrics()
+        .requests
+        .with_label_values(&[route, model, status.as_str()])
+        .inc();
+    metrics()
+        .latency
+        .with_label_values(&[route])
+        .observe(seconds);
     span.in_scope(|| {
-        tracing::info!(
-            status = resp.status().as_u16(),
-            ms = started.elapsed().as_secs_f64() * 1e3,
-            "request done"
-        );
+        tracing::info!(status = status.as_u16(), ms = seconds * 1e3, "request done");
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -130,8 +161,33 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Reads a whole body, answering 413 past `limit`.
+/// Reads a whole body, answering 413 past the size limit and 408 past the
+/// time limit (a client trickling its body).
 async fn read_body(
+    state: &AppState,
+    body: Body,
+    headers: &HeaderMap,
+    style: Style,
+) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(
+        state.body_timeout,
+        read_limited(body, headers, state.max_body, style),
+    )
+    .await
+    {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::new(
+            style,
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {:?}",
+                state.body_timeout
+            ),
+        )),
+    }
+}
+
+async fn read_limited(
     body: Body,
     headers: &HeaderMap,
     limit: usize,

@@ -175,7 +175,7 @@ async fn run(
     if version.is_some() {
         model(service, &name, version.as_deref())?;
     }
-    let body = read_body(body, &headers, state.max_body, Style::V2).await?;
+    let body = read_body(state, body, &headers, Style::V2).await?;
     let request = decode_request(&body)
         .map_err(|e| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, e.to_string()))?;
     let outputs = service

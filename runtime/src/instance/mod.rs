@@ -8,6 +8,7 @@
 
 pub mod bindings;
 pub mod compile;
+pub mod output;
 pub mod pool;
 pub mod state;
 
@@ -22,13 +23,29 @@ use wasmtime::{
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::backend::Backends;
-use crate::nn::NnState;
+use crate::metrics::metrics;
 use crate::nn::registry::ModelRegistry;
+use crate::nn::{NnLimits, NnState};
 use bindings::{Scorer, ScorerPre};
+use output::{GuestOutput, RequestTag};
 use state::HostState;
 
 /// Where guests see the model directory.
 pub const GUEST_MODEL_DIR: &str = "/models";
+
+/// Where guests see their scratch directory, when they have one.
+pub const GUEST_SCRATCH_DIR: &str = "/scratch";
+
+/// Whether instances outlive requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// Warm instances are reused; globals survive between requests, as an
+    /// Azure ML worker's do.
+    Pooled,
+    /// A fresh instance (and `init`) per request; nothing of one request is
+    /// visible to the next.
+    Isolated,
+}
 
 /// How often the engine's epoch advances; deadlines are counted in these.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -46,6 +63,22 @@ pub struct SandboxConfig {
     pub memory_limit: usize,
     /// Use the pooling allocator (falls back to on-demand if it cannot reserve).
     pub pooling: bool,
+    /// Largest table of one instance, in elements.
+    pub table_elements: usize,
+    /// Wasm stack of one call, in bytes; deeper recursion traps.
+    pub max_stack: usize,
+    /// Reuse instances, or make one per request.
+    pub isolation: Isolation,
+    /// Size cap of each instance's scratch directory in MiB; 0 = none.
+    pub scratch_mb: u64,
+    /// wasi-nn guards.
+    pub nn: NnLimits,
+    /// Requests that may wait for an instance; more get 503.
+    pub max_queue: usize,
+    /// Largest response body a module may return, in bytes.
+    pub max_response_bytes: usize,
+    /// Environment variables the module sees.
+    pub guest_env: Vec<(String, String)>,
 }
 
 impl Default for SandboxConfig {
@@ -56,6 +89,14 @@ impl Default for SandboxConfig {
             init_timeout: Duration::from_secs(300),
             memory_limit: 512 << 20,
             pooling: true,
+            table_elements: 100_000,
+            max_stack: 512 << 10,
+            isolation: Isolation::Pooled,
+            scratch_mb: 0,
+            nn: NnLimits::default(),
+            max_queue: 64,
+            max_response_bytes: 64 << 20,
+            guest_env: Vec::new(),
         }
     }
 }
@@ -79,6 +120,7 @@ fn engine_config(cfg: &SandboxConfig, pooling: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config.max_wasm_stack(cfg.max_stack);
     if pooling {
         // Room for every worker, its replacement and short-lived `check` or
         // `score` instances.
@@ -88,6 +130,7 @@ fn engine_config(cfg: &SandboxConfig, pooling: bool) -> Config {
             .total_core_instances(slots.saturating_mul(8))
             .total_memories(slots.saturating_mul(2))
             .total_tables(slots.saturating_mul(4))
+            .table_elements(cfg.table_elements)
             .max_memory_size(cfg.memory_limit);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
@@ -137,10 +180,36 @@ pub struct Factory {
     pub config: SandboxConfig,
 }
 
-/// One instance and its store.
+/// One instance, its store, and what it was granted.
 pub struct Worker {
     pub store: Store<HostState>,
     pub scorer: Scorer,
+    /// The id its log lines carry.
+    pub tag: RequestTag,
+    /// Its stdout and stderr.
+    pub outputs: [GuestOutput; 2],
+    /// Its scratch directory, removed with it.
+    pub scratch: Option<tempfile::TempDir>,
+}
+
+impl Worker {
+    /// Bytes in the scratch directory (0 without one).
+    pub fn scratch_bytes(&self) -> u64 {
+        fn size(dir: &Path) -> u64 {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| match e.file_type() {
+                            Ok(t) if t.is_dir() => size(&e.path()),
+                            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        self.scratch.as_ref().map_or(0, |d| size(d.path()))
+    }
 }
 
 /// The world's exports, checked by name first so that a module built for
@@ -203,48 +272,96 @@ impl Factory {
         })
     }
 
-    fn store(&self) -> Result<Store<HostState>, InstanceError> {
+    fn store(
+        &self,
+    ) -> Result<
+        (
+            Store<HostState>,
+            RequestTag,
+            [GuestOutput; 2],
+            Option<tempfile::TempDir>,
+        ),
+        InstanceError,
+    > {
+        let setup = |what: &str, e: String| InstanceError::Instantiate(format!("{what}: {e}"));
+        let tag = RequestTag::default();
+        let outputs = [
+            GuestOutput::new("stdout", tag.clone()),
+            GuestOutput::new("stderr", tag.clone()),
+        ];
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stderr()
+        wasi.stdout(outputs[0].clone())
+            .stderr(outputs[1].clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        for (k, v) in &self.config.guest_env {
+            wasi.env(k, v);
+        }
         if let Some(dir) = &self.model_dir {
             wasi.preopened_dir(dir, GUEST_MODEL_DIR, FsPerms::ReadOnly)
                 .map_err(|e| {
-                    InstanceError::Instantiate(format!(
-                        "cannot open model directory {}: {e:#}",
-                        dir.display()
-                    ))
+                    setup(
+                        &format!("cannot open model directory {}", dir.display()),
+                        format!("{e:#}"),
+                    )
                 })?;
             wasi.env("AZUREML_MODEL_DIR", GUEST_MODEL_DIR);
         }
+        let scratch = if self.config.scratch_mb > 0 {
+            let dir = tempfile::Builder::new()
+                .prefix("sandscore-scratch-")
+                .tempdir()
+                .map_err(|e| setup("cannot make a scratch directory", e.to_string()))?;
+            wasi.preopened_dir(dir.path(), GUEST_SCRATCH_DIR, FsPerms::ReadWrite)
+                .map_err(|e| setup("cannot open the scratch directory", format!("{e:#}")))?;
+            Some(dir)
+        } else {
+            None
+        };
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            nn: NnState::new(Arc::clone(&self.models), self.backends.clone()),
+            nn: NnState::new(
+                Arc::clone(&self.models),
+                self.backends.clone(),
+                self.config.nn.clone(),
+            ),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.config.memory_limit)
+                .table_elements(self.config.table_elements)
+                .instances(64)
+                .tables(64)
+                .memories(8)
                 .trap_on_grow_failure(true)
                 .build(),
-            request_id: String::new(),
+            tag: tag.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
-        Ok(store)
+        Ok((store, tag, outputs, scratch))
     }
 
     /// A new instance with `init` already run.
     pub fn instantiate(&self) -> Result<Worker, InstanceError> {
-        let mut store = self.store()?;
+        let (mut store, tag, outputs, scratch) = self.store()?;
         store.set_epoch_deadline(ticks(self.config.init_timeout));
         let scorer = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| InstanceError::Instantiate(format!("{e:#}")))?;
-        match scorer.call_init(&mut store) {
-            Ok(Ok(())) => Ok(Worker { store, scorer }),
+        metrics().instances_created.inc();
+        let init = scorer.call_init(&mut store);
+        outputs.iter().for_each(GuestOutput::flush_partial);
+        match init {
+            Ok(Ok(())) => Ok(Worker {
+                store,
+                scorer,
+                tag,
+                outputs,
+                scratch,
+            }),
             Ok(Err(message)) => Err(InstanceError::Init(message)),
             Err(trap) => Err(InstanceError::Init(format!("trapped: {trap:#}"))),
         }

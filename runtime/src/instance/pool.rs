@@ -1,19 +1,23 @@
 //! Warm instances shared by concurrent requests.
 //!
-//! `workers` permits bound how many requests are inside guests at once;
-//! each holds one instance for the length of its call, on a blocking thread
-//! (guest code and native inference are CPU work, not async work). An
-//! instance that trapped or ran out of time is dropped, never reused; its
-//! replacement is made on the next request that finds the pool short.
+//! [`Admission`] bounds how many requests are inside guests at once (one per
+//! worker) and how many may wait; each running request holds one instance
+//! on a blocking thread (guest code and native inference are CPU work, not
+//! async work). An instance that trapped, ran out of time or overfilled its
+//! scratch space is dropped, never reused; its replacement is made on the
+//! next request that finds the pool short. In isolated mode every request
+//! gets a fresh instance and it is dropped afterwards.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use wasmtime::Trap;
 
 use super::bindings::{GuestError, WitRequest, WitResponse, WitTensor};
-use super::{Factory, InstanceError, Worker, ticks};
+use super::output::GuestOutput;
+use super::{Factory, InstanceError, Isolation, Worker, ticks};
+use crate::admission::{Admission, Overloaded};
+use crate::metrics::metrics;
 use crate::tensor::{NamedTensor, Tensor};
 
 /// Why a call into the module produced no answer.
@@ -28,13 +32,16 @@ pub enum CallError {
     /// The request ran past the scoring timeout.
     #[error("scoring took longer than {0:?} and was stopped")]
     Timeout(Duration),
+    /// Too many requests are running and waiting.
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
     /// A fresh instance could not be made.
     #[error(transparent)]
     Instance(#[from] InstanceError),
-    /// The module returned something malformed.
+    /// The module returned something malformed or too large.
     #[error("the scoring module returned an invalid result: {0}")]
     Invalid(String),
-    /// The server is shutting down or a worker thread died.
+    /// A worker thread died.
     #[error("internal error: {0}")]
     Host(String),
 }
@@ -43,31 +50,40 @@ pub enum CallError {
 pub struct Pool {
     factory: Arc<Factory>,
     idle: Mutex<Vec<Worker>>,
-    permits: Semaphore,
+    admission: Admission,
 }
 
 impl Pool {
-    /// Makes and initialises `factory.config.workers` instances.
+    /// Makes and initialises the instances (one in isolated mode, to prove
+    /// `init` works before the server says it is ready).
     pub fn start(factory: Arc<Factory>) -> Result<Self, InstanceError> {
         let n = factory.config.workers.max(1);
-        let workers = (0..n)
+        let warm = match factory.config.isolation {
+            Isolation::Pooled => n,
+            Isolation::Isolated => {
+                drop(factory.instantiate()?);
+                0
+            }
+        };
+        let workers = (0..warm)
             .map(|_| factory.instantiate())
             .collect::<Result<Vec<_>, _>>()?;
+        metrics().instances_idle.set(workers.len() as i64);
         Ok(Pool {
+            admission: Admission::new(n, factory.config.max_queue),
             factory,
             idle: Mutex::new(workers),
-            permits: Semaphore::new(n),
         })
-    }
-
-    /// Instances ready and waiting.
-    pub fn idle(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 
     /// Requests that can be inside guests at once.
     pub fn size(&self) -> usize {
         self.factory.config.workers.max(1)
+    }
+
+    /// The isolation mode.
+    pub fn isolation(&self) -> Isolation {
+        self.factory.config.isolation
     }
 
     /// Calls the module's `score`.
@@ -76,11 +92,20 @@ impl Pool {
         request: WitRequest,
         request_id: String,
     ) -> Result<WitResponse, CallError> {
-        self.call(request_id, move |w| {
-            w.scorer.call_score(&mut w.store, &request)
-        })
-        .await?
-        .map_err(CallError::Guest)
+        let max = self.factory.config.max_response_bytes;
+        let answer = self
+            .call(request_id, move |w| {
+                w.scorer.call_score(&mut w.store, &request)
+            })
+            .await?
+            .map_err(CallError::Guest)?;
+        if answer.body.len() > max {
+            return Err(CallError::Invalid(format!(
+                "a response body of {} bytes is over the {max}-byte limit",
+                answer.body.len()
+            )));
+        }
+        Ok(answer)
     }
 
     /// Calls the module's `infer` for `model`.
@@ -105,6 +130,13 @@ impl Pool {
             })
             .await?
             .map_err(CallError::Guest)?;
+        let max = self.factory.config.max_response_bytes;
+        let total: usize = out.iter().map(|t| t.data.len()).sum();
+        if total > max {
+            return Err(CallError::Invalid(format!(
+                "outputs of {total} bytes are over the {max}-byte limit"
+            )));
+        }
         out.into_iter()
             .map(|t| {
                 let tensor = Tensor::new(t.shape, t.datatype.into(), t.data)
@@ -117,44 +149,73 @@ impl Pool {
             .collect()
     }
 
+    fn take_idle(&self) -> Option<Worker> {
+        let mut idle = self.idle.lock().ok()?;
+        let w = idle.pop();
+        metrics().instances_idle.set(idle.len() as i64);
+        w
+    }
+
+    fn put_idle(&self, worker: Worker) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(worker);
+            metrics().instances_idle.set(idle.len() as i64);
+        }
+    }
+
     async fn call<R: Send + 'static>(
         &self,
         request_id: String,
         f: impl FnOnce(&mut Worker) -> wasmtime::Result<R> + Send + 'static,
     ) -> Result<R, CallError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| CallError::Host("instance pool closed".into()))?;
-        let ready = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let _slot = self.admission.enter().await?;
+        let ready = match self.factory.config.isolation {
+            Isolation::Pooled => self.take_idle(),
+            Isolation::Isolated => None,
+        };
         let factory = Arc::clone(&self.factory);
         let timeout = factory.config.timeout;
+        let scratch_cap = factory.config.scratch_mb.saturating_mul(1 << 20);
         let (worker, result) = tokio::task::spawn_blocking(move || {
             let mut worker = match ready {
                 Some(w) => w,
                 None => factory.instantiate()?,
             };
-            worker.store.data_mut().request_id = request_id;
+            worker.tag.set(&request_id);
             worker.store.set_epoch_deadline(ticks(timeout));
             let result = f(&mut worker);
-            worker.store.data_mut().request_id.clear();
+            worker.outputs.iter().for_each(GuestOutput::flush_partial);
+            worker.tag.set("");
             Ok::<_, InstanceError>((worker, result))
         })
         .await
         .map_err(|e| CallError::Host(format!("worker thread failed: {e}")))??;
         match result {
             Ok(r) => {
-                if let Ok(mut idle) = self.idle.lock() {
-                    idle.push(worker);
+                let used = worker.scratch_bytes();
+                if used > scratch_cap && worker.scratch.is_some() {
+                    // Dropping the worker removes its scratch directory.
+                    return Err(CallError::Invalid(format!(
+                        "the module wrote {used} bytes to {}, over its {scratch_cap}-byte cap; the instance was replaced",
+                        super::GUEST_SCRATCH_DIR
+                    )));
+                }
+                if self.factory.config.isolation == Isolation::Pooled {
+                    self.put_idle(worker);
                 }
                 Ok(r)
             }
             Err(e) => {
                 drop(worker);
                 Err(match e.downcast_ref::<Trap>() {
-                    Some(Trap::Interrupt) => CallError::Timeout(timeout),
-                    _ => CallError::Trap(format!("{e:#}")),
+                    Some(Trap::Interrupt) => {
+                        metrics().timeouts.inc();
+                        CallError::Timeout(timeout)
+                    }
+                    _ => {
+                        metrics().traps.inc();
+                        CallError::Trap(format!("{e:#}"))
+                    }
                 })
             }
         }

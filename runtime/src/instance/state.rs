@@ -7,6 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::instance::bindings::sandscore::scoring::{logging, types};
+use crate::instance::output::RequestTag;
 use crate::nn::NnState;
 
 /// Longest guest log line kept; longer ones are cut.
@@ -18,8 +19,8 @@ pub struct HostState {
     pub table: ResourceTable,
     pub nn: NnState,
     pub limits: StoreLimits,
-    /// The request being served, or empty during `init`.
-    pub request_id: String,
+    /// The request being served (empty during `init`).
+    pub tag: RequestTag,
 }
 
 impl WasiView for HostState {
@@ -43,7 +44,8 @@ impl logging::Host for HostState {
             message.truncate(cut);
             message.push('…');
         }
-        let id = self.request_id.as_str();
+        let id = self.tag.get();
+        let id = id.as_str();
         match level {
             logging::Level::Trace => tracing::trace!(target: "guest", request_id = id, "{message}"),
             logging::Level::Debug => tracing::debug!(target: "guest", request_id = id, "{message}"),

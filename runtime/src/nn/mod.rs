@@ -35,16 +35,54 @@ pub struct NnError {
     pub message: String,
 }
 
+/// What one instance may hold through wasi-nn at once.
+#[derive(Clone, Debug)]
+pub struct NnLimits {
+    /// Largest tensor a guest may create, in bytes (larger traps).
+    pub max_tensor_bytes: usize,
+    /// Tensors alive at once (more traps).
+    pub max_tensors: usize,
+    /// Graphs open at once (more gets `too-large`).
+    pub max_graphs: usize,
+    /// Execution contexts alive at once (more gets `too-large`).
+    pub max_contexts: usize,
+    /// Largest model a guest may `load` from bytes (larger gets `too-large`).
+    pub max_model_bytes: usize,
+}
+
+impl Default for NnLimits {
+    fn default() -> Self {
+        NnLimits {
+            max_tensor_bytes: 64 << 20,
+            max_tensors: 256,
+            max_graphs: 16,
+            max_contexts: 32,
+            max_model_bytes: 256 << 20,
+        }
+    }
+}
+
 /// Per-instance wasi-nn state.
 pub struct NnState {
     pub models: Arc<ModelRegistry>,
     pub backends: Backends,
+    pub limits: NnLimits,
+    graphs: usize,
+    contexts: usize,
+    tensors: usize,
 }
 
 impl NnState {
     /// State over shared models and backends.
-    pub fn new(models: Arc<ModelRegistry>, backends: Backends) -> Self {
-        NnState { models, backends }
+    pub fn new(models: Arc<ModelRegistry>, backends: Backends, limits: NnLimits) -> Self {
+        NnState {
+            models,
+            backends,
+            limits,
+            graphs: 0,
+            contexts: 0,
+            tensors: 0,
+        }
     }
 }
 
@@ -82,6 +120,25 @@ impl HostState {
     fn backend_error<T>(&mut self, e: BackendError) -> NnResult<T> {
         self.nn_error(code_for(&e), e.to_string())
     }
+
+    /// `Some(error)` when no more graphs may be opened.
+    fn graph_slot<T>(&mut self) -> Option<NnResult<T>> {
+        let max = self.nn.limits.max_graphs;
+        (self.nn.graphs >= max).then(|| {
+            self.nn_error(
+                errors::ErrorCode::TooLarge,
+                format!(
+                    "{max} graphs are already open, the most one instance may hold; drop one first"
+                ),
+            )
+        })
+    }
+
+    fn push_graph(&mut self, g: Arc<dyn Graph>) -> NnResult<GraphRes> {
+        let r = self.table.push(GraphRes(g))?;
+        self.nn.graphs += 1;
+        Ok(Ok(r))
+    }
 }
 
 fn encoding(e: graph::GraphEncoding) -> Encoding {
@@ -104,6 +161,19 @@ impl graph::Host for HostState {
         enc: graph::GraphEncoding,
         target: graph::ExecutionTarget,
     ) -> NnResult<GraphRes> {
+        let size: usize = builders.iter().map(Vec::len).sum();
+        if size > self.nn.limits.max_model_bytes {
+            return self.nn_error(
+                errors::ErrorCode::TooLarge,
+                format!(
+                    "a model of {size} bytes is over the {}-byte limit",
+                    self.nn.limits.max_model_bytes
+                ),
+            );
+        }
+        if let Some(e) = self.graph_slot() {
+            return e;
+        }
         let wanted = encoding(enc);
         let backend = match wanted {
             Encoding::Autodetect => {
@@ -128,16 +198,19 @@ impl graph::Host for HostState {
         };
         let parts: Vec<&[u8]> = builders.iter().map(Vec::as_slice).collect();
         match fenced(|| backend.load(&parts, target)) {
-            Ok(g) => Ok(Ok(self.table.push(GraphRes(g))?)),
+            Ok(g) => self.push_graph(g),
             Err(e) => self.backend_error(e),
         }
     }
 
     fn load_by_name(&mut self, name: String) -> NnResult<GraphRes> {
+        if let Some(e) = self.graph_slot() {
+            return e;
+        }
         match self.nn.models.get(&name) {
             Some(entry) => {
                 let g = Arc::clone(&entry.graph);
-                Ok(Ok(self.table.push(GraphRes(g))?))
+                self.push_graph(g)
             }
             None => {
                 let names = self.nn.models.names();
@@ -152,15 +225,27 @@ impl graph::Host for HostState {
 
 impl graph::HostGraph for HostState {
     fn init_execution_context(&mut self, g: Resource<GraphRes>) -> NnResult<ContextRes> {
+        if self.nn.contexts >= self.nn.limits.max_contexts {
+            let max = self.nn.limits.max_contexts;
+            return self.nn_error(
+                errors::ErrorCode::TooLarge,
+                format!("{max} execution contexts are already open, the most one instance may hold; drop one first"),
+            );
+        }
         let graph = Arc::clone(&self.table.get(&g)?.0);
         match fenced(|| graph.init_execution_context()) {
-            Ok(ctx) => Ok(Ok(self.table.push(ContextRes(ctx))?)),
+            Ok(ctx) => {
+                let r = self.table.push(ContextRes(ctx))?;
+                self.nn.contexts += 1;
+                Ok(Ok(r))
+            }
             Err(e) => self.backend_error(e),
         }
     }
 
     fn drop(&mut self, g: Resource<GraphRes>) -> wasmtime::Result<()> {
         self.table.delete(g)?;
+        self.nn.graphs = self.nn.graphs.saturating_sub(1);
         Ok(())
     }
 }
@@ -176,6 +261,7 @@ impl inference::HostGraphExecutionContext for HostState {
         let mut named = Vec::with_capacity(inputs.len());
         for (name, t) in inputs {
             let TensorRes(tensor) = self.table.delete(t)?;
+            self.nn.tensors = self.nn.tensors.saturating_sub(1);
             named.push(NamedTensor { name, tensor });
         }
         let context = &mut self.table.get_mut(&ctx)?.0;
@@ -184,6 +270,7 @@ impl inference::HostGraphExecutionContext for HostState {
                 let mut out = Vec::with_capacity(outputs.len());
                 for o in outputs {
                     out.push((o.name, self.table.push(TensorRes(o.tensor))?));
+                    self.nn.tensors += 1;
                 }
                 Ok(Ok(out))
             }
@@ -196,6 +283,7 @@ impl inference::HostGraphExecutionContext for HostState {
 
     fn drop(&mut self, ctx: Resource<ContextRes>) -> wasmtime::Result<()> {
         self.table.delete(ctx)?;
+        self.nn.contexts = self.nn.contexts.saturating_sub(1);
         Ok(())
     }
 }
@@ -209,12 +297,29 @@ impl tensor::HostTensor for HostState {
         ty: tensor::TensorType,
         data: tensor::TensorData,
     ) -> wasmtime::Result<Resource<TensorRes>> {
-        // Checked when computed: a constructor cannot fail in WIT.
-        Ok(self.table.push(TensorRes(Tensor {
+        // A constructor cannot return an error in WIT: past a limit it traps.
+        // Shape against data length is checked when computed.
+        let limits = &self.nn.limits;
+        if data.len() > limits.max_tensor_bytes {
+            wasmtime::bail!(
+                "wasi-nn: a tensor of {} bytes is over the {}-byte limit",
+                data.len(),
+                limits.max_tensor_bytes
+            );
+        }
+        if self.nn.tensors >= limits.max_tensors {
+            wasmtime::bail!(
+                "wasi-nn: {} tensors are alive, the most one instance may hold",
+                limits.max_tensors
+            );
+        }
+        let r = self.table.push(TensorRes(Tensor {
             shape: dimensions,
             ty: ty.into(),
             data,
-        }))?)
+        }))?;
+        self.nn.tensors += 1;
+        Ok(r)
     }
 
     fn dimensions(&mut self, t: Resource<TensorRes>) -> wasmtime::Result<tensor::TensorDimensions> {
@@ -231,6 +336,7 @@ impl tensor::HostTensor for HostState {
 
     fn drop(&mut self, t: Resource<TensorRes>) -> wasmtime::Result<()> {
         self.table.delete(t)?;
+        self.nn.tensors = self.nn.tensors.saturating_sub(1);
         Ok(())
     }
 }

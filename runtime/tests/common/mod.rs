@@ -48,7 +48,8 @@ pub fn expected() -> Value {
 /// The sandscore binary.
 pub fn binary() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sandscore"));
-    c.env("RUST_LOG", "warn");
+    // CI runs as root; the refusal itself is tested in sandbox.rs.
+    c.env("RUST_LOG", "warn").env("SANDSCORE_ALLOW_ROOT", "1");
     c
 }
 
@@ -91,6 +92,13 @@ impl Server {
 
     /// As [`Server::try_start`], with extra environment variables.
     pub fn try_start_env(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
+        let mut server = Server::spawn(args, env)?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// Starts `sandscore serve` and returns once it listens (maybe not ready).
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let mut child = binary()
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(args)
@@ -116,20 +124,26 @@ impl Server {
         if server.base.is_empty() {
             return Err(server.stop_and_log());
         }
+        Ok(server)
+    }
+
+    /// Waits until `/v2/health/ready` answers 200; `Err` with the server's
+    /// output if it exits or takes too long.
+    pub fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(r) = agent().get(server.url("/v2/health/ready")).call()
+            if let Ok(r) = agent().get(self.url("/v2/health/ready")).call()
                 && r.status() == 200
             {
-                return Ok(server);
+                return Ok(());
             }
-            if let Ok(Some(_)) = server.child.try_wait() {
-                return Err(server.stop_and_log());
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.stop_and_log());
             }
             if Instant::now() > deadline {
                 return Err(format!(
                     "timed out waiting for readiness\n{}",
-                    server.stop_and_log()
+                    self.stop_and_log()
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -258,4 +272,23 @@ fn flatten(v: &Value, out: &mut Vec<f64>) {
         Value::Number(n) => out.push(n.as_f64().expect("number")),
         other => panic!("not a number: {other}"),
     }
+}
+
+/// Resident memory of a process, in bytes.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// True when the tests run as root.
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }

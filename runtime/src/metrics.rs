@@ -1,0 +1,181 @@
+//! Prometheus metrics, served at `GET /metrics` in the text format.
+//!
+//! One process-wide registry: requests by route, model and status; latency
+//! histograms; in-flight requests; admission queue depth; instances idle and
+//! made; guest traps and timeouts; model load time.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric the runtime exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub in_flight: IntGauge,
+    pub queue_depth: IntGauge,
+    pub rejected: IntCounter,
+    pub instances_idle: IntGauge,
+    pub instances_created: IntCounter,
+    pub traps: IntCounter,
+    pub timeouts: IntCounter,
+    pub model_load_seconds: GaugeVec,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new_custom(Some("sandscore".into()), None)?;
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "http_requests_total",
+            "HTTP requests by route, model and status",
+        ),
+        &["route", "model", "status"],
+    )?;
+    let latency = HistogramVec::new(
+        HistogramOpts::new(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+        )
+        .buckets(vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0, 30.0,
+        ]),
+        &["route"],
+    )?;
+    let in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being handled")?;
+    let queue_depth = IntGauge::new(
+        "queue_depth",
+        "Requests waiting for a free instance or inference slot",
+    )?;
+    let rejected = IntCounter::new(
+        "rejected_total",
+        "Requests refused with 503 because the queue was full",
+    )?;
+    let instances_idle = IntGauge::new(
+        "instances_idle",
+        "Warm module instances waiting for a request",
+    )?;
+    let instances_created = IntCounter::new(
+        "instances_created_total",
+        "Module instances made (startup, replacements, isolated mode)",
+    )?;
+    let traps = IntCounter::new(
+        "guest_traps_total",
+        "Requests whose module instance trapped",
+    )?;
+    let timeouts = IntCounter::new(
+        "guest_timeouts_total",
+        "Requests stopped at the scoring deadline",
+    )?;
+    let model_load_seconds = GaugeVec::new(
+        Opts::new("model_load_seconds", "Time each model took to load"),
+        &["model"],
+    )?;
+    registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(latency.clone()))?;
+    registry.register(Box::new(in_flight.clone()))?;
+    registry.register(Box::new(queue_depth.clone()))?;
+    registry.register(Box::new(rejected.clone()))?;
+    registry.register(Box::new(instances_idle.clone()))?;
+    registry.register(Box::new(instances_created.clone()))?;
+    registry.register(Box::new(traps.clone()))?;
+    registry.register(Box::new(timeouts.clone()))?;
+    registry.register(Box::new(model_load_seconds.clone()))?;
+    Ok(Metrics {
+        registry,
+        requests,
+        latency,
+        in_flight,
+        queue_depth,
+        rejected,
+        instances_idle,
+        instances_created,
+        traps,
+        timeouts,
+        model_load_seconds,
+    })
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    // The names above are fixed and valid; registration cannot fail.
+    METRICS.get_or_init(|| build().expect("metric definitions are valid"))
+}
+
+impl Metrics {
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The route template and model of a request path, as metric labels
+/// (bounded: unknown paths are `other`).
+pub fn route_of(path: &str) -> (&'static str, Option<&str>) {
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match parts.as_slice() {
+        [] | [""] => ("/", None),
+        ["score"] => ("/score", None),
+        ["swagger.json"] => ("/swagger.json", None),
+        ["metrics"] => ("/metrics", None),
+        ["v2"] => ("/v2", None),
+        ["v2", "health", "live"] => ("/v2/health/live", None),
+        ["v2", "health", "ready"] => ("/v2/health/ready", None),
+        ["v2", "models", m] => ("/v2/models/{name}", Some(m)),
+        ["v2", "models", m, "ready"] => ("/v2/models/{name}/ready", Some(m)),
+        ["v2", "models", m, "infer"] => ("/v2/models/{name}/infer", Some(m)),
+        ["v2", "models", m, "versions", _] => ("/v2/models/{name}/versions/{version}", Some(m)),
+        ["v2", "models", m, "versions", _, "ready"] => {
+            ("/v2/models/{name}/versions/{version}/ready", Some(m))
+        }
+        ["v2", "models", m, "versions", _, "infer"] => {
+            ("/v2/models/{name}/versions/{version}/infer", Some(m))
+        }
+        _ => ("other", None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_templates() {
+        assert_eq!(route_of("/"), ("/", None));
+        assert_eq!(route_of("/score"), ("/score", None));
+        assert_eq!(
+            route_of("/v2/models/mlp/infer"),
+            ("/v2/models/{name}/infer", Some("mlp"))
+        );
+        assert_eq!(
+            route_of("/v2/models/mlp/versions/1/infer"),
+            ("/v2/models/{name}/versions/{version}/infer", Some("mlp"))
+        );
+        assert_eq!(route_of("/etc/passwd"), ("other", None));
+    }
+
+    #[test]
+    fn render_has_the_metric_families() {
+        metrics()
+            .requests
+            .with_label_values(&["/score", "", "200"])
+            .inc();
+        let text = metrics().render();
+        assert!(
+            text.contains(
+                "sandscore_http_requests_total{model=\"\",route=\"/score\",status=\"200\"}"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("sandscore_queue_depth"), "{text}");
+    }
+}
