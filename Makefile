@@ -25,7 +25,7 @@ export SANDSCORE_MODELS := $(MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
 
-.PHONY: all setup venv wasm-target build guests models ort demo test clean
+.PHONY: all setup venv wasm-target build guests models ort demo test clean fuzz soak
 
 all: build guests models ort
 
@@ -62,7 +62,25 @@ demo: all
 	scripts/demo.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) examples/onnx-mlp/request.json $(PORT)
 
 test: all
-	cargo test --release --locked -p sandscore -p sandscore-guest
+	cargo test --release --locked -p sandscore -p sandscore-codec -p sandscore-guest
 
 clean:
 	cargo clean
+
+# Fuzz the request decoders for FUZZ_SECONDS each (nightly + cargo-fuzz;
+# installs cargo-fuzz on first use). Not part of `make test`.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+	cd fuzz && for t in v2_request score_query; do \
+	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 || exit 1; \
+	done
+
+# Saturate a local server for MINUTES (bounded; stops by itself). Not part of `make test`.
+MINUTES ?= 2
+CONCURRENCY ?= 16
+WORKERS ?= 2
+soak: all
+	cargo build --release --locked -p sandscore --example soak
+	scripts/soak.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) $(RELEASE)/examples/soak $(MINUTES) $(CONCURRENCY) $(WORKERS)

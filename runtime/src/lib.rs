@@ -10,7 +10,10 @@
 
 pub mod admission;
 pub mod backend;
-pub mod codec;
+/// Wire formats (the `sandscore-codec` crate).
+pub mod codec {
+    pub use sandscore_codec::{query, v2};
+}
 pub mod config;
 pub mod http;
 pub mod instance;
@@ -18,7 +21,7 @@ pub mod metrics;
 pub mod nn;
 pub mod server;
 pub mod service;
-pub mod tensor;
+pub use sandscore_codec::tensor;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

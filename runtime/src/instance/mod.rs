@@ -180,6 +180,14 @@ pub struct Factory {
     pub config: SandboxConfig,
 }
 
+/// A store and what was granted to it, before instantiation.
+struct Parts {
+    store: Store<HostState>,
+    tag: RequestTag,
+    outputs: [GuestOutput; 2],
+    scratch: Option<tempfile::TempDir>,
+}
+
 /// One instance, its store, and what it was granted.
 pub struct Worker {
     pub store: Store<HostState>,
@@ -272,17 +280,7 @@ impl Factory {
         })
     }
 
-    fn store(
-        &self,
-    ) -> Result<
-        (
-            Store<HostState>,
-            RequestTag,
-            [GuestOutput; 2],
-            Option<tempfile::TempDir>,
-        ),
-        InstanceError,
-    > {
+    fn store(&self) -> Result<Parts, InstanceError> {
         let setup = |what: &str, e: String| InstanceError::Instantiate(format!("{what}: {e}"));
         let tag = RequestTag::default();
         let outputs = [
@@ -340,12 +338,22 @@ impl Factory {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
-        Ok((store, tag, outputs, scratch))
+        Ok(Parts {
+            store,
+            tag,
+            outputs,
+            scratch,
+        })
     }
 
     /// A new instance with `init` already run.
     pub fn instantiate(&self) -> Result<Worker, InstanceError> {
-        let (mut store, tag, outputs, scratch) = self.store()?;
+        let Parts {
+            mut store,
+            tag,
+            outputs,
+            scratch,
+        } = self.store()?;
         store.set_epoch_deadline(ticks(self.config.init_timeout));
         let scorer = self
             .pre

@@ -4,9 +4,9 @@
 //! worker) and how many may wait; each running request holds one instance
 //! on a blocking thread (guest code and native inference are CPU work, not
 //! async work). An instance that trapped, ran out of time or overfilled its
-//! scratch space is dropped, never reused; its replacement is made on the
-//! next request that finds the pool short. In isolated mode every request
-//! gets a fresh instance and it is dropped afterwards.
+//! scratch space is dropped, never reused; a replacement is made in the
+//! background (or by the next request, if that comes first). In isolated
+//! mode every request gets a fresh instance and it is dropped afterwards.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,8 +49,18 @@ pub enum CallError {
 /// The instance pool.
 pub struct Pool {
     factory: Arc<Factory>,
-    idle: Mutex<Vec<Worker>>,
+    idle: Arc<Mutex<Vec<Worker>>>,
     admission: Admission,
+}
+
+/// Returns a worker to the idle list, unless the list is already full.
+fn put_idle(idle: &Mutex<Vec<Worker>>, worker: Worker, size: usize) {
+    if let Ok(mut idle) = idle.lock() {
+        if idle.len() < size {
+            idle.push(worker);
+        }
+        metrics().instances_idle.set(idle.len() as i64);
+    }
 }
 
 impl Pool {
@@ -72,7 +82,7 @@ impl Pool {
         Ok(Pool {
             admission: Admission::new(n, factory.config.max_queue),
             factory,
-            idle: Mutex::new(workers),
+            idle: Arc::new(Mutex::new(workers)),
         })
     }
 
@@ -156,11 +166,20 @@ impl Pool {
         w
     }
 
-    fn put_idle(&self, worker: Worker) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(worker);
-            metrics().instances_idle.set(idle.len() as i64);
+    /// Makes a replacement for a dropped instance off the request path.
+    fn replace_in_background(&self) {
+        if self.factory.config.isolation != Isolation::Pooled {
+            return;
         }
+        let factory = Arc::clone(&self.factory);
+        let idle = Arc::clone(&self.idle);
+        let size = self.size();
+        tokio::task::spawn_blocking(move || match factory.instantiate() {
+            Ok(w) => put_idle(&idle, w, size),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot replace a discarded instance; the next request will try again")
+            }
+        });
     }
 
     async fn call<R: Send + 'static>(
@@ -195,18 +214,21 @@ impl Pool {
                 let used = worker.scratch_bytes();
                 if used > scratch_cap && worker.scratch.is_some() {
                     // Dropping the worker removes its scratch directory.
+                    drop(worker);
+                    self.replace_in_background();
                     return Err(CallError::Invalid(format!(
                         "the module wrote {used} bytes to {}, over its {scratch_cap}-byte cap; the instance was replaced",
                         super::GUEST_SCRATCH_DIR
                     )));
                 }
                 if self.factory.config.isolation == Isolation::Pooled {
-                    self.put_idle(worker);
+                    put_idle(&self.idle, worker, self.size());
                 }
                 Ok(r)
             }
             Err(e) => {
                 drop(worker);
+                self.replace_in_background();
                 Err(match e.downcast_ref::<Trap>() {
                     Some(Trap::Interrupt) => {
                         metrics().timeouts.inc();
