@@ -25,7 +25,7 @@ export SANDSCORE_MODELS := $(MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
 
-.PHONY: all setup venv wasm-target build guests models ort demo test clean fuzz soak
+.PHONY: all setup venv wasm-target build guests models ort demo test clean fuzz soak images test-images readme-table
 
 all: build guests models ort
 
@@ -62,6 +62,7 @@ demo: all
 	scripts/demo.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) examples/onnx-mlp/request.json $(PORT)
 
 test: all
+	python3 images/manifest.py check README.md
 	cargo test --release --locked -p sandscore -p sandscore-codec -p sandscore-guest
 
 clean:
@@ -84,3 +85,16 @@ WORKERS ?= 2
 soak: all
 	cargo build --release --locked -p sandscore --example soak
 	scripts/soak.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) $(RELEASE)/examples/soak $(MINUTES) $(CONCURRENCY) $(WORKERS)
+
+# Container images (images/images.toml). Starts dockerd when no engine answers.
+IMAGES_OUT := $(CARGO_TARGET_DIR)/images
+images: all
+	images/install-engine.sh
+	images/engine.sh images/build.sh $(RELEASE)/sandscore $(ORT_LIB) $(IMAGES_OUT)
+
+test-images: images
+	images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1
+
+# The README's image table, from the manifest.
+readme-table:
+	python3 images/manifest.py write README.md

@@ -164,6 +164,24 @@ impl RuntimeArgs {
         }
     }
 
+    /// Treats an empty module path as no module.
+    pub fn normalize(&mut self) {
+        if self
+            .module
+            .as_ref()
+            .is_some_and(|m| m.as_os_str().is_empty())
+        {
+            self.module = None;
+        }
+        if self
+            .model_dir
+            .as_ref()
+            .is_some_and(|m| m.as_os_str().is_empty())
+        {
+            self.model_dir = None;
+        }
+    }
+
     /// Refuses to go on as root unless `--allow-root` was given.
     pub fn check_user(&self) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;

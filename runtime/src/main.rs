@@ -45,6 +45,19 @@ enum Command {
     Check(RuntimeArgs),
     /// Print the versions of sandscore, wasmtime, the WIT world and backends.
     Version(RuntimeArgs),
+    /// Exit 0 when the local server is ready (a container HEALTHCHECK that
+    /// needs no shell or curl).
+    Health(HealthArgs),
+}
+
+#[derive(clap::Args)]
+struct HealthArgs {
+    /// Port the server listens on.
+    #[arg(long, env = "SERVER_PORT", default_value_t = 5001)]
+    port: u16,
+    /// Path to ask.
+    #[arg(long, default_value = "/v2/health/ready")]
+    path: String,
 }
 
 #[derive(clap::Args)]
@@ -72,8 +85,25 @@ fn init_logs(format: LogFormat, default_level: &str) {
     }
 }
 
+/// Settings where an empty value means "none" (the images set them, and a
+/// deployment clears one with `-e NAME=`); clap would reject an empty value.
+const CLEARABLE_ENV: [&str; 2] = ["AZUREML_ENTRY_SCRIPT", "AZUREML_MODEL_DIR"];
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    for name in CLEARABLE_ENV {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            // SAFETY: first thing in main, before any other thread exists.
+            unsafe { std::env::remove_var(name) };
+        }
+    }
+    let mut cli = Cli::parse();
+    // An empty AZUREML_ENTRY_SCRIPT (the images set one) means "no module".
+    match &mut cli.command {
+        Command::Serve(a) => a.runtime.normalize(),
+        Command::Score(a) => a.runtime.normalize(),
+        Command::Check(a) | Command::Version(a) => a.normalize(),
+        Command::Health(_) => {}
+    }
     let result = match cli.command {
         Command::Serve(args) => {
             init_logs(cli.log_format, "info");
@@ -92,6 +122,7 @@ fn main() -> ExitCode {
             check(args)
         }
         Command::Version(args) => version(args),
+        Command::Health(args) => health(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -232,6 +263,30 @@ fn check(args: RuntimeArgs) -> anyhow::Result<()> {
     );
     println!("ok in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(())
+}
+
+fn health(args: HealthArgs) -> anyhow::Result<()> {
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .with_context(|| format!("nothing listens on {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "GET {} HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        args.path
+    )?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let status = String::from_utf8_lossy(&head[..n]);
+    let line = status.lines().next().unwrap_or("");
+    if line.split_whitespace().nth(1) == Some("200") {
+        println!("ready");
+        Ok(())
+    } else {
+        bail!("not ready: {line}")
+    }
 }
 
 fn version(args: RuntimeArgs) -> anyhow::Result<()> {

@@ -18,7 +18,9 @@ use wasmtime::component::Component;
 /// Why a module could not be turned into a component.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    #[error("cannot read module {path}: {source}")]
+    #[error(
+        "cannot read module {path}: {source}. Mount or copy your module there, or point --module (AZUREML_ENTRY_SCRIPT) at it; an empty AZUREML_ENTRY_SCRIPT serves the models alone"
+    )]
     Read {
         path: PathBuf,
         #[source]

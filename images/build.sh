@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds every image in images/images.toml (or the ones named) with the
+# running engine: stages a context per image from the host build (stripped
+# runtime, backend libraries), builds images/Dockerfile with the manifest's
+# base and labels, tags NAME:TAG and NAME:latest, and prints each size.
+# Usage: build.sh SANDSCORE_BINARY ORT_LIBRARY OUT_DIR [IMAGE…]
+set -euo pipefail
+bin=$1 ort=$2 out=$3
+shift 3
+here=$(cd "$(dirname "$0")" && pwd)
+version=$(awk -F'"' '/^sandscore_version/ {print $2}' "$here/images.toml")
+"$here/base/build-base.sh"
+mkdir -p "$out"
+: >"$out/sizes.txt"
+python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_version backends aim; do
+  if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
+  ctx="$out/context/${name#sandscore/}"
+  rm -rf "$ctx" && mkdir -p "$ctx/bin" "$ctx/lib"
+  cp "$bin" "$ctx/bin/sandscore" && strip "$ctx/bin/sandscore"
+  if [[ ",$backends," == *",onnxruntime,"* ]]; then
+    cp "$ort" "$ctx/lib/libonnxruntime.so"
+  fi
+  framework=$(python3 "$here/manifest.py" get "$name" framework)
+  description=$(python3 "$here/manifest.py" get "$name" description)
+  echo "building $name:$tag on $base"
+  DOCKER_BUILDKIT=0 docker build --quiet -f "$here/../$dockerfile" \
+    --build-arg BASE="$base" --build-arg IMAGE_NAME="$name" --build-arg IMAGE_TAG="$tag" \
+    --build-arg SANDSCORE_VERSION="$version" --build-arg FRAMEWORK="$framework" \
+    --build-arg FRAMEWORK_VERSION="$fw_version" --build-arg DESCRIPTION="$description" \
+    -t "$name:$tag" -t "$name:latest" "$ctx" >/dev/null
+  bytes=$(docker image inspect -f '{{.Size}}' "$name:$tag")
+  mb=$(( (bytes + 524288) / 1048576 ))
+  verdict="within"; [ "$mb" -le "$aim" ] || verdict="OVER"
+  printf '%-28s %-18s %4d MB  (aim %d MB: %s)\n' "$name" "$tag" "$mb" "$aim" "$verdict" | tee -a "$out/sizes.txt"
+done

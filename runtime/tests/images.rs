@@ -1,0 +1,454 @@
+//! The prebuilt images, run as users run them: `docker run -p` with
+//! `--read-only --cap-drop ALL --security-opt no-new-privileges`, a model
+//! and a module mounted read-only, scored over HTTP, stopped with SIGTERM.
+//! Needs built images and a Docker engine: `make test-images` runs these
+//! (they are ignored by plain `cargo test`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{agent, assert_close, expected, guest, models};
+use serde_json::{Value, json};
+
+struct Image {
+    name: String,
+    tag: String,
+    backends: String,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn manifest() -> Vec<Image> {
+    let out = Command::new("python3")
+        .arg(repo().join("images/manifest.py"))
+        .arg("list")
+        .output()
+        .expect("manifest.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Image {
+                name: f[0].into(),
+                tag: f[1].into(),
+                backends: f[5].into(),
+            }
+        })
+        .collect()
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A container, removed on drop.
+struct Container {
+    id: String,
+    base: String,
+}
+
+impl Container {
+    fn run(image: &str, mounts: &[(&Path, &str)], extra: &[&str]) -> Container {
+        let mut args: Vec<String> = [
+            "run",
+            "-d",
+            "-p",
+            "127.0.0.1::5001",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (host, inside) in mounts {
+            args.push("-v".into());
+            args.push(format!("{}:{inside}:ro", host.display()));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(image.into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let id = docker(&refs);
+        let port = docker(&["port", &id, "5001/tcp"]);
+        let port = port
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .expect("published port")
+            .to_string();
+        Container {
+            id,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Option<(u16, String)> {
+        let mut r = agent()
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .ok()?;
+        Some((
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ))
+    }
+
+    /// Polls until a score succeeds; returns the answer and the time it took.
+    fn first_score(&self, body: &Value, started: Instant) -> (Value, Duration) {
+        let deadline = started + Duration::from_secs(120);
+        loop {
+            if let Some((200, text)) = self.post("/score", body) {
+                return (
+                    serde_json::from_str(&text).expect("JSON"),
+                    started.elapsed(),
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no successful score in 120 s; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let out = Command::new("docker")
+            .args(["logs", &self.id])
+            .output()
+            .expect("logs");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // -v: also the anonymous /tmp volume.
+        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.id]).output();
+    }
+}
+
+/// What every image must do once it scored: run as uid 10001, pass its own
+/// health check, write nothing outside its mounts and /tmp, stop on SIGTERM
+/// with exit status 0.
+fn check_hardening(c: &Container, mounts: &[&str]) {
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &c.id]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("the container's main process");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("Uid line");
+    let uids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
+    assert_eq!(
+        uids, ["10001"; 4],
+        "real, effective, saved and fs uid of the server"
+    );
+    let caps = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .expect("CapEff line");
+    assert!(
+        caps.ends_with("0000000000000000"),
+        "no capabilities: {caps}"
+    );
+    docker(&["exec", &c.id, "/opt/sandscore/bin/sandscore", "health"]);
+    let changed = docker(&["diff", &c.id]);
+    for line in changed.lines() {
+        let path = line.split_whitespace().nth(1).unwrap_or("");
+        let is_mount = mounts
+            .iter()
+            .any(|m| path == *m || m.starts_with(&format!("{path}/")));
+        assert!(
+            is_mount,
+            "the container wrote {line:?} outside its mounts (all changes: {changed})"
+        );
+    }
+    docker(&["stop", "-t", "20", &c.id]);
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.ExitCode}}", &c.id]),
+        "0",
+        "exit status after SIGTERM; logs:\n{}",
+        c.logs()
+    );
+}
+
+fn module_for(image: &Image) -> (&'static str, Value) {
+    let exp = expected();
+    if image.name.contains("sklearn") {
+        ("iris_sklearn", json!({ "data": exp["iris"]["input"] }))
+    } else if image.backends.contains("onnxruntime") {
+        ("onnx_mlp", json!({ "data": exp["mlp"]["input"] }))
+    } else {
+        ("echo", json!({ "hello": "image" }))
+    }
+}
+
+fn check_answer(image: &Image, answer: &Value) {
+    let exp = expected();
+    let preds = |k: &str| {
+        Value::Array(
+            answer["predictions"]
+                .as_array()
+                .expect("predictions")
+                .iter()
+                .map(|p| p[k].clone())
+                .collect(),
+        )
+    };
+    if image.name.contains("sklearn") {
+        assert_eq!(preds("label"), exp["iris"]["sklearn"]["label"]);
+        assert_close(
+            &preds("probabilities"),
+            &exp["iris"]["sklearn"]["probabilities"],
+            1e-5,
+        );
+    } else if image.backends.contains("onnxruntime") {
+        assert_close(
+            &preds("probabilities"),
+            &exp["mlp"]["ort"]["probabilities"],
+            1e-5,
+        );
+    } else {
+        assert_eq!(answer, &json!({"echo": {"hello": "image"}}));
+    }
+}
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn every_image_serves_hardened_and_stops_cleanly() {
+    let m = models();
+    for image in manifest() {
+        let (module, request) = module_for(&image);
+        let wasm = guest(module);
+        let reference = format!("{}:{}", image.name, image.tag);
+        let labels = docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.Labels}}",
+            &reference,
+        ]);
+        let labels: Value = serde_json::from_str(&labels).expect("labels");
+        assert_eq!(
+            labels["org.opencontainers.image.version"],
+            image.tag.as_str(),
+            "{labels}"
+        );
+        assert_eq!(
+            labels["org.opencontainers.image.title"],
+            image.name.as_str(),
+            "{labels}"
+        );
+        let size: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", &reference])
+            .parse()
+            .expect("size");
+
+        let started = Instant::now();
+        let (c, mounts) = if image.backends == "-" {
+            (
+                Container::run(
+                    &reference,
+                    &[(&wasm, "/app/score.wasm")],
+                    &["-e", "AZUREML_MODEL_DIR="],
+                ),
+                vec!["/app/score.wasm"],
+            )
+        } else {
+            (
+                Container::run(
+                    &reference,
+                    &[(&m, "/models"), (&wasm, "/app/score.wasm")],
+                    &[],
+                ),
+                vec!["/models", "/app/score.wasm"],
+            )
+        };
+        let (answer, took) = c.first_score(&request, started);
+        check_answer(&image, &answer);
+        println!(
+            "{reference:<44} {:>4} MB, docker run to first score {:>6.0} ms",
+            size >> 20,
+            took.as_secs_f64() * 1e3
+        );
+        check_hardening(&c, &mounts);
+    }
+}
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn the_sandbox_holds_inside_the_container() {
+    let dir = std::env::temp_dir().join(format!("sandscore-image-sandbox-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(models().join("mlp.onnx"), dir.join("mlp.onnx")).expect("copy");
+    let wasm = guest("hostile");
+    let c = Container::run(
+        "sandscore/onnxruntime-cpu:latest",
+        &[(&dir, "/models"), (&wasm, "/app/score.wasm")],
+        &[],
+    );
+    let _ = c.first_score(&json!({"action": "count"}), Instant::now());
+    let denied = [
+        json!({"action": "write", "path": "/models/x.bin"}),
+        json!({"action": "read", "path": "/etc/passwd"}),
+        json!({"action": "socket", "addr": "127.0.0.1:5001"}),
+    ];
+    for body in denied {
+        let (status, text) = c.post("/score", &body).expect("answer");
+        assert_eq!(status, 500, "{body}: {text}");
+        assert!(text.contains("refused"), "{body}: {text}");
+    }
+    assert!(!dir.join("x.bin").exists());
+    check_hardening(&c, &["/models", "/app/score.wasm"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn scratch_space_lives_in_the_tmp_volume() {
+    let wasm = guest("hostile");
+    let c = Container::run(
+        "sandscore/minimal-cpu:latest",
+        &[(&wasm, "/app/score.wasm")],
+        &["-e", "AZUREML_MODEL_DIR=", "-e", "SANDSCORE_SCRATCH_MB=2"],
+    );
+    let _ = c.first_score(&json!({"action": "count"}), Instant::now());
+    let (status, text) = c
+        .post(
+            "/score",
+            &json!({"action": "write", "path": "/scratch/a.bin", "mb": 1}),
+        )
+        .expect("answer");
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = c
+        .post(
+            "/score",
+            &json!({"action": "write", "path": "/scratch/b.bin", "mb": 3}),
+        )
+        .expect("answer");
+    assert_eq!(status, 500, "{text}");
+    check_hardening(&c, &["/app/score.wasm"]);
+}
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn extra_models_and_modules_need_no_image_build() {
+    // One image, two deployments: different model sets and modules mounted.
+    let exp = expected();
+    let m = models();
+    for (module, request, check) in [
+        (
+            "token_embed",
+            json!({ "tokens": exp["embed"]["input"] }),
+            "embeddings",
+        ),
+        (
+            "iris_sklearn",
+            json!({ "data": exp["iris"]["input"] }),
+            "predictions",
+        ),
+    ] {
+        let wasm = guest(module);
+        let c = Container::run(
+            "sandscore/onnxruntime-cpu:latest",
+            &[(&m, "/models"), (&wasm, "/app/score.wasm")],
+            &[],
+        );
+        let (answer, _) = c.first_score(&request, Instant::now());
+        assert!(answer.get(check).is_some(), "{answer}");
+    }
+    // Models alone, answered over V2 (no module).
+    let c = Container::run(
+        "sandscore/onnxruntime-cpu:latest",
+        &[(&m, "/models")],
+        &["-e", "AZUREML_ENTRY_SCRIPT="],
+    );
+    let started = Instant::now();
+    let body = json!({"inputs": [{"name": "input_ids", "shape": [3, 6], "datatype": "INT64", "data": exp["embed"]["input"]}]});
+    let answer = loop {
+        if let Some((200, text)) = c.post("/v2/models/embed/infer", &body) {
+            break serde_json::from_str::<Value>(&text).expect("JSON");
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{}", c.logs());
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert_close(
+        &answer["outputs"][0]["data"],
+        &exp["embed"]["ort"]["embedding"],
+        1e-5,
+    );
+}
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn a_derived_image_bakes_in_model_and_module_and_an_apt_package() {
+    let ctx = std::env::temp_dir().join(format!("sandscore-extend-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&ctx);
+    std::fs::create_dir_all(ctx.join("models")).expect("mkdir");
+    std::fs::copy(models().join("mlp.onnx"), ctx.join("models/mlp.onnx")).expect("copy model");
+    std::fs::copy(guest("onnx_mlp"), ctx.join("score.wasm")).expect("copy module");
+    std::fs::copy(
+        repo().join("images/examples/extend/Dockerfile"),
+        ctx.join("Dockerfile"),
+    )
+    .expect("copy Dockerfile");
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", "sandscore-test/extended:latest"])
+        .arg(&ctx)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("docker build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = Container::run("sandscore-test/extended:latest", &[], &[]);
+    let exp = expected();
+    let (answer, took) = c.first_score(&json!({ "data": exp["mlp"]["input"] }), Instant::now());
+    let probs = Value::Array(
+        answer["predictions"]
+            .as_array()
+            .expect("predictions")
+            .iter()
+            .map(|p| p["probabilities"].clone())
+            .collect(),
+    );
+    assert_close(&probs, &exp["mlp"]["ort"]["probabilities"], 1e-5);
+    println!(
+        "derived image: docker run to first score {:.0} ms",
+        took.as_secs_f64() * 1e3
+    );
+    assert_eq!(
+        docker(&["exec", &c.id, "jq", "--version"])
+            .split('-')
+            .next(),
+        Some("jq")
+    );
+    check_hardening(&c, &[]);
+    let _ = std::fs::remove_dir_all(&ctx);
+}
