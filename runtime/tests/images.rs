@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, assert_close, expected, guest, models};
+use common::{agent, assert_close, column, expected, guest, models};
 use serde_json::{Value, json};
 
 struct Image {
@@ -147,7 +147,9 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         // -v: also the anonymous /tmp volume.
-        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.id]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.id])
+            .output();
     }
 }
 
@@ -209,16 +211,7 @@ fn module_for(image: &Image) -> (&'static str, Value) {
 
 fn check_answer(image: &Image, answer: &Value) {
     let exp = expected();
-    let preds = |k: &str| {
-        Value::Array(
-            answer["predictions"]
-                .as_array()
-                .expect("predictions")
-                .iter()
-                .map(|p| p[k].clone())
-                .collect(),
-        )
-    };
+    let preds = |k: &str| column(answer, k);
     if image.name.contains("sklearn") {
         assert_eq!(preds("label"), exp["iris"]["sklearn"]["label"]);
         assert_close(
@@ -430,15 +423,11 @@ fn a_derived_image_bakes_in_model_and_module_and_an_apt_package() {
     let c = Container::run("sandscore-test/extended:latest", &[], &[]);
     let exp = expected();
     let (answer, took) = c.first_score(&json!({ "data": exp["mlp"]["input"] }), Instant::now());
-    let probs = Value::Array(
-        answer["predictions"]
-            .as_array()
-            .expect("predictions")
-            .iter()
-            .map(|p| p["probabilities"].clone())
-            .collect(),
+    assert_close(
+        &column(&answer, "probabilities"),
+        &exp["mlp"]["ort"]["probabilities"],
+        1e-5,
     );
-    assert_close(&probs, &exp["mlp"]["ort"]["probabilities"], 1e-5);
     println!(
         "derived image: docker run to first score {:.0} ms",
         took.as_secs_f64() * 1e3

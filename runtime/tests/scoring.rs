@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, assert_close, expected, guest, models};
+use common::{Server, assert_close, column, expected, guest, models};
 use serde_json::{Value, json};
 
 fn serve(module: &str) -> Server {
@@ -78,21 +78,13 @@ fn onnx_mlp_matches_onnxruntime() {
     let server = serve("onnx_mlp");
     let r = server.post_json("/score", &json!({ "data": exp["mlp"]["input"] }));
     assert_eq!(r.status, 200, "{}", r.text);
-    let predictions = r.json()["predictions"]
-        .as_array()
-        .expect("predictions")
-        .clone();
-    let probs: Vec<Value> = predictions
-        .iter()
-        .map(|p| p["probabilities"].clone())
-        .collect();
+    let body = r.json();
     assert_close(
-        &Value::Array(probs),
+        &column(&body, "probabilities"),
         &exp["mlp"]["ort"]["probabilities"],
         1e-5,
     );
-    let classes: Vec<Value> = predictions.iter().map(|p| p["class"].clone()).collect();
-    assert_eq!(Value::Array(classes), exp["mlp"]["numpy"]["class"]);
+    assert_eq!(column(&body, "class"), exp["mlp"]["numpy"]["class"]);
 }
 
 #[test]
@@ -101,18 +93,10 @@ fn iris_pipeline_matches_scikit_learn() {
     let server = serve("iris_sklearn");
     let r = server.post_json("/score", &json!({ "data": exp["iris"]["input"] }));
     assert_eq!(r.status, 200, "{}", r.text);
-    let predictions = r.json()["predictions"]
-        .as_array()
-        .expect("predictions")
-        .clone();
-    let labels: Vec<Value> = predictions.iter().map(|p| p["label"].clone()).collect();
-    assert_eq!(Value::Array(labels), exp["iris"]["sklearn"]["label"]);
-    let probs: Vec<Value> = predictions
-        .iter()
-        .map(|p| p["probabilities"].clone())
-        .collect();
+    let body = r.json();
+    assert_eq!(column(&body, "label"), exp["iris"]["sklearn"]["label"]);
     assert_close(
-        &Value::Array(probs),
+        &column(&body, "probabilities"),
         &exp["iris"]["sklearn"]["probabilities"],
         1e-5,
     );
@@ -159,14 +143,8 @@ fn score_command_answers_one_request_without_a_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     let body: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    let probs: Vec<Value> = body["predictions"]
-        .as_array()
-        .expect("predictions")
-        .iter()
-        .map(|p| p["probabilities"].clone())
-        .collect();
     assert_close(
-        &Value::Array(probs),
+        &column(&body, "probabilities"),
         &exp["mlp"]["ort"]["probabilities"],
         1e-5,
     );
@@ -192,14 +170,8 @@ fn concurrent_requests_on_several_workers_all_answer_correctly() {
                 for _ in 0..10 {
                     let r = server.post_json("/score", &body);
                     assert_eq!(r.status, 200, "{}", r.text);
-                    let probs: Vec<Value> = r.json()["predictions"]
-                        .as_array()
-                        .expect("predictions")
-                        .iter()
-                        .map(|p| p["probabilities"].clone())
-                        .collect();
                     assert_close(
-                        &Value::Array(probs),
+                        &column(&r.json(), "probabilities"),
                         &exp["mlp"]["ort"]["probabilities"],
                         1e-5,
                     );

@@ -292,3 +292,11 @@ pub fn running_as_root() -> bool {
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
+
+/// `[p[key] for p in body["predictions"]]`: one field of every prediction.
+pub fn column(body: &Value, key: &str) -> Value {
+    let rows = body["predictions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no predictions in {body}"));
+    Value::Array(rows.iter().map(|p| p[key].clone()).collect())
+}
