@@ -19,13 +19,13 @@ MODELS  := $(CARGO_TARGET_DIR)/models
 ORT_LIB := $(RELEASE)/libonnxruntime.so
 PORT    ?= 5001
 
-GUEST_CRATES := echo onnx-mlp iris-sklearn token-embed faulty hostile not-a-scorer
+GUEST_CRATES := echo onnx-mlp iris-sklearn token-embed faulty hostile not-a-scorer bench-guest
 
 export SANDSCORE_MODELS := $(MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
 
-.PHONY: all setup venv wasm-target build guests models ort demo test clean fuzz soak images test-images readme-table
+.PHONY: all setup venv wasm-target build guests models ort demo test clean fuzz soak images test-images readme-table bench
 
 all: build guests models ort
 
@@ -98,3 +98,24 @@ test-images: images
 # The README's image table, from the manifest.
 readme-table:
 	python3 images/manifest.py write README.md
+
+# Benchmarks: sandscore beside the Azure ML inference server, MLServer and a
+# bare hyper server; writes docs/BENCHMARKS.md and docs/benchmarks.png.
+# Bounded: BENCH_SECONDS per load run (22 runs) plus cold starts; ~8 min.
+BENCH_SECONDS ?= 8
+BENCH_OUT := $(CARGO_TARGET_DIR)/bench
+BENCH_MODELS := $(BENCH_OUT)/models
+bench: all
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
+	test -x $(CACHE)/bench-azureml/bin/azmlinfsrv || { python3 -m venv $(CACHE)/bench-azureml && $(CACHE)/bench-azureml/bin/pip install -q azureml-inference-server-http==1.5.1 onnxruntime==1.32.0 numpy==2.4.6 matplotlib==3.11.2; }
+	test -x $(CACHE)/bench-mlserver/bin/mlserver || { python3 -m venv $(CACHE)/bench-mlserver && $(CACHE)/bench-mlserver/bin/pip install -q mlserver==1.7.1 onnxruntime==1.32.0 numpy==2.4.6; }
+	mkdir -p $(BENCH_MODELS)
+	cp $(MODELS)/mlp.onnx $(MODELS)/iris.onnx $(BENCH_MODELS)/
+	test -f $(BENCH_MODELS)/large.onnx || $(PY) bench/make_models.py $(BENCH_MODELS)
+	cargo build --release --locked -p sandscore --example ceiling
+	rm -f $(BENCH_OUT)/inprocess.jsonl
+	SANDSCORE_BENCH_MODELS=$(BENCH_MODELS) BENCH_OUT=$(BENCH_OUT)/inprocess.jsonl cargo bench --locked -p sandscore --bench overhead
+	printf '{"sandscore":"%s","guests":"%s","ort_lib":"%s","bench_models":"%s","azureml_venv":"%s","mlserver_venv":"%s","ceiling":"%s","inprocess":"%s","results":"%s","duration":%s}' \
+	  $(RELEASE)/sandscore $(GUESTS) $(ORT_LIB) $(BENCH_MODELS) $(CACHE)/bench-azureml $(CACHE)/bench-mlserver \
+	  $(RELEASE)/examples/ceiling $(BENCH_OUT)/inprocess.jsonl $(BENCH_OUT)/results.json $(BENCH_SECONDS) > $(BENCH_OUT)/config.json
+	$(CACHE)/bench-azureml/bin/python bench/run.py $(BENCH_OUT)/config.json

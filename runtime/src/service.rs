@@ -85,15 +85,35 @@ impl Service {
     /// Blocking: call it from a blocking thread.
     pub fn start(args: &RuntimeArgs) -> Result<Service, StartError> {
         let backends = backends(args)?;
-        let models = Arc::new(match &args.model_dir {
-            Some(dir) => ModelRegistry::load_dir(dir, &backends)?,
-            None => ModelRegistry::default(),
+        // Models and the module load side by side: neither needs the other
+        // until they are linked.
+        let sandbox = args.sandbox();
+        let (models, compiled) = std::thread::scope(|s| {
+            let module = args.module.as_ref().map(|path| {
+                let sandbox = &sandbox;
+                s.spawn(move || -> Result<_, StartError> {
+                    let engine = instance::engine(sandbox)?;
+                    let (component, origin) =
+                        compile::load(&engine, path, args.cache().as_deref())?;
+                    Ok((engine, component, origin))
+                })
+            });
+            let models = match &args.model_dir {
+                Some(dir) => ModelRegistry::load_dir(dir, &backends).map_err(StartError::from),
+                None => Ok(ModelRegistry::default()),
+            };
+            let compiled = module.map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StartError::Instance(InstanceError::Engine(
+                        "the compiling thread panicked".into(),
+                    )))
+                })
+            });
+            (models, compiled)
         });
-        let (pool, module) = match &args.module {
-            Some(path) => {
-                let sandbox = args.sandbox();
-                let engine = instance::engine(&sandbox)?;
-                let (component, origin) = compile::load(&engine, path, args.cache().as_deref())?;
+        let models = Arc::new(models?);
+        let (pool, module) = match (compiled.transpose()?, &args.module) {
+            (Some((engine, component, origin)), Some(path)) => {
                 let factory = Factory::new(
                     engine,
                     &component,
@@ -107,7 +127,7 @@ impl Service {
                 tracing::info!(module = %name, ?origin, workers = pool.size(), "module ready");
                 (Some(pool), Some(ModuleInfo { name, origin }))
             }
-            None => (None, None),
+            _ => (None, None),
         };
         for m in models.iter() {
             crate::metrics::metrics()

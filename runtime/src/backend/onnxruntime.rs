@@ -136,6 +136,12 @@ impl OnnxRuntime {
         })
     }
 
+    /// A plain ONNX Runtime session with exactly the options graphs get, for
+    /// benchmarks and diagnostics that compare against native ORT.
+    pub fn native_session(&self, model: &[u8]) -> Result<Session, BackendError> {
+        self.ensure_loaded()?.new_session(model)
+    }
+
     fn ensure_loaded(&self) -> Result<&Arc<Loaded>, BackendError> {
         self.loaded
             .get_or_init(|| {

@@ -63,42 +63,45 @@ impl ModelRegistry {
     /// Scans `dir` and loads every model a backend recognizes. Files no
     /// backend recognizes are skipped (and logged).
     pub fn load_dir(dir: &Path, backends: &Backends) -> Result<Self, RegistryError> {
+        let found = discover(dir, backends)?;
+        // Loading is CPU work (parsing, graph optimisation): one model per
+        // core at a time, so startup takes the longest model, not the sum.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut loaded = Vec::with_capacity(found.len());
+        for batch in found.chunks(cores) {
+            let results: Vec<Result<ModelEntry, RegistryError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|(name, path, backend)| s.spawn(move || load_one(name, path, backend)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .zip(batch)
+                    .map(|(h, (name, path, backend))| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(RegistryError::Load {
+                                name: name.clone(),
+                                path: path.clone(),
+                                backend: backend.name(),
+                                source: BackendError::Runtime("the loading thread panicked".into()),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+            loaded.extend(results);
+        }
         let mut registry = ModelRegistry::default();
-        for (name, path, backend) in discover(dir, backends)? {
-            let bytes = std::fs::read(&path).map_err(|source| RegistryError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let started = Instant::now();
-            let graph =
-                backend
-                    .load(&[&bytes], Target::Cpu)
-                    .map_err(|source| RegistryError::Load {
-                        name: name.clone(),
-                        path: path.clone(),
-                        backend: backend.name(),
-                        source,
-                    })?;
-            let load_seconds = started.elapsed().as_secs_f64();
-            tracing::info!(model = %name, path = %path.display(), backend = backend.name(), load_ms = load_seconds * 1e3, "model loaded");
-            if let Some(prev) = registry.entries.get(&name) {
+        for entry in loaded {
+            let entry = entry?;
+            if let Some(prev) = registry.entries.get(&entry.name) {
                 return Err(RegistryError::Duplicate {
-                    name,
+                    name: entry.name,
                     first: prev.path.clone(),
-                    second: path,
+                    second: entry.path,
                 });
             }
-            registry.entries.insert(
-                name.clone(),
-                ModelEntry {
-                    name,
-                    version: "1".into(),
-                    path,
-                    backend: Arc::clone(backend),
-                    graph,
-                    load_seconds,
-                },
-            );
+            registry.entries.insert(entry.name.clone(), entry);
         }
         Ok(registry)
     }
@@ -130,6 +133,35 @@ impl ModelRegistry {
 }
 
 type Found<'b> = Vec<(String, PathBuf, &'b Arc<dyn Backend>)>;
+
+fn load_one(
+    name: &str,
+    path: &Path,
+    backend: &Arc<dyn Backend>,
+) -> Result<ModelEntry, RegistryError> {
+    let failed = |source| RegistryError::Load {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        backend: backend.name(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(|source| RegistryError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let started = Instant::now();
+    let graph = backend.load(&[&bytes], Target::Cpu).map_err(failed)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(model = %name, path = %path.display(), backend = backend.name(), load_ms = load_seconds * 1e3, "model loaded");
+    Ok(ModelEntry {
+        name: name.to_string(),
+        version: "1".into(),
+        path: path.to_path_buf(),
+        backend: Arc::clone(backend),
+        graph,
+        load_seconds,
+    })
+}
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
     let io = |source| RegistryError::Io {

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""sandscore's benchmark harness: every number side by side, one run, one machine.
+
+Starts each server itself (sandscore /score through a module, sandscore V2
+with no module, the Azure ML inference server with default workers and with
+WORKER_COUNT=2, Seldon MLServer, a bare hyper server as the HTTP ceiling),
+loads each with wrk at fixed concurrency for a fixed time after a warm-up,
+measures cold start and resident memory, reads the in-process results that
+`cargo bench --bench overhead` wrote, and writes docs/BENCHMARKS.md and
+docs/benchmarks.png. Bounded in time; stops every server it started.
+
+Usage: run.py CONFIG.json   (written by `make bench`; see the Makefile)
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+CFG = json.loads(Path(sys.argv[1]).read_text())
+DURATION = int(CFG.get("duration", 8))
+WARMUP = int(CFG.get("warmup", 2))
+COLD_RUNS = int(CFG.get("cold_runs", 5))
+CONCURRENCY = [1, 16]
+ROOT = Path(__file__).resolve().parent.parent
+FEATURES = {"mlp": 64, "large": 1024}
+
+
+def row(model):
+    n = FEATURES[model]
+    return [round(((i % 97) * 0.013), 4) for i in range(n)]
+
+
+def score_body(model):
+    return json.dumps({"model": model, "input": "input", "data": [row(model)]})
+
+
+def v2_body(model):
+    return json.dumps({"inputs": [{"name": "input", "shape": [1, FEATURES[model]], "datatype": "FP32", "data": row(model)}]})
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def post(url, body, timeout=5):
+    req = urllib.request.Request(url, data=body.encode(), headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def wait_for(url, body, deadline_s=120, proc=None):
+    start = time.monotonic()
+    while time.monotonic() - start < deadline_s:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            status, _ = post(url, body, timeout=2)
+            if status == 200:
+                return time.monotonic() - start
+        except Exception:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"{url} never answered 200")
+
+
+def tree_rss_mib(pid):
+    children = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class Server:
+    """One server process; `start` returns the seconds from exec to first 200."""
+
+    def __init__(self, name, cmd, env, score_url, body, cwd=None):
+        self.name, self.cmd, self.env, self.url, self.body, self.cwd = name, cmd, env, score_url, body, cwd
+        self.proc = None
+
+    def start(self):
+        env = dict(os.environ, **self.env)
+        self.log = tempfile.TemporaryFile()
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, env=env, cwd=self.cwd, stdout=self.log, stderr=self.log, start_new_session=True)
+        try:
+            wait_for(self.url, self.body, proc=self.proc)
+        except Exception:
+            self.log.seek(0)
+            print(self.log.read().decode(errors="replace")[-3000:], file=sys.stderr)
+            self.stop()
+            raise
+        return time.monotonic() - t0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def wrk(url, body, connections, seconds):
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write('wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\n')
+        f.write(f"wrk.body = {json.dumps(body)}\n")
+        script = f.name
+    threads = min(connections, 2)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s", "-s", script, url],
+        capture_output=True, text=True, timeout=seconds + 60,
+    ).stdout
+    os.unlink(script)
+
+    def ms(label):
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return {"rps": rps, "p50_ms": ms("50%"), "p99_ms": ms("99%"), "errors": errors, "requests": total}
+
+
+def main():
+    bench_models = Path(CFG["bench_models"])
+    sandscore, guests = CFG["sandscore"], Path(CFG["guests"])
+    azure_venv, ml_venv = Path(CFG["azureml_venv"]), Path(CFG["mlserver_venv"])
+    root_flag = ["--allow-root"] if os.geteuid() == 0 else []
+    common_env = {"RUST_LOG": "warn", "ORT_DYLIB_PATH": CFG["ort_lib"]}
+    results = {"http": [], "cold": [], "memory": []}
+
+    # Cold starts load the small model alone, as the Azure ML server's score.py does.
+    small_only = Path(tempfile.mkdtemp(prefix="sandscore-bench-small-"))
+    shutil.copy(bench_models / "mlp.onnx", small_only)
+
+    def sandscore_server(name, module, cache_dir, models=bench_models):
+        port = free_port()
+        cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--model-dir", str(models),
+               "--workers", "2", "--cache-dir", str(cache_dir), *root_flag]
+        if module:
+            cmd += ["--module", str(guests / "bench_guest.wasm")]
+            return Server(name, cmd, common_env, f"http://127.0.0.1:{port}/score", score_body("mlp"))
+        return Server(name, cmd, common_env, f"http://127.0.0.1:{port}/v2/models/mlp/infer", v2_body("mlp"))
+
+    def azureml_server(name, model, workers):
+        port = free_port()
+        env = {"AZUREML_MODEL_DIR": str(bench_models), "BENCH_MODEL": model, "PYTHONUNBUFFERED": "1"}
+        if workers:
+            env["WORKER_COUNT"] = str(workers)
+        cmd = [str(azure_venv / "bin" / "azmlinfsrv"), "--entry_script", str(ROOT / "bench/peers/azureml/score.py"), "--port", str(port)]
+        return Server(name, cmd, env, f"http://127.0.0.1:{port}/score", score_body(model))
+
+    def mlserver_server(name):
+        port = free_port()
+        work = Path(tempfile.mkdtemp(prefix="sandscore-mlserver-"))
+        shutil.copy(ROOT / "bench/peers/mlserver/runtime.py", work)
+        settings = json.loads((ROOT / "bench/peers/mlserver/settings.json").read_text())
+        settings.update({"http_port": port, "host": "127.0.0.1"})
+        (work / "settings.json").write_text(json.dumps(settings))
+        for m in FEATURES:
+            (work / m).mkdir()
+            text = (ROOT / f"bench/peers/mlserver/{m}/model-settings.json").read_text().replace("MODELS_DIR", str(bench_models))
+            (work / m / "model-settings.json").write_text(text)
+        cmd = [str(ml_venv / "bin" / "mlserver"), "start", str(work)]
+        return Server(name, cmd, {}, f"http://127.0.0.1:{port}/v2/models/mlp/infer", v2_body("mlp"), cwd=str(work))
+
+    def ceiling_server():
+        port = free_port()
+        return Server("hyper ceiling", [CFG["ceiling"], str(port)], {}, f"http://127.0.0.1:{port}/", "{}")
+
+    def load(server, label, url_for, body_for, models):
+        for model in models:
+            for c in CONCURRENCY:
+                url, body = url_for(model), body_for(model)
+                wrk(url, body, c, WARMUP)
+                r = wrk(url, body, c, DURATION)
+                r.update({"server": label, "model": model, "concurrency": c})
+                print(f"{label:<34} {model:<6} c={c:<3} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:>8.2f} ms  p99 {r['p99_ms']:>8.2f} ms  errors {r['errors']}", flush=True)
+                results["http"].append(r)
+
+    # Cold start: exec to first successful score, median of several runs.
+    cache = Path(tempfile.mkdtemp(prefix="sandscore-bench-cache-"))
+    for label, warm in [("sandscore /score, empty compiled-code cache", False), ("sandscore /score, warm compiled-code cache", True)]:
+        times = []
+        for _ in range(COLD_RUNS):
+            if not warm:
+                shutil.rmtree(cache, ignore_errors=True)
+            s = sandscore_server(label, True, cache, small_only)
+            times.append(s.start())
+            s.stop()
+        results["cold"].append({"server": label, "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
+    for label, make in [("Azure ML inference server", lambda: azureml_server("azureml", "mlp", None)),
+                        ("MLServer", lambda: mlserver_server("mlserver"))]:
+        times = []
+        for _ in range(max(3, COLD_RUNS // 2)):
+            s = make()
+            times.append(s.start())
+            s.stop()
+        results["cold"].append({"server": label, "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
+    for c in results["cold"]:
+        print(f"cold start  {c['server']:<46} {c['median_ms']:>8.0f} ms (median of {c['runs']})", flush=True)
+
+    # Throughput, latency and memory, server by server.
+    s = sandscore_server("sandscore", True, cache)
+    s.start()
+    results["memory"].append({"server": "sandscore (module + 2 models, 2 workers)", "rss_mib": tree_rss_mib(s.proc.pid)})
+    base = s.url.rsplit("/", 1)[0]
+    load(s, "sandscore /score (module)", lambda m: f"{base}/score", score_body, FEATURES)
+    s.stop()
+    s = sandscore_server("sandscore-v2", False, cache)
+    s.start()
+    base = s.url.split("/v2/")[0]
+    load(s, "sandscore V2 infer (no module)", lambda m: f"{base}/v2/models/{m}/infer", v2_body, FEATURES)
+    s.stop()
+    for workers, label in [(None, "Azure ML server (default workers)"), (2, "Azure ML server (WORKER_COUNT=2)")]:
+        for model in FEATURES:
+            s = azureml_server(label, model, workers)
+            s.start()
+            if model == "mlp":
+                results["memory"].append({"server": label, "rss_mib": tree_rss_mib(s.proc.pid)})
+            load(s, label, lambda m, u=s.url: u, score_body, [model])
+            s.stop()
+    s = mlserver_server("mlserver")
+    s.start()
+    results["memory"].append({"server": "MLServer (2 models)", "rss_mib": tree_rss_mib(s.proc.pid)})
+    base = s.url.split("/v2/")[0]
+    load(s, "MLServer V2 infer", lambda m: f"{base}/v2/models/{m}/infer", v2_body, FEATURES)
+    s.stop()
+    s = ceiling_server()
+    s.start()
+    load(s, "bare hyper (ceiling)", lambda m: s.url, lambda m: "{}", ["mlp"])
+    s.stop()
+
+    results["inprocess"] = [json.loads(l) for l in Path(CFG["inprocess"]).read_text().splitlines() if l.strip()]
+    Path(CFG["results"]).write_text(json.dumps(results, indent=1))
+    subprocess.run([sys.executable, str(ROOT / "bench/report.py"), CFG["results"], str(ROOT / "docs")], check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+//! In-process cost of the sandbox: the same model run natively through ONNX
+//! Runtime (same session options), through sandscore's backend, and through
+//! a guest's wasi-nn calls on a warm instance; plus what an instance costs
+//! per request in pooled and isolated modes. Plain harness: medians and p99
+//! of individually timed iterations. Run by `make bench` (bench/run.py reads
+//! the JSON lines it writes to $BENCH_OUT).
+//!
+//! Needs SANDSCORE_BENCH_MODELS (mlp.onnx, large.onnx), SANDSCORE_GUESTS
+//! (bench_guest.wasm) and ORT_DYLIB_PATH.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use sandscore::backend::onnxruntime::{OnnxRuntime, OrtOptions};
+use sandscore::config::RuntimeArgs;
+use sandscore::instance::bindings::{WitTensor, WitTensorType};
+use sandscore::instance::{self, Factory, compile, ticks};
+use sandscore::nn::registry::ModelRegistry;
+use sandscore::tensor::{NamedTensor, Tensor, TensorType};
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+struct Stats {
+    median_us: f64,
+    p99_us: f64,
+    iterations: usize,
+}
+
+/// Times `f` for about `budget` after a warm-up, one iteration at a time.
+fn measure(budget: Duration, mut f: impl FnMut()) -> Stats {
+    let warm = Instant::now();
+    while warm.elapsed() < budget / 5 {
+        f();
+    }
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget || samples.len() < 50 {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    Stats {
+        median_us: at(0.5),
+        p99_us: at(0.99),
+        iterations: samples.len(),
+    }
+}
+
+fn input(features: usize, rows: usize) -> Vec<f32> {
+    (0..features * rows)
+        .map(|i| ((i % 97) as f32 * 0.013).sin())
+        .collect()
+}
+
+/// Whether `name` on `model` is selected by BENCH_ONLY (a substring of
+/// "NAME MODEL"; unset runs everything).
+fn selected(name: &str, model: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| format!("{name} {model}").contains(&only))
+}
+
+fn main() {
+    let models =
+        PathBuf::from(std::env::var("SANDSCORE_BENCH_MODELS").expect("SANDSCORE_BENCH_MODELS"));
+    let guests = PathBuf::from(std::env::var("SANDSCORE_GUESTS").expect("SANDSCORE_GUESTS"));
+    let out_path = std::env::var("BENCH_OUT").unwrap_or_else(|_| "/dev/stdout".into());
+    let budget = Duration::from_millis(
+        std::env::var("BENCH_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000),
+    );
+    let module = guests.join("bench_guest.wasm");
+    let args = Args::parse_from([
+        "bench",
+        "--module",
+        module.to_str().expect("path"),
+        "--model-dir",
+        models.to_str().expect("path"),
+        "--no-cache",
+    ])
+    .runtime;
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out_path)
+        .expect("BENCH_OUT");
+    let mut report = |name: &str, model: &str, s: &Stats| {
+        println!(
+            "{name:<34} {model:<6} median {:>9.2} us  p99 {:>9.2} us  ({} runs)",
+            s.median_us, s.p99_us, s.iterations
+        );
+        let line = serde_json::json!({"bench": name, "model": model, "median_us": s.median_us, "p99_us": s.p99_us, "iterations": s.iterations});
+        writeln!(out, "{line}").expect("write");
+    };
+
+    // One ORT environment per process: the native sessions come from the
+    // same backend the guest path uses.
+    let ort = Arc::new(
+        OnnxRuntime::new(OrtOptions {
+            library: args.ort_lib.clone(),
+            intra_op_threads: args.intra_op_threads,
+            optimization: args.graph_optimization.clone(),
+            max_sessions: 1,
+        })
+        .expect("ORT options"),
+    );
+    let backends = sandscore::backend::Backends::new(vec![ort.clone()]);
+    let registry = Arc::new(ModelRegistry::load_dir(&models, &backends).expect("models"));
+    let sandbox = args.sandbox();
+    let engine = instance::engine(&sandbox).expect("engine");
+    let (component, _) = compile::load(&engine, &module, None).expect("module");
+    let factory = Factory::new(
+        engine,
+        &component,
+        Arc::clone(&registry),
+        backends.clone(),
+        Some(&models),
+        sandbox,
+    )
+    .expect("link");
+    let mut worker = factory.instantiate().expect("instance");
+
+    for (model, features) in [("mlp", 64usize), ("large", 1024)] {
+        let x = input(features, 1);
+        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+
+        // Native: an ORT session with the same options, tensor in, output read.
+        let file = std::fs::read(models.join(format!("{model}.onnx"))).expect("model file");
+        let mut session = ort.native_session(&file).expect("session");
+        if selected("native ORT session.run", model) {
+            report(
+                "native ORT session.run",
+                model,
+                &measure(budget, || {
+                    let t = ort::value::Tensor::from_array(([1usize, features], x.clone()))
+                        .expect("tensor");
+                    let o = session.run(ort::inputs!["input" => t]).expect("run");
+                    let (_, data) = o[0].try_extract_tensor::<f32>().expect("output");
+                    std::hint::black_box(data.len());
+                }),
+            );
+        }
+
+        // sandscore's backend (bytes in, bytes out), no guest.
+        let graph = Arc::clone(&registry.get(model).expect("model").graph);
+        if selected("sandscore backend (no guest)", model) {
+            report(
+                "sandscore backend (no guest)",
+                model,
+                &measure(budget, || {
+                    let mut ctx = Arc::clone(&graph).init_execution_context().expect("ctx");
+                    let t = Tensor::new(vec![1, features as u32], TensorType::Fp32, bytes.clone())
+                        .expect("tensor");
+                    std::hint::black_box(
+                        ctx.compute(vec![NamedTensor {
+                            name: "input".into(),
+                            tensor: t,
+                        }])
+                        .expect("compute"),
+                    );
+                }),
+            );
+        }
+
+        // Through the guest: infer → wasi-nn compute, on a warm instance.
+        let wit = vec![WitTensor {
+            name: "input".into(),
+            shape: vec![1, features as u32],
+            datatype: WitTensorType::Fp32,
+            data: bytes.clone(),
+        }];
+        if selected("guest wasi-nn (pooled instance)", model) {
+            report(
+                "guest wasi-nn (pooled instance)",
+                model,
+                &measure(budget, || {
+                    worker
+                        .store
+                        .set_epoch_deadline(ticks(Duration::from_secs(60)));
+                    let r = worker
+                        .scorer
+                        .call_infer(&mut worker.store, model, &wit)
+                        .expect("no trap")
+                        .expect("no error");
+                    std::hint::black_box(r);
+                }),
+            );
+        }
+    }
+
+    // Per-request instance cost: isolated mode makes (and inits) an instance
+    // per request and drops it; pooled mode reuses one.
+    if selected("instantiate + init + drop (isolated)", "-") {
+        report(
+            "instantiate + init + drop (isolated)",
+            "-",
+            &measure(budget, || {
+                std::hint::black_box(factory.instantiate().expect("instance"));
+            }),
+        );
+    }
+}
