@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod backend;
+pub mod blocking;
 /// Wire formats (the `sandscore-codec` crate).
 pub mod codec {
     pub use sandscore_codec::{query, v2};

@@ -180,7 +180,7 @@ impl Service {
             .ok_or_else(|| InferError::UnknownModel(model.to_string()))?;
         let graph = Arc::clone(&entry.graph);
         let _slot = self.direct.enter().await?;
-        tokio::task::spawn_blocking(move || run_direct(graph, inputs))
+        crate::blocking::run(move || run_direct(graph, inputs))
             .await
             .map_err(|e| {
                 InferError::Backend(BackendError::Runtime(format!(

@@ -195,7 +195,7 @@ impl Pool {
         let factory = Arc::clone(&self.factory);
         let timeout = factory.config.timeout;
         let scratch_cap = factory.config.scratch_mb.saturating_mul(1 << 20);
-        let (worker, result) = tokio::task::spawn_blocking(move || {
+        let (worker, result) = crate::blocking::run(move || {
             let mut worker = match ready {
                 Some(w) => w,
                 None => factory.instantiate()?,
