@@ -157,6 +157,12 @@ def wrk(url, body, connections, seconds):
     return {"rps": rps, "p50_ms": ms("50%"), "p99_ms": ms("99%"), "errors": errors, "requests": total}
 
 
+def peer_version(venv, package):
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    return f"{package} {out.stdout.strip() or 'unknown'}"
+
+
 def main():
     bench_models = Path(CFG["bench_models"])
     sandscore, guests = CFG["sandscore"], Path(CFG["guests"])
@@ -239,7 +245,7 @@ def main():
     # Throughput, latency and memory, server by server.
     s = sandscore_server("sandscore", True, cache)
     s.start()
-    results["memory"].append({"server": "sandscore (module + 2 models, 2 workers)", "rss_mib": tree_rss_mib(s.proc.pid)})
+    results["memory"].append({"server": "sandscore (module + 3 models: small, large, iris; 2 workers)", "rss_mib": tree_rss_mib(s.proc.pid)})
     base = s.url.rsplit("/", 1)[0]
     load(s, "sandscore /score (module)", lambda m: f"{base}/score", score_body, FEATURES)
     s.stop()
@@ -268,6 +274,9 @@ def main():
     s.stop()
 
     results["inprocess"] = [json.loads(l) for l in Path(CFG["inprocess"]).read_text().splitlines() if l.strip()]
+    results["peer_versions"] = [peer_version(azure_venv, "azureml-inference-server-http"), peer_version(ml_venv, "mlserver"),
+                                peer_version(azure_venv, "onnxruntime") + " (Python, in both peers)"]
+    results.update({"duration": DURATION, "warmup": WARMUP})
     Path(CFG["results"]).write_text(json.dumps(results, indent=1))
     subprocess.run([sys.executable, str(ROOT / "bench/report.py"), CFG["results"], str(ROOT / "docs")], check=True)
 

@@ -33,26 +33,49 @@ struct Stats {
     iterations: usize,
 }
 
-/// Times `f` for about `budget` after a warm-up, one iteration at a time.
-fn measure(budget: Duration, mut f: impl FnMut()) -> Stats {
-    let warm = Instant::now();
-    while warm.elapsed() < budget / 5 {
-        f();
+/// Rounds each variant is measured in, alternating, so that drift of the
+/// machine (frequency, neighbours) falls on every variant alike.
+const ROUNDS: usize = 10;
+
+type Variant<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
+/// Times every variant for about `budget` in total each, after a warm-up,
+/// one iteration at a time, interleaved in rounds.
+fn measure_all(budget: Duration, variants: &mut [Variant<'_>]) -> Vec<Stats> {
+    for (_, f) in variants.iter_mut() {
+        let warm = Instant::now();
+        while warm.elapsed() < budget / 10 {
+            f();
+        }
     }
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < budget || samples.len() < 50 {
-        let t = Instant::now();
-        f();
-        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, f)) in variants.iter_mut().enumerate() {
+            let start = Instant::now();
+            while start.elapsed() < budget / ROUNDS as u32 || samples[i].len() < 5 {
+                let t = Instant::now();
+                f();
+                samples[i].push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
     }
-    samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-    Stats {
-        median_us: at(0.5),
-        p99_us: at(0.99),
-        iterations: samples.len(),
-    }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            let at = |q: f64| s[((s.len() - 1) as f64 * q) as usize];
+            Stats {
+                median_us: at(0.5),
+                p99_us: at(0.99),
+                iterations: s.len(),
+            }
+        })
+        .collect()
+}
+
+fn measure(budget: Duration, f: impl FnMut()) -> Stats {
+    let mut one: [Variant<'_>; 1] = [("", Box::new(f))];
+    measure_all(budget, &mut one).remove(0)
 }
 
 fn input(features: usize, rows: usize) -> Vec<f32> {
@@ -136,27 +159,30 @@ fn main() {
         // Native: an ORT session with the same options, tensor in, output read.
         let file = std::fs::read(models.join(format!("{model}.onnx"))).expect("model file");
         let mut session = ort.native_session(&file).expect("session");
-        if selected("native ORT session.run", model) {
-            report(
+        // sandscore's backend (bytes in, bytes out), no guest.
+        let graph = Arc::clone(&registry.get(model).expect("model").graph);
+        // Through the guest: infer → wasi-nn compute, on a warm instance.
+        let wit = vec![WitTensor {
+            name: "input".into(),
+            shape: vec![1, features as u32],
+            datatype: WitTensorType::Fp32,
+            data: bytes.clone(),
+        }];
+        let worker = &mut worker;
+        let mut variants: Vec<Variant<'_>> = vec![
+            (
                 "native ORT session.run",
-                model,
-                &measure(budget, || {
+                Box::new(|| {
                     let t = ort::value::Tensor::from_array(([1usize, features], x.clone()))
                         .expect("tensor");
                     let o = session.run(ort::inputs!["input" => t]).expect("run");
                     let (_, data) = o[0].try_extract_tensor::<f32>().expect("output");
                     std::hint::black_box(data.len());
                 }),
-            );
-        }
-
-        // sandscore's backend (bytes in, bytes out), no guest.
-        let graph = Arc::clone(&registry.get(model).expect("model").graph);
-        if selected("sandscore backend (no guest)", model) {
-            report(
+            ),
+            (
                 "sandscore backend (no guest)",
-                model,
-                &measure(budget, || {
+                Box::new(|| {
                     let mut ctx = Arc::clone(&graph).init_execution_context().expect("ctx");
                     let t = Tensor::new(vec![1, features as u32], TensorType::Fp32, bytes.clone())
                         .expect("tensor");
@@ -168,21 +194,10 @@ fn main() {
                         .expect("compute"),
                     );
                 }),
-            );
-        }
-
-        // Through the guest: infer → wasi-nn compute, on a warm instance.
-        let wit = vec![WitTensor {
-            name: "input".into(),
-            shape: vec![1, features as u32],
-            datatype: WitTensorType::Fp32,
-            data: bytes.clone(),
-        }];
-        if selected("guest wasi-nn (pooled instance)", model) {
-            report(
+            ),
+            (
                 "guest wasi-nn (pooled instance)",
-                model,
-                &measure(budget, || {
+                Box::new(|| {
                     worker
                         .store
                         .set_epoch_deadline(ticks(Duration::from_secs(60)));
@@ -193,7 +208,14 @@ fn main() {
                         .expect("no error");
                     std::hint::black_box(r);
                 }),
-            );
+            ),
+        ];
+        variants.retain(|(name, _)| selected(name, model));
+        let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
+        let stats = measure_all(budget, &mut variants);
+        drop(variants);
+        for (name, s) in names.into_iter().zip(&stats) {
+            report(name, model, s);
         }
     }
 

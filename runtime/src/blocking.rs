@@ -14,9 +14,12 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// Runs `f` to completion without stalling other async tasks.
 pub async fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
-    let guarded = move || catch_unwind(AssertUnwindSafe(f)).map_err(|_| "the work panicked".to_string());
+    let guarded =
+        move || catch_unwind(AssertUnwindSafe(f)).map_err(|_| "the work panicked".to_string());
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(guarded),
-        _ => tokio::task::spawn_blocking(guarded).await.map_err(|e| e.to_string())?,
+        _ => tokio::task::spawn_blocking(guarded)
+            .await
+            .map_err(|e| e.to_string())?,
     }
 }

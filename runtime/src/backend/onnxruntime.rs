@@ -453,7 +453,10 @@ macro_rules! extract {
         let (shape, data) = $value
             .try_extract_tensor::<$elem>()
             .map_err(|e| BackendError::Runtime(e.to_string()))?;
-        let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let mut bytes = Vec::with_capacity(std::mem::size_of_val(data));
+        for x in data {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
         Ok(Tensor {
             shape: shape_u32($name, shape)?,
             ty: $ty,
