@@ -95,13 +95,8 @@ fn json_logs_carry_the_request_id_on_every_line() {
         &[("RUST_LOG", "info")],
     )
     .expect("start");
-    let r = common::agent()
-        .post(server.url("/score"))
-        .header("content-type", "application/json")
-        .header("x-request-id", "json-log-1")
-        .send(json!({"action": "stdout"}).to_string())
-        .expect("request");
-    assert_eq!(r.status(), 200);
+    let r = server.post_json_with_id("/score", &json!({"action": "stdout"}), "json-log-1");
+    assert_eq!(r.status, 200, "{}", r.text);
     std::thread::sleep(Duration::from_millis(200));
     let log = server.log();
     let lines: Vec<Value> = log

@@ -265,13 +265,8 @@ fn guest_output_is_logged_with_the_request_id() {
         &[("RUST_LOG", "info")],
     )
     .expect("start");
-    let r = common::agent()
-        .post(server.url("/score"))
-        .header("content-type", "application/json")
-        .header("x-request-id", "req-stdout-7")
-        .send(json!({"action": "stdout"}).to_string())
-        .expect("request");
-    assert_eq!(r.status(), 200);
+    let r = server.post_json_with_id("/score", &json!({"action": "stdout"}), "req-stdout-7");
+    assert_eq!(r.status, 200, "{}", r.text);
     std::thread::sleep(std::time::Duration::from_millis(200));
     let log = server.log();
     let line = log

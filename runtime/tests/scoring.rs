@@ -40,18 +40,8 @@ fn echo_round_trips_json_and_query_parameters() {
 #[test]
 fn request_ids_are_echoed_or_generated() {
     let server = serve("echo");
-    let r = common::agent()
-        .post(server.url("/score"))
-        .header("content-type", "application/json")
-        .header("x-request-id", "trace-42")
-        .send("{}")
-        .expect("request");
-    assert_eq!(
-        r.headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok()),
-        Some("trace-42")
-    );
+    let r = server.post_json_with_id("/score", &json!({}), "trace-42");
+    assert_eq!(r.header("x-request-id"), Some("trace-42"));
     let generated = server.post_json("/score", &json!({}));
     let id = generated.header("x-request-id").expect("generated id");
     assert_eq!(id.len(), 36, "a UUID: {id}");

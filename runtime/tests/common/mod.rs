@@ -172,6 +172,17 @@ impl Server {
         self.post(path, "application/json", body.to_string().into_bytes())
     }
 
+    /// POSTs a JSON body with an `x-request-id` header.
+    pub fn post_json_with_id(&self, path: &str, body: &Value, id: &str) -> Reply {
+        let r = agent()
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("x-request-id", id)
+            .send(body.to_string())
+            .expect("request");
+        Reply::from(r)
+    }
+
     /// POSTs raw bytes.
     pub fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
         let r = agent()
