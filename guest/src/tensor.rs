@@ -47,7 +47,7 @@ pub fn type_size(t: TensorType) -> usize {
 impl Tensor {
     /// A tensor named `name` of `shape` from row-major `values`.
     pub fn new<T: Element>(name: impl Into<String>, shape: &[u32], values: &[T]) -> Tensor {
-        let mut data = Vec::with_capacity(values.len() * std::mem::size_of::<T>());
+        let mut data = Vec::with_capacity(std::mem::size_of_val(values));
         values.iter().for_each(|v| v.put(&mut data));
         Tensor {
             name: name.into(),

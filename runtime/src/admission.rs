@@ -35,11 +35,6 @@ impl Admission {
         }
     }
 
-    /// Requests waiting now.
-    pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
-    }
-
     /// Takes a slot, waiting if the queue has room.
     pub async fn enter(&self) -> Result<SemaphorePermit<'_>, Overloaded> {
         if let Ok(permit) = self.slots.try_acquire() {

@@ -130,16 +130,6 @@ impl Tensor {
         }
         Ok(())
     }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.data.len() / self.ty.size()
-    }
-
-    /// True when the tensor holds no elements.
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
 }
 
 #[cfg(test)]
