@@ -64,6 +64,11 @@ demo: all
 test: all
 	python3 images/manifest.py check README.md
 	cargo test --release --locked -p sandscore -p sandscore-codec -p sandscore-guest
+	@if images/install-engine.sh && images/engine.sh true; then \
+	  $(MAKE) --no-print-directory test-images; \
+	else \
+	  echo "image tests not run: no container engine could be installed or started here (make test-images needs Docker)"; \
+	fi
 
 clean:
 	cargo clean
