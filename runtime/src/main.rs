@@ -45,9 +45,21 @@ enum Command {
     Check(RuntimeArgs),
     /// Print the versions of sandscore, wasmtime, the WIT world and backends.
     Version(RuntimeArgs),
+    /// Precompile a module for this build's engine, so a server starts
+    /// without compiling (the .cwasm is used when it sits beside the .wasm).
+    Compile(CompileArgs),
     /// Exit 0 when the local server is ready (a container HEALTHCHECK that
     /// needs no shell or curl).
     Health(HealthArgs),
+}
+
+#[derive(clap::Args)]
+struct CompileArgs {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Output file [default: the module's path with .cwasm].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -102,6 +114,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => a.runtime.normalize(),
         Command::Score(a) => a.runtime.normalize(),
         Command::Check(a) | Command::Version(a) => a.normalize(),
+        Command::Compile(a) => a.runtime.normalize(),
         Command::Health(_) => {}
     }
     let result = match cli.command {
@@ -123,6 +136,7 @@ fn main() -> ExitCode {
         }
         Command::Version(args) => version(args),
         Command::Health(args) => health(args),
+        Command::Compile(args) => compile_module(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -262,6 +276,24 @@ fn check(args: RuntimeArgs) -> anyhow::Result<()> {
         args.isolation, args.max_queue, args.max_response_mb
     );
     println!("ok in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+fn compile_module(args: CompileArgs) -> anyhow::Result<()> {
+    let Some(module) = &args.runtime.module else {
+        bail!("`compile` needs a module: pass --module M.wasm");
+    };
+    let engine = sandscore::instance::engine(&args.runtime.sandbox())?;
+    let (component, _) = sandscore::instance::compile::load(&engine, module, None)?;
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| module.with_extension("cwasm"));
+    let bytes = component
+        .serialize()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("{}", out.display());
     Ok(())
 }
 

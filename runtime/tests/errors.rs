@@ -366,3 +366,33 @@ fn a_module_can_read_its_model_directory_and_load_a_graph_from_bytes() {
         1e-5,
     );
 }
+
+#[test]
+fn a_precompiled_module_beside_the_wasm_is_used() {
+    let dir = std::env::temp_dir().join(format!("sandscore-cwasm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let wasm = dir.join("echo.wasm");
+    std::fs::copy(guest("echo"), &wasm).expect("copy");
+    let out = common::binary()
+        .args(["compile", "--module"])
+        .arg(&wasm)
+        .output()
+        .expect("compile");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("echo.cwasm").exists());
+    let out = common::binary()
+        .args(["check", "--no-cache", "--module"])
+        .arg(&wasm)
+        .output()
+        .expect("check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("echo (Precompiled)"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
