@@ -63,7 +63,7 @@ demo: all
 
 test: all
 	python3 images/manifest.py check README.md
-	cargo test --release --locked -p sandscore -p sandscore-codec -p sandscore-guest
+	cargo test --release --locked -p sandscore -p sandscore-codec -p sandscore-guest -p sandscore-sdk
 	@if images/install-engine.sh && images/engine.sh true; then \
 	  $(MAKE) --no-print-directory test-images; \
 	else \

@@ -1,0 +1,111 @@
+//! A deployed endpoint: score, infer, health, logs, delete.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::SdkError;
+use crate::store::{self, Record};
+
+/// A handle on a deployed endpoint.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub record: Record,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+fn post(url: &str, body: &Value) -> Result<Value, SdkError> {
+    let mut r = agent()
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .map_err(|e| SdkError::Http(format!("POST {url}: {e}")))?;
+    let status = r.status().as_u16();
+    let text = r
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| SdkError::Http(e.to_string()))?;
+    if status != 200 {
+        return Err(SdkError::Http(format!(
+            "POST {url} answered {status}: {text}"
+        )));
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| SdkError::Http(format!("POST {url}: not JSON ({e}): {text}")))
+}
+
+/// Whether a process is alive (not gone and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+        .unwrap_or(false)
+}
+
+impl Endpoint {
+    /// The endpoint deployed as `name`.
+    pub fn get(name: &str) -> Result<Endpoint, SdkError> {
+        Ok(Endpoint {
+            record: store::load(name)?,
+        })
+    }
+
+    /// `POST /score` with a JSON body.
+    pub fn score(&self, body: &Value) -> Result<Value, SdkError> {
+        post(&format!("{}/score", self.record.url), body)
+    }
+
+    /// `POST /v2/models/{model}/infer` with a V2 request body.
+    pub fn infer(&self, model: &str, body: &Value) -> Result<Value, SdkError> {
+        post(
+            &format!("{}/v2/models/{model}/infer", self.record.url),
+            body,
+        )
+    }
+
+    /// Whether `/v2/health/ready` answers 200.
+    pub fn health(&self) -> bool {
+        agent()
+            .get(format!("{}/v2/health/ready", self.record.url))
+            .call()
+            .map(|r| r.status() == 200)
+            .unwrap_or(false)
+    }
+
+    /// The server's output so far.
+    pub fn logs(&self) -> Result<String, SdkError> {
+        std::fs::read_to_string(&self.record.log)
+            .map_err(|e| SdkError::Store(format!("{}: {e}", self.record.log.display())))
+    }
+
+    /// Stops the server (SIGTERM, so in-flight requests finish) and forgets it.
+    pub fn delete(self) -> Result<(), SdkError> {
+        let pid = self.record.pid;
+        if alive(pid) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(35);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(pid) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        store::remove(&self.record.name)
+    }
+}

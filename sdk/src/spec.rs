@@ -1,0 +1,200 @@
+//! The deployment description, versioned: `api_version = "sandscore/v1"`.
+//! The JSON Schema is `spec/deployment.schema.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::SdkError;
+
+/// The schema version this SDK reads and writes.
+pub const API_VERSION: &str = "sandscore/v1";
+
+/// Sandbox limits of a deployment; unset fields keep the runtime's defaults.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub workers: Option<u32>,
+    /// `pooled` or `isolated`.
+    pub isolation: Option<String>,
+}
+
+/// One deployment: a module, its models, where and how it runs.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    pub api_version: String,
+    /// Name of the endpoint (letters, digits, `-`).
+    pub name: String,
+    /// The scoring module (`.wasm`); none serves the models over V2 alone.
+    pub module: Option<PathBuf>,
+    /// The model directory.
+    pub model_dir: Option<PathBuf>,
+    /// Image for the container target (one of images/images.toml's).
+    pub image: Option<String>,
+    /// Environment variables the module sees.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Port; none picks a free one.
+    pub port: Option<u16>,
+}
+
+impl Deployment {
+    /// A deployment of `module` named `name`, everything else default.
+    pub fn new(name: &str, module: Option<PathBuf>, model_dir: Option<PathBuf>) -> Self {
+        Deployment {
+            api_version: API_VERSION.into(),
+            name: name.into(),
+            module,
+            model_dir,
+            image: None,
+            env: BTreeMap::new(),
+            limits: Limits::default(),
+            port: None,
+        }
+    }
+
+    /// Reads a `sandscore.toml`; relative paths are taken from its folder.
+    pub fn from_file(path: &Path) -> Result<Self, SdkError> {
+        let err = |reason: String| SdkError::Spec {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut d: Deployment = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let absolute = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
+        d.module = d.module.as_ref().map(absolute);
+        d.model_dir = d.model_dir.as_ref().map(absolute);
+        d.check_fields().map_err(err)?;
+        Ok(d)
+    }
+
+    /// Checks what can be checked without the runtime.
+    pub fn check_fields(&self) -> Result<(), String> {
+        if self.api_version != API_VERSION {
+            return Err(format!(
+                "api_version is '{}'; this SDK reads '{API_VERSION}'",
+                self.api_version
+            ));
+        }
+        let ok = !self.name.is_empty()
+            && self.name.len() <= 63
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !self.name.starts_with('-');
+        if !ok {
+            return Err(format!(
+                "name '{}' must be 1-63 lower-case letters, digits or '-'",
+                self.name
+            ));
+        }
+        if let Some(i) = &self.limits.isolation
+            && i != "pooled"
+            && i != "isolated"
+        {
+            return Err(format!("limits.isolation is '{i}'; use pooled or isolated"));
+        }
+        Ok(())
+    }
+
+    /// The runtime flags this deployment means (module, models, limits, env).
+    pub fn runtime_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        let mut push = |k: &str, v: String| {
+            a.push(k.to_string());
+            a.push(v);
+        };
+        if let Some(m) = &self.module {
+            push("--module", m.display().to_string());
+        }
+        if let Some(d) = &self.model_dir {
+            push("--model-dir", d.display().to_string());
+        }
+        if let Some(t) = self.limits.timeout_ms {
+            push("--timeout", t.to_string());
+        }
+        if let Some(m) = self.limits.memory_mb {
+            push("--memory-limit", m.to_string());
+        }
+        if let Some(w) = self.limits.workers {
+            push("--workers", w.to_string());
+        }
+        if let Some(i) = &self.limits.isolation {
+            push("--isolation", i.clone());
+        }
+        for (k, v) in &self.env {
+            push("--guest-env", format!("{k}={v}"));
+        }
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_file_and_resolves_paths() {
+        let dir = std::env::temp_dir().join(format!("sandscore-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sandscore.toml");
+        std::fs::write(
+            &file,
+            "api_version = \"sandscore/v1\"\nname = \"mlp\"\nmodule = \"m.wasm\"\nmodel_dir = \"/models\"\n[limits]\nworkers = 2\n[env]\nMODE = \"x\"\n",
+        )
+        .unwrap();
+        let d = Deployment::from_file(&file).unwrap();
+        assert_eq!(d.module, Some(dir.join("m.wasm")));
+        assert_eq!(d.model_dir, Some(PathBuf::from("/models")));
+        assert!(d.runtime_args().windows(2).any(|w| w == ["--workers", "2"]));
+        assert!(
+            d.runtime_args()
+                .windows(2)
+                .any(|w| w == ["--guest-env", "MODE=x"])
+        );
+        std::fs::write(&file, "api_version = \"sandscore/v9\"\nname = \"mlp\"\n").unwrap();
+        assert!(
+            Deployment::from_file(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("sandscore/v1")
+        );
+        std::fs::write(
+            &file,
+            "api_version = \"sandscore/v1\"\nname = \"Bad Name\"\n",
+        )
+        .unwrap();
+        assert!(
+            Deployment::from_file(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("lower-case")
+        );
+        std::fs::write(
+            &file,
+            "api_version = \"sandscore/v1\"\nname = \"x\"\nmystery = 1\n",
+        )
+        .unwrap();
+        assert!(
+            Deployment::from_file(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("mystery")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
