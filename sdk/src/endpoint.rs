@@ -89,10 +89,21 @@ impl Endpoint {
             .map_err(|e| SdkError::Store(format!("{}: {e}", self.record.log.display())))
     }
 
+    /// Whether the recorded process is still this endpoint's server (a pid
+    /// can be reused after the server is gone).
+    fn is_server(&self) -> bool {
+        let cmdline =
+            std::fs::read(format!("/proc/{}/cmdline", self.record.pid)).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        alive(self.record.pid)
+            && args.iter().any(|a| *a == b"serve")
+            && args.iter().any(|a| a.ends_with(b"sandscore"))
+    }
+
     /// Stops the server (SIGTERM, so in-flight requests finish) and forgets it.
     pub fn delete(self) -> Result<(), SdkError> {
         let pid = self.record.pid;
-        if alive(pid) {
+        if self.is_server() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
                 .status();
