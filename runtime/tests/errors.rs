@@ -65,14 +65,7 @@ fn a_looping_guest_is_stopped_at_the_deadline_with_504() {
 
 #[test]
 fn malformed_and_mismatched_requests_are_400() {
-    let m = models();
-    let g = guest("echo");
-    let server = Server::start(&[
-        "--module",
-        g.to_str().unwrap(),
-        "--model-dir",
-        m.to_str().unwrap(),
-    ]);
+    let server = common::serve_module("echo", None, &[]);
 
     let r = server.post("/score", "application/json", b"{\"a\": ".to_vec());
     assert_eq!(r.status, 400, "{}", r.text);

@@ -7,20 +7,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, guest, models};
+use common::{Server, guest, serve_module};
 use serde_json::{Value, json};
 
 fn hostile(extra: &[&str]) -> Server {
-    let g = guest("hostile");
-    let m = models();
-    let mut args = vec![
-        "--module",
-        g.to_str().unwrap(),
-        "--model-dir",
-        m.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Server::start(&args)
+    serve_module("hostile", None, extra)
 }
 
 /// Sends raw bytes, then reads until the server closes or `wait` passes.

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Server, guest, models, rss};
+use common::{Server, guest, models, rss, serve_module};
 use serde_json::{Value, json};
 
 /// A model directory of our own: the mlp model, and a symlink that points
@@ -21,15 +21,7 @@ fn model_dir(tag: &str) -> PathBuf {
 }
 
 fn hostile(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let g = guest("hostile");
-    let mut args = vec![
-        "--module",
-        g.to_str().unwrap(),
-        "--model-dir",
-        dir.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Server::start(&args)
+    serve_module("hostile", Some(dir), extra)
 }
 
 fn message(r: &common::Reply) -> String {

@@ -3,18 +3,11 @@
 
 mod common;
 
-use common::{Server, assert_close, column, expected, guest, models};
+use common::{Server, assert_close, column, expected, guest, models, serve_module};
 use serde_json::{Value, json};
 
 fn serve(module: &str) -> Server {
-    let g = guest(module);
-    let m = models();
-    Server::start(&[
-        "--module",
-        g.to_str().unwrap(),
-        "--model-dir",
-        m.to_str().unwrap(),
-    ])
+    serve_module(module, None, &[])
 }
 
 #[test]
@@ -143,16 +136,7 @@ fn score_command_answers_one_request_without_a_server() {
 #[test]
 fn concurrent_requests_on_several_workers_all_answer_correctly() {
     let exp = expected();
-    let g = guest("onnx_mlp");
-    let m = models();
-    let server = Server::start(&[
-        "--module",
-        g.to_str().unwrap(),
-        "--model-dir",
-        m.to_str().unwrap(),
-        "--workers",
-        "3",
-    ]);
+    let server = serve_module("onnx_mlp", None, &["--workers", "3"]);
     let body = json!({ "data": exp["mlp"]["input"] });
     std::thread::scope(|s| {
         for _ in 0..6 {

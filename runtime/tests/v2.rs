@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, assert_close, expected, guest, models};
+use common::{Server, assert_close, expected, models, serve_module};
 use serde_json::{Value, json};
 
 fn models_only() -> Server {
@@ -138,14 +138,7 @@ fn every_wasi_nn_tensor_type_goes_in_and_comes_out() {
 #[test]
 fn infer_through_the_module_tensor_entry_point() {
     let exp = expected();
-    let g = guest("onnx_mlp");
-    let m = models();
-    let server = Server::start(&[
-        "--module",
-        g.to_str().unwrap(),
-        "--model-dir",
-        m.to_str().unwrap(),
-    ]);
+    let server = serve_module("onnx_mlp", None, &[]);
     let r = server.post_json("/v2/models/mlp/infer", &mlp_request(&exp, true));
     assert_eq!(r.status, 200, "{}", r.text);
     let body = r.json();

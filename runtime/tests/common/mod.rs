@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -24,6 +24,21 @@ pub fn guest(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// Serves the guest `module` with `model_dir` (the generated models when
+/// `None`) and `extra` flags, waiting until it is ready.
+pub fn serve_module(module: &str, model_dir: Option<&Path>, extra: &[&str]) -> Server {
+    let g = guest(module);
+    let m = model_dir.map(Path::to_path_buf).unwrap_or_else(models);
+    let mut args = vec![
+        "--module",
+        g.to_str().expect("path"),
+        "--model-dir",
+        m.to_str().expect("path"),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
 /// Generated models (`make models`), from SANDSCORE_MODELS.
