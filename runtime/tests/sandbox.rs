@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Server, guest, models, rss, serve_module};
+use common::{Server, guest, models, rss, serve_module, serve_module_env};
 use serde_json::{Value, json};
 
 /// A model directory of our own: the mlp model, and a symlink that points
@@ -97,16 +97,10 @@ fn the_model_directory_is_read_only() {
 #[test]
 fn no_sockets_and_no_host_environment() {
     let dir = model_dir("net");
-    let g = guest("hostile");
-    let server = Server::try_start_env(
-        &[
-            "--module",
-            g.to_str().unwrap(),
-            "--model-dir",
-            dir.to_str().unwrap(),
-            "--guest-env",
-            "MODE=test",
-        ],
+    let server = serve_module_env(
+        "hostile",
+        Some(&dir),
+        &["--guest-env", "MODE=test"],
         &[("SANDSCORE_TEST_SECRET", "hunter2")],
     )
     .expect("start");
@@ -246,17 +240,8 @@ fn scratch_space_is_writable_and_capped() {
 #[test]
 fn guest_output_is_logged_with_the_request_id() {
     let dir = model_dir("log");
-    let g = guest("hostile");
-    let server = Server::try_start_env(
-        &[
-            "--module",
-            g.to_str().unwrap(),
-            "--model-dir",
-            dir.to_str().unwrap(),
-        ],
-        &[("RUST_LOG", "info")],
-    )
-    .expect("start");
+    let server =
+        serve_module_env("hostile", Some(&dir), &[], &[("RUST_LOG", "info")]).expect("start");
     let r = server.post_json_with_id("/score", &json!({"action": "stdout"}), "req-stdout-7");
     assert_eq!(r.status, 200, "{}", r.text);
     std::thread::sleep(std::time::Duration::from_millis(200));

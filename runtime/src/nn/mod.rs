@@ -109,15 +109,17 @@ fn fenced<T>(f: impl FnOnce() -> Result<T, BackendError>) -> Result<T, BackendEr
     })
 }
 
-type NnResult<T> = wasmtime::Result<Result<Resource<T>, Resource<NnError>>>;
+/// A wasi-nn call's result: a trap, a guest-visible error, or `T`.
+type NnCall<T> = wasmtime::Result<Result<T, Resource<NnError>>>;
+type NnResult<T> = NnCall<Resource<T>>;
 
 impl HostState {
-    fn nn_error<T>(&mut self, code: errors::ErrorCode, message: String) -> NnResult<T> {
+    fn nn_error<T>(&mut self, code: errors::ErrorCode, message: String) -> NnCall<T> {
         tracing::debug!(?code, %message, "wasi-nn error");
         Ok(Err(self.table.push(NnError { code, message })?))
     }
 
-    fn backend_error<T>(&mut self, e: BackendError) -> NnResult<T> {
+    fn backend_error<T>(&mut self, e: BackendError) -> NnCall<T> {
         self.nn_error(code_for(&e), e.to_string())
     }
 
@@ -274,10 +276,7 @@ impl inference::HostGraphExecutionContext for HostState {
                 }
                 Ok(Ok(out))
             }
-            Err(e) => Ok(Err(self.table.push(NnError {
-                code: code_for(&e),
-                message: e.to_string(),
-            })?)),
+            Err(e) => self.backend_error(e),
         }
     }
 

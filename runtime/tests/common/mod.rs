@@ -29,6 +29,18 @@ pub fn guest(name: &str) -> PathBuf {
 /// Serves the guest `module` with `model_dir` (the generated models when
 /// `None`) and `extra` flags, waiting until it is ready.
 pub fn serve_module(module: &str, model_dir: Option<&Path>, extra: &[&str]) -> Server {
+    serve_module_env(module, model_dir, extra, &[])
+        .unwrap_or_else(|log| panic!("server did not become ready:\n{log}"))
+}
+
+/// As [`serve_module`], with extra environment variables for the server;
+/// `Err` with its output if it does not become ready.
+pub fn serve_module_env(
+    module: &str,
+    model_dir: Option<&Path>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let g = guest(module);
     let m = model_dir.map(Path::to_path_buf).unwrap_or_else(models);
     let mut args = vec![
@@ -38,7 +50,7 @@ pub fn serve_module(module: &str, model_dir: Option<&Path>, extra: &[&str]) -> S
         m.to_str().expect("path"),
     ];
     args.extend_from_slice(extra);
-    Server::start(&args)
+    Server::try_start_env(&args, env)
 }
 
 /// Generated models (`make models`), from SANDSCORE_MODELS.
