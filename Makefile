@@ -13,21 +13,26 @@ export CARGO_TARGET_DIR
 
 VENV    := $(CACHE)/venv
 PY      := $(VENV)/bin/python
+K8S_VENV := $(CACHE)/k8s-venv
 RELEASE := $(CARGO_TARGET_DIR)/release
 GUESTS  := $(CARGO_TARGET_DIR)/wasm32-wasip2/guest
 MODELS  := $(CARGO_TARGET_DIR)/models
 ORT_LIB := $(RELEASE)/libonnxruntime.so
+XGB_LIB := $(RELEASE)/xgboost/lib/libxgboost.so
+XGB_MODELS := $(CARGO_TARGET_DIR)/models-xgboost
 PORT    ?= 5001
 
-GUEST_CRATES := echo onnx-mlp iris-sklearn token-embed faulty hostile not-a-scorer bench-guest
+GUEST_CRATES := echo onnx-mlp iris-sklearn iris-xgboost token-embed faulty hostile not-a-scorer bench-guest
 
 export SANDSCORE_MODELS := $(MODELS)
+export SANDSCORE_XGB_MODELS := $(XGB_MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
+export SANDSCORE_K8S_PYTHON := $(K8S_VENV)/bin/python
 
-.PHONY: all setup venv wasm-target build guests models ort demo test clean fuzz soak images test-images readme-table bench
+.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost demo test clean fuzz soak images test-images readme-table bench
 
-all: build guests models ort
+all: build guests models ort xgboost
 
 setup: venv wasm-target
 
@@ -39,6 +44,14 @@ $(VENV)/.installed: deps/requirements.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r deps/requirements.lock
 	touch $@
 
+# The Kubernetes/KServe manifest validator's packages (tests only), pinned
+# with sha256 in deps/k8s-validate.lock, in a venv of their own.
+k8s-venv: $(K8S_VENV)/.installed
+$(K8S_VENV)/.installed: deps/k8s-validate.lock
+	python3 -m venv $(K8S_VENV)
+	$(K8S_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r deps/k8s-validate.lock
+	touch $@
+
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
@@ -48,9 +61,11 @@ build:
 guests: wasm-target
 	cargo build --locked --profile guest --target wasm32-wasip2 $(addprefix -p ,$(GUEST_CRATES))
 
-models: $(MODELS)/expected.json
+models: $(MODELS)/expected.json $(XGB_MODELS)/expected.json
 $(MODELS)/expected.json: examples/models/make_models.py $(VENV)/.installed
 	$(PY) examples/models/make_models.py $(MODELS)
+$(XGB_MODELS)/expected.json: examples/models/make_xgboost.py $(VENV)/.installed
+	$(PY) examples/models/make_xgboost.py $(XGB_MODELS)
 
 # libonnxruntime from the pinned wheel, beside the sandscore binary.
 ort: $(ORT_LIB)
@@ -58,10 +73,18 @@ $(ORT_LIB): $(VENV)/.installed
 	mkdir -p $(RELEASE)
 	cp $$(ls $(VENV)/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.* | head -n1) $@
 
+# libxgboost from the pinned xgboost-cpu wheel, beside the binary in the
+# wheel's layout (it finds its libgomp at ../../xgboost_cpu.libs).
+xgboost: $(XGB_LIB)
+$(XGB_LIB): $(VENV)/.installed
+	mkdir -p $(RELEASE)/xgboost/lib $(RELEASE)/xgboost_cpu.libs
+	cp $(VENV)/lib/python3*/site-packages/xgboost/lib/libxgboost.so $@
+	cp $(VENV)/lib/python3*/site-packages/xgboost_cpu.libs/* $(RELEASE)/xgboost_cpu.libs/
+
 demo: all
 	scripts/demo.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) examples/onnx-mlp/request.json $(PORT)
 
-test: all
+test: all k8s-venv
 	python3 images/manifest.py check README.md
 	cargo test --release --locked -p sandscore -p sandscore-codec -p sandscore-guest -p sandscore-sdk
 	@if images/install-engine.sh && images/engine.sh true; then \
@@ -95,7 +118,7 @@ soak: all
 IMAGES_OUT := $(CARGO_TARGET_DIR)/images
 images: all
 	images/install-engine.sh
-	images/engine.sh images/build.sh $(RELEASE)/sandscore $(ORT_LIB) $(IMAGES_OUT)
+	images/engine.sh images/build.sh $(RELEASE)/sandscore $(RELEASE) $(IMAGES_OUT)
 
 test-images: images
 	images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1

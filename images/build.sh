@@ -3,9 +3,11 @@
 # running engine: stages a context per image from the host build (stripped
 # runtime, backend libraries), builds images/Dockerfile with the manifest's
 # base and labels, tags NAME:TAG and NAME:latest, and prints each size.
-# Usage: build.sh SANDSCORE_BINARY ORT_LIBRARY OUT_DIR [IMAGE…]
+# Usage: build.sh SANDSCORE_BINARY LIB_DIR OUT_DIR [IMAGE…]
+# LIB_DIR holds the backends' libraries as `make ort xgboost` lays them out:
+# libonnxruntime.so, xgboost/lib/libxgboost.so, xgboost_cpu.libs/.
 set -euo pipefail
-bin=$1 ort=$2 out=$3
+bin=$1 libs=$2 out=$3
 shift 3
 here=$(cd "$(dirname "$0")" && pwd)
 version=$(awk -F'"' '/^sandscore_version/ {print $2}' "$here/images.toml")
@@ -18,7 +20,10 @@ python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_ver
   rm -rf "$ctx" && mkdir -p "$ctx/bin" "$ctx/lib"
   cp "$bin" "$ctx/bin/sandscore" && strip "$ctx/bin/sandscore"
   if [[ ",$backends," == *",onnxruntime,"* ]]; then
-    cp "$ort" "$ctx/lib/libonnxruntime.so"
+    cp "$libs/libonnxruntime.so" "$ctx/lib/libonnxruntime.so"
+  fi
+  if [[ ",$backends," == *",xgboost,"* ]]; then
+    cp -r "$libs/xgboost" "$libs/xgboost_cpu.libs" "$ctx/lib/"
   fi
   framework=$(python3 "$here/manifest.py" get "$name" framework)
   description=$(python3 "$here/manifest.py" get "$name" description)

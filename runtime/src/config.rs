@@ -59,7 +59,13 @@ pub struct RuntimeArgs {
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
 
-    /// Threads ONNX Runtime uses inside one operator (0 = its default).
+    /// Path of XGBoost's libxgboost.so, in the xgboost-cpu wheel's layout
+    /// [default: xgboost/lib/libxgboost.so beside the binary, then ../lib].
+    #[arg(long, env = "XGBOOST_LIB_PATH")]
+    pub xgboost_lib: Option<PathBuf>,
+
+    /// Threads ONNX Runtime uses inside one operator, and XGBoost per
+    /// prediction (0 = their default).
     #[arg(long, env = "SANDSCORE_INTRA_OP_THREADS", default_value_t = 1)]
     pub intra_op_threads: usize,
 

@@ -77,6 +77,14 @@ pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
             max_sessions: args.workers as usize,
         })?));
     }
+    #[cfg(feature = "xgboost")]
+    {
+        use crate::backend::xgboost::{XgBoost, XgbOptions};
+        list.push(Arc::new(XgBoost::new(XgbOptions {
+            library: args.xgboost_lib.clone(),
+            threads: args.intra_op_threads,
+        })));
+    }
     Ok(Backends::new(list))
 }
 

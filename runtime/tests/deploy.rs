@@ -4,80 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
+use common::fixture::{Fixture, text, toml};
 use common::{assert_close, column, expected, guest, models};
 use serde_json::{Value, json};
-
-struct Fixture {
-    dir: PathBuf,
-    state: PathBuf,
-}
-
-impl Fixture {
-    fn new(tag: &str) -> Fixture {
-        let dir =
-            std::env::temp_dir().join(format!("sandscore-deploy-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        Fixture {
-            state: dir.join("state"),
-            dir,
-        }
-    }
-
-    fn file(&self, body: &str) -> PathBuf {
-        let f = self.dir.join("sandscore.toml");
-        std::fs::write(&f, body).expect("write sandscore.toml");
-        f
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        common::binary()
-            .args(args)
-            .env("SANDSCORE_STATE_DIR", &self.state)
-            .output()
-            .expect("run sandscore")
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        // Stop anything a failed assertion left running.
-        for entry in std::fs::read_dir(&self.state)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Some(name) = entry
-                .path()
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .filter(|_| entry.path().extension().is_some_and(|e| e == "json"))
-            {
-                let _ = self.run(&["delete", name]);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn toml(name: &str, module: &Path, models: &Path, extra: &str) -> String {
-    format!(
-        "api_version = \"sandscore/v1\"\nname = \"{name}\"\nmodule = \"{}\"\nmodel_dir = \"{}\"\n{extra}\n[limits]\nworkers = 2\n",
-        module.display(),
-        models.display()
-    )
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn deploy_list_invoke_logs_delete() {

@@ -441,3 +441,143 @@ fn a_derived_image_bakes_in_model_and_module_and_an_apt_package() {
     check_hardening(&c, &[]);
     let _ = std::fs::remove_dir_all(&ctx);
 }
+
+/// Containers of one deployment, by the label the SDK puts on them.
+fn labelled(name: &str) -> String {
+    docker(&[
+        "ps",
+        "-a",
+        "-q",
+        "--filter",
+        &format!("label=io.sandscore.deployment={name}"),
+    ])
+}
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn the_container_target_deploys_a_scaffolded_project() {
+    use common::fixture::{Fixture, scaffold, text};
+    let fx = Fixture::new("container");
+    let project = scaffold(&fx);
+    let file = project.join("sandscore.toml");
+    let out = fx.run(&[
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--target",
+        "container",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let progress = String::from_utf8_lossy(&out.stderr).to_string();
+    for step in [
+        "checking the image",
+        "validating module and models inside the image",
+        "waiting for readiness",
+    ] {
+        assert!(
+            progress.contains(step),
+            "no progress line '{step}':\n{progress}"
+        );
+    }
+    let listing = String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout).to_string();
+    assert!(
+        listing.contains("hello-model")
+            && listing.contains("container")
+            && listing.contains("running"),
+        "{listing}"
+    );
+    let id = labelled("hello-model");
+    assert!(!id.is_empty(), "no container labelled for the deployment");
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}",
+            &id
+        ]),
+        "true [ALL] [no-new-privileges]"
+    );
+    let mounts = docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}",
+        &id,
+    ]);
+    assert!(
+        mounts.contains("/app/score.wasm=false") && mounts.contains("/models=false"),
+        "module and models must be mounted read-only: {mounts}"
+    );
+
+    let exp = expected();
+    let request = fx.dir.join("request.json");
+    std::fs::write(&request, json!({ "data": exp["mlp"]["input"] }).to_string()).unwrap();
+    let out = fx.run(&["invoke", "hello-model", "--data", request.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_close(
+        &answer["probabilities"]["values"],
+        &exp["mlp"]["ort"]["probabilities"],
+        1e-5,
+    );
+    let logs = fx.run(&["logs", "hello-model"]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("path=/score"),
+        "{}",
+        text(&logs)
+    );
+
+    let out = fx.run(&["delete", "hello-model"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(labelled("hello-model"), "", "container left behind");
+    assert_eq!(
+        String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout).trim(),
+        ""
+    );
+}
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn broken_container_deployments_leave_nothing_behind() {
+    use common::fixture::{Fixture, text, toml};
+    let fx = Fixture::new("container-bad");
+    let empty = fx.dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let deploy = |name: &str, models: &Path, extra: &str| {
+        let file = fx.file(&toml(name, &guest("onnx_mlp"), models, extra));
+        fx.run(&[
+            "deploy",
+            "-f",
+            file.to_str().unwrap(),
+            "--target",
+            "container",
+        ])
+    };
+    let out = deploy("no-model", &empty, "image = \"onnxruntime-cpu\"");
+    assert!(
+        !out.status.success() && text(&out).contains("no model named 'mlp'"),
+        "{}",
+        text(&out)
+    );
+    let out = deploy("no-image", &models(), "image = \"sandscore-test/absent:0\"");
+    assert!(
+        !out.status.success()
+            && text(&out).contains("sandscore-test/absent:0 is not in docker's store"),
+        "{}",
+        text(&out)
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = deploy("taken", &models(), &format!("port = {port}"));
+    assert!(
+        !out.status.success() && text(&out).contains(&format!("port {port} is taken")),
+        "{}",
+        text(&out)
+    );
+    for name in ["no-model", "no-image", "taken"] {
+        assert_eq!(labelled(name), "", "{name} left a container");
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout).trim(),
+        ""
+    );
+}

@@ -85,8 +85,30 @@ impl Endpoint {
 
     /// The server's output so far.
     pub fn logs(&self) -> Result<String, SdkError> {
-        std::fs::read_to_string(&self.record.log)
-            .map_err(|e| SdkError::Store(format!("{}: {e}", self.record.log.display())))
+        let r = &self.record;
+        match (r.target.as_str(), &r.engine, &r.container) {
+            ("container", Some(engine), Some(id)) => crate::container::logs(engine, id),
+            ("kubernetes" | "kserve", _, _) => Err(SdkError::Engine(format!(
+                "logs of a cluster deployment come from the cluster: kubectl logs -l app.kubernetes.io/instance={}",
+                r.name
+            ))),
+            _ => std::fs::read_to_string(&r.log)
+                .map_err(|e| SdkError::Store(format!("{}: {e}", r.log.display()))),
+        }
+    }
+
+    /// `running` or `stopped` for a process or container; `applied` or
+    /// `written` for cluster manifests.
+    pub fn state(&self) -> &'static str {
+        let r = &self.record;
+        let up = match (r.target.as_str(), &r.engine, &r.container) {
+            ("container", Some(engine), Some(id)) => crate::container::running(engine, id),
+            ("kubernetes" | "kserve", _, _) => {
+                return if r.applied { "applied" } else { "written" };
+            }
+            _ => alive(r.pid),
+        };
+        if up { "running" } else { "stopped" }
     }
 
     /// Whether the recorded process is still this endpoint's server (a pid
@@ -100,8 +122,19 @@ impl Endpoint {
             && args.iter().any(|a| a.ends_with(b"sandscore"))
     }
 
-    /// Stops the server (SIGTERM, so in-flight requests finish) and forgets it.
+    /// Stops the server (SIGTERM, so in-flight requests finish), removes
+    /// its container or cluster objects, and forgets it.
     pub fn delete(self) -> Result<(), SdkError> {
+        let r = &self.record;
+        match (r.target.as_str(), &r.engine, &r.container) {
+            ("container", Some(engine), Some(id)) => crate::container::remove(engine, id)?,
+            ("kubernetes" | "kserve", _, _) => crate::kubernetes::remove(r)?,
+            _ => self.stop_process(),
+        }
+        store::remove(&self.record.name)
+    }
+
+    fn stop_process(&self) {
         let pid = self.record.pid;
         if self.is_server() {
             let _ = std::process::Command::new("kill")
@@ -117,6 +150,5 @@ impl Endpoint {
                     .status();
             }
         }
-        store::remove(&self.record.name)
     }
 }

@@ -4,12 +4,19 @@
 //!
 //! The SDK drives the `sandscore` runtime binary (`check` to validate,
 //! `serve` to run), so it needs nothing of the runtime's internals and works
-//! against any installed runtime. Targets so far: [`local`] processes. State
-//! of deployments lives in a small store ([`store`]) so a later process can
-//! list and delete them.
+//! against any installed runtime. Targets: [`local`] processes,
+//! [`container`]s of the prebuilt images, and [`kubernetes`] manifests
+//! (a Deployment, or a KServe runtime and InferenceService). [`scaffold`]
+//! starts a new module project. State of deployments lives in a small
+//! store ([`store`]) so a later process can list and delete them.
 
+pub mod container;
 pub mod endpoint;
+pub mod images;
+pub mod kubernetes;
 pub mod local;
+pub mod quantity;
+pub mod scaffold;
 pub mod spec;
 pub mod store;
 
@@ -37,6 +44,12 @@ pub enum SdkError {
     Unknown(String),
     #[error("a deployment named '{0}' exists; delete it first (`sandscore delete {0}`)")]
     Exists(String),
+    #[error("{0}")]
+    Engine(String),
+    #[error(
+        "image {image} is not in {engine}'s store; build it with `make images` (or pull it from your registry)"
+    )]
+    ImageMissing { image: String, engine: String },
     #[error("{0}")]
     Http(String),
     #[error("state store: {0}")]

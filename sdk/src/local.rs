@@ -10,24 +10,48 @@ use crate::endpoint::alive;
 use crate::store::{self, Record};
 use crate::{Deployment, Endpoint, SdkError};
 
-/// Runs `sandscore check` for the deployment: the module implements the
-/// world, every model loads, `init` runs.
+/// Runs `sandscore check` for the deployment (the module implements the
+/// world, every model loads, `init` runs), then scores its sample request
+/// when it names one.
 pub fn validate(d: &Deployment, runtime: &Path) -> Result<String, SdkError> {
     d.check_fields().map_err(SdkError::Invalid)?;
-    let out = Command::new(runtime)
-        .arg("check")
-        .args(d.runtime_args())
-        .output()
-        .map_err(|e| SdkError::Runtime {
+    let run = |cmd: &mut Command| {
+        cmd.output().map_err(|e| SdkError::Runtime {
             binary: runtime.to_path_buf(),
             reason: e.to_string(),
-        })?;
+        })
+    };
+    let out = run(Command::new(runtime).arg("check").args(d.runtime_args()))?;
     if !out.status.success() {
         return Err(SdkError::Invalid(
             String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let mut report = String::from_utf8_lossy(&out.stdout).into_owned();
+    if let Some(sample) = &d.sample {
+        let scored = run(Command::new(runtime)
+            .arg("score")
+            .args(d.runtime_args())
+            .arg("--input")
+            .arg(sample))?;
+        report.push_str(&sample_result(sample, &scored)?);
+    }
+    Ok(report)
+}
+
+/// The line `validate` adds for a scored sample, or why it failed.
+pub(crate) fn sample_result(sample: &Path, out: &std::process::Output) -> Result<String, SdkError> {
+    if out.status.success() {
+        Ok(format!("sample {} scored\n", sample.display()))
+    } else {
+        // The module's answer is on stdout, the runtime's verdict on stderr.
+        Err(SdkError::Invalid(format!(
+            "the sample request {} did not score: {} {}",
+            sample.display(),
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
 }
 
 fn tail(text: &str) -> String {
@@ -94,12 +118,9 @@ pub fn deploy(
         std::thread::sleep(Duration::from_millis(20));
     };
     let record = Record {
-        name: d.name.clone(),
-        target: "local".into(),
-        url,
         pid,
         log: log.clone(),
-        deployment: d.clone(),
+        ..Record::new(d, "local", url)
     };
     let endpoint = Endpoint { record };
     while !endpoint.health() {

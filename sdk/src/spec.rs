@@ -22,6 +22,52 @@ pub struct Limits {
     pub isolation: Option<String>,
 }
 
+/// CPU and memory for the container and Kubernetes targets, in Kubernetes
+/// quantity notation (`"500m"`, `"2"`; `"512Mi"`, `"1Gi"`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default = "default_cpu")]
+    pub cpu: String,
+    #[serde(default = "default_memory")]
+    pub memory: String,
+}
+
+fn default_cpu() -> String {
+    "1".into()
+}
+
+fn default_memory() -> String {
+    "1Gi".into()
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpu: default_cpu(),
+            memory: default_memory(),
+        }
+    }
+}
+
+/// Settings only the Kubernetes target reads.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSettings {
+    /// Namespace of every object (none: the one `kubectl` uses).
+    pub namespace: Option<String>,
+    /// Pods of the Deployment (default 1).
+    pub replicas: Option<u32>,
+    /// A PersistentVolumeClaim holding the model directory; none puts the
+    /// models in a ConfigMap, which only fits models under ~900 KiB.
+    pub model_claim: Option<String>,
+    /// Where KServe's storage initializer fetches the models from
+    /// (`pvc://…`, `s3://…`, `gs://…`); none mounts them like the Deployment.
+    pub storage_uri: Option<String>,
+    /// Image registry prefix for the cluster (`registry.example.com/`).
+    pub registry: Option<String>,
+}
+
 /// One deployment: a module, its models, where and how it runs.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +88,13 @@ pub struct Deployment {
     pub limits: Limits,
     /// Port; none picks a free one.
     pub port: Option<u16>,
+    /// A request that must score before the deployment counts as valid
+    /// (a JSON file, relative to the deployment file).
+    pub sample: Option<PathBuf>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub kubernetes: KubernetesSettings,
 }
 
 impl Deployment {
@@ -56,6 +109,9 @@ impl Deployment {
             env: BTreeMap::new(),
             limits: Limits::default(),
             port: None,
+            sample: None,
+            resources: Resources::default(),
+            kubernetes: KubernetesSettings::default(),
         }
     }
 
@@ -77,6 +133,7 @@ impl Deployment {
         };
         d.module = d.module.as_ref().map(absolute);
         d.model_dir = d.model_dir.as_ref().map(absolute);
+        d.sample = d.sample.as_ref().map(absolute);
         d.check_fields().map_err(err)?;
         Ok(d)
     }
@@ -108,22 +165,40 @@ impl Deployment {
         {
             return Err(format!("limits.isolation is '{i}'; use pooled or isolated"));
         }
+        for (what, q) in [
+            ("cpu", &self.resources.cpu),
+            ("memory", &self.resources.memory),
+        ] {
+            if crate::quantity::parse(q).is_none() {
+                return Err(format!(
+                    "resources.{what} is '{q}'; use a Kubernetes quantity such as \"500m\", \"2\", \"512Mi\" or \"1Gi\""
+                ));
+            }
+        }
         Ok(())
     }
 
     /// The runtime flags this deployment means (module, models, limits, env).
     pub fn runtime_args(&self) -> Vec<String> {
         let mut a = Vec::new();
+        if let Some(m) = &self.module {
+            a.extend(["--module".to_string(), m.display().to_string()]);
+        }
+        if let Some(d) = &self.model_dir {
+            a.extend(["--model-dir".to_string(), d.display().to_string()]);
+        }
+        a.extend(self.limit_args());
+        a
+    }
+
+    /// The runtime flags of the limits and environment alone (the targets
+    /// that mount module and models at fixed paths add those themselves).
+    pub fn limit_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
         let mut push = |k: &str, v: String| {
             a.push(k.to_string());
             a.push(v);
         };
-        if let Some(m) = &self.module {
-            push("--module", m.display().to_string());
-        }
-        if let Some(d) = &self.model_dir {
-            push("--model-dir", d.display().to_string());
-        }
         if let Some(t) = self.limits.timeout_ms {
             push("--timeout", t.to_string());
         }

@@ -12,15 +12,46 @@ use crate::{Deployment, SdkError};
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 pub struct Record {
     pub name: String,
-    /// `local` (containers and Kubernetes to come).
+    /// `local`, `container` or `kubernetes`.
     pub target: String,
-    /// Base URL, e.g. `http://127.0.0.1:5001`.
+    /// Base URL, e.g. `http://127.0.0.1:5001` (in-cluster for Kubernetes).
     pub url: String,
     /// Process id of a local server.
+    #[serde(default)]
     pub pid: u32,
-    /// Where the server's output goes.
+    /// Where a local server's output goes.
+    #[serde(default)]
     pub log: PathBuf,
+    /// Container id, and the engine (`docker`, `podman`) that runs it.
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub engine: Option<String>,
+    /// Folder of the written Kubernetes manifests, and whether `kubectl
+    /// apply` took them.
+    #[serde(default)]
+    pub manifests: Option<PathBuf>,
+    #[serde(default)]
+    pub applied: bool,
     pub deployment: Deployment,
+}
+
+impl Record {
+    /// A record of `d` deployed to `target` at `url`.
+    pub fn new(d: &Deployment, target: &str, url: String) -> Record {
+        Record {
+            name: d.name.clone(),
+            target: target.into(),
+            url,
+            pid: 0,
+            log: PathBuf::new(),
+            container: None,
+            engine: None,
+            manifests: None,
+            applied: false,
+            deployment: d.clone(),
+        }
+    }
 }
 
 /// The state directory.

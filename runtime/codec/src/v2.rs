@@ -136,6 +136,9 @@ fn decode_tensor(input: &RequestInput) -> Result<Tensor, DecodeError> {
         });
     }
     let mut data = Vec::with_capacity(expected * ty.size());
+    // Floats: null is NaN (the encoder writes NaN as null; XGBoost reads NaN
+    // as a missing value), as MLServer's NumPy decoding does.
+    let float = |v: &Value| v.as_f64().or_else(|| v.is_null().then_some(f64::NAN));
     for (index, v) in flat.iter().enumerate() {
         let bad = || DecodeError::Element {
             name: name.clone(),
@@ -144,14 +147,12 @@ fn decode_tensor(input: &RequestInput) -> Result<Tensor, DecodeError> {
             datatype: ty,
         };
         match ty {
-            TensorType::Fp16 => {
-                data.extend(f16::from_f64(v.as_f64().ok_or_else(bad)?).to_le_bytes())
-            }
+            TensorType::Fp16 => data.extend(f16::from_f64(float(v).ok_or_else(bad)?).to_le_bytes()),
             TensorType::Bf16 => {
-                data.extend(bf16::from_f64(v.as_f64().ok_or_else(bad)?).to_le_bytes())
+                data.extend(bf16::from_f64(float(v).ok_or_else(bad)?).to_le_bytes())
             }
-            TensorType::Fp32 => data.extend((v.as_f64().ok_or_else(bad)? as f32).to_le_bytes()),
-            TensorType::Fp64 => data.extend(v.as_f64().ok_or_else(bad)?.to_le_bytes()),
+            TensorType::Fp32 => data.extend((float(v).ok_or_else(bad)? as f32).to_le_bytes()),
+            TensorType::Fp64 => data.extend(float(v).ok_or_else(bad)?.to_le_bytes()),
             TensorType::U8 => {
                 let x = v
                     .as_u64()
@@ -260,6 +261,22 @@ mod tests {
         let nested = one(json!({"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2.5], [3, 4]]}]})).unwrap();
         assert_eq!(flat, nested);
         assert_eq!(flat.data[4..8], 2.5f32.to_le_bytes());
+    }
+
+    #[test]
+    fn null_is_nan_for_floats_only() {
+        let t = one(
+            json!({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, null]}]}),
+        )
+        .unwrap();
+        assert!(f32::from_le_bytes(t.data[4..8].try_into().unwrap()).is_nan());
+        assert_eq!(tensor_data(&t), json!([1.0, null]));
+        assert!(matches!(
+            one(
+                json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [null]}]})
+            ),
+            Err(DecodeError::Element { .. })
+        ));
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! A backend is three small traits, mirroring wasi-nn's own life cycle:
 //! [`Backend`] loads bytes into a [`Graph`], a graph hands out
 //! [`ExecutionContext`]s, and a context computes. Each native runtime (ONNX
-//! Runtime today; XGBoost, TensorFlow, LiteRT, libtorch later) lives in one
+//! Runtime, XGBoost; TensorFlow, LiteRT, libtorch to come) lives in one
 //! file behind one cargo feature and is registered in [`Backends`], so the
 //! wasi-nn host and the HTTP layer never name a concrete runtime.
 
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
+#[cfg(feature = "xgboost")]
+pub mod xgboost;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +27,9 @@ pub enum Encoding {
     Tensorflowlite,
     Ggml,
     Autodetect,
+    /// Not a wasi-nn encoding: XGBoost models are loaded by name, or by
+    /// `autodetect` from their bytes.
+    Xgboost,
 }
 
 /// Where a graph should run, as wasi-nn's `execution-target` names it.
@@ -81,6 +86,11 @@ pub trait Backend: Send + Sync {
     fn version(&self) -> String;
     /// Whether a file in the model directory is a model for this backend.
     fn recognizes(&self, path: &Path) -> bool;
+    /// Whether model bytes look like this backend's format (wasi-nn
+    /// `autodetect`).
+    fn sniff(&self, _bytes: &[u8]) -> bool {
+        false
+    }
     /// Loads a graph from the parts wasi-nn `load` passes.
     fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError>;
 }
@@ -119,6 +129,18 @@ impl Backends {
         self.list.iter().find(|b| b.encoding() == encoding)
     }
 
+    /// The backend for `autodetect`: the one that recognizes the bytes, else
+    /// the only backend there is.
+    pub fn for_bytes(&self, bytes: &[u8]) -> Option<&Arc<dyn Backend>> {
+        self.list
+            .iter()
+            .find(|b| b.sniff(bytes))
+            .or(match self.list.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            })
+    }
+
     /// The backend that recognizes a model file, if any.
     pub fn for_path(&self, path: &Path) -> Option<&Arc<dyn Backend>> {
         self.list.iter().find(|b| b.recognizes(path))
@@ -128,6 +150,23 @@ impl Backends {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Backend>> {
         self.list.iter()
     }
+}
+
+/// Whether bytes look like a saved XGBoost booster: JSON or UBJSON, both
+/// objects whose first key is `learner`. (Here, not in the XGBoost backend,
+/// so a build without it can still say what a file is.)
+pub fn looks_like_xgboost(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(64)];
+    head.first() == Some(&b'{') && head.windows(7).any(|w| w == b"learner")
+}
+
+/// The first bytes of a file (empty when it cannot be read).
+pub fn file_head(path: &Path) -> Vec<u8> {
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    head[..n].to_vec()
 }
 
 /// Checks named inputs against a graph's declared inputs before a backend

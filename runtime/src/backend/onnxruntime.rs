@@ -166,8 +166,8 @@ fn load_library(
     let Some(path) = candidates.iter().find(|p| p.exists()).cloned() else {
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         return Err(format!(
-            "ONNX Runtime library not found (looked in: {}). Run `make ort` in the sandscore \
-             checkout, or set ORT_DYLIB_PATH to libonnxruntime.so.1.32.0 from the PyPI wheel \
+            "ONNX Runtime library not found (looked in: {}). Use the sandscore/onnxruntime-cpu \
+             image, run `make ort` in the sandscore checkout, or set ORT_DYLIB_PATH to libonnxruntime.so.1.32.0 from the PyPI wheel \
              (pip download --no-deps onnxruntime==1.32.0; unzip it; the library is in onnxruntime/capi/)",
             looked.join(", ")
         ));
@@ -175,6 +175,8 @@ fn load_library(
     let env = ort::init_from(&path)
         .map_err(|e| format!("cannot load ONNX Runtime: {e}"))?
         .with_name("sandscore")
+        // A scoring host does not report models or usage to anyone.
+        .with_telemetry(false)
         .build()
         .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
     tracing::info!(library = %path.display(), "ONNX Runtime loaded");
@@ -224,6 +226,11 @@ impl Backend for OnnxRuntime {
     fn recognizes(&self, path: &Path) -> bool {
         path.extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    }
+
+    fn sniff(&self, bytes: &[u8]) -> bool {
+        // A ModelProto starts with field 1, ir_version (a varint): tag 0x08.
+        bytes.first() == Some(&0x08)
     }
 
     fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError> {

@@ -179,11 +179,8 @@ impl graph::Host for HostState {
         let wanted = encoding(enc);
         let backend = match wanted {
             Encoding::Autodetect => {
-                let mut all = self.nn.backends.iter();
-                match (all.next(), all.next()) {
-                    (Some(only), None) => Some(Arc::clone(only)),
-                    _ => None,
-                }
+                let head = builders.first().map(Vec::as_slice).unwrap_or_default();
+                self.nn.backends.for_bytes(head).cloned()
             }
             e => self.nn.backends.for_encoding(e).cloned(),
         };

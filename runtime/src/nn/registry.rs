@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::{Backend, BackendError, Backends, Graph, Target};
+use crate::backend::{
+    Backend, BackendError, Backends, Graph, Target, file_head, looks_like_xgboost,
+};
 
 /// One preloaded model.
 pub struct ModelEntry {
@@ -42,6 +44,15 @@ pub enum RegistryError {
         name: String,
         first: PathBuf,
         second: PathBuf,
+    },
+    #[error(
+        "model '{name}' ({path}) is a {framework} model, and this build has no {framework} backend; {advice}"
+    )]
+    NoBackend {
+        name: String,
+        path: PathBuf,
+        framework: &'static str,
+        advice: String,
     },
     #[error("model '{name}' ({path}) failed to load in {backend}: {source}")]
     Load {
@@ -184,22 +195,73 @@ fn stem(path: &Path) -> String {
         .into_owned()
 }
 
+/// Model formats by how their files look, with the backend key images list
+/// (images/images.toml), for files no backend of this build recognizes.
+fn foreign_format(path: &Path) -> Option<(&'static str, &'static str)> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    Some(match ext.as_str() {
+        "onnx" => ("ONNX", "onnxruntime"),
+        "pt" | "pth" | "torchscript" => ("PyTorch", "pytorch"),
+        "tflite" => ("TensorFlow Lite", "tflite"),
+        "json" | "ubj" if looks_like_xgboost(&file_head(path)) => ("XGBoost", "xgboost"),
+        _ if name.as_deref() == Some("saved_model.pb") => ("TensorFlow", "tensorflow"),
+        _ => return None,
+    })
+}
+
+/// What to do about a model this build cannot read: the image that can.
+fn advice(backend: &str) -> String {
+    let images: Vec<String> = sandscore_sdk::images::all()
+        .into_iter()
+        .filter(|i| i.backends.iter().any(|b| b == backend))
+        .map(|i| i.reference())
+        .collect();
+    match images.as_slice() {
+        [] => {
+            "no sandscore image reads it yet; convert it to ONNX (see the README's images)".into()
+        }
+        list => format!("run it in {}", list.join(" or ")),
+    }
+}
+
+fn no_backend(name: String, path: PathBuf, framework: &'static str, key: &str) -> RegistryError {
+    RegistryError::NoBackend {
+        name,
+        path,
+        framework,
+        advice: advice(key),
+    }
+}
+
 /// Names models: `dir/NAME.ext` is `NAME`; `dir/NAME/` with one model file
 /// is `NAME`; a folder with several model files gives `NAME_STEM` each.
 fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Found<'b>, RegistryError> {
     let mut found = Vec::new();
     for path in sorted_entries(dir)? {
         if path.is_dir() {
-            let inner: Found<'b> = sorted_entries(&path)?
-                .into_iter()
-                .filter(|p| p.is_file())
-                .filter_map(|p| backends.for_path(&p).map(|b| (stem(&p), p, b)))
-                .collect();
             let folder = path
                 .file_name()
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
+            let files: Vec<PathBuf> = sorted_entries(&path)?
+                .into_iter()
+                .filter(|p| p.is_file())
+                .collect();
+            let inner: Found<'b> = files
+                .iter()
+                .filter_map(|p| backends.for_path(p).map(|b| (stem(p), p.clone(), b)))
+                .collect();
+            if inner.is_empty()
+                && let Some((p, (framework, key))) =
+                    files.iter().find_map(|p| foreign_format(p).map(|f| (p, f)))
+            {
+                return Err(no_backend(folder, p.clone(), framework, key));
+            }
             if inner.len() == 1 {
                 found.extend(inner.into_iter().map(|(_, p, b)| (folder.clone(), p, b)));
             } else {
@@ -211,6 +273,8 @@ fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Found<'b>, Registr
             }
         } else if let Some(b) = backends.for_path(&path) {
             found.push((stem(&path), path, b));
+        } else if let Some((framework, key)) = foreign_format(&path) {
+            return Err(no_backend(stem(&path), path, framework, key));
         } else {
             tracing::debug!(path = %path.display(), "not a model for any backend in this build; skipped");
         }

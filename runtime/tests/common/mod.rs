@@ -2,6 +2,8 @@
 //! talks to it with a real HTTP client.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -64,6 +66,27 @@ pub fn models() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// XGBoost's example models (`make models`), from SANDSCORE_XGB_MODELS.
+pub fn xgb_models() -> PathBuf {
+    let dir = std::env::var_os("SANDSCORE_XGB_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/models-xgboost")
+        });
+    assert!(
+        dir.join("expected.json").exists(),
+        "{} has no XGBoost models: run the tests with `make test`",
+        dir.display()
+    );
+    dir
+}
+
+/// XGBoost's own predictions, written by examples/models/make_xgboost.py.
+pub fn xgb_expected() -> Value {
+    let text = std::fs::read_to_string(xgb_models().join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("expected.json parses")
 }
 
 /// The frameworks' own outputs, written by examples/models/make_models.py.

@@ -1,7 +1,10 @@
 //! The `sandscore` command: serve a scoring module, score one request,
-//! check a deployment, print versions.
+//! check a deployment, print versions; and the deployment commands
+//! (`deploy.rs`).
 
-use std::io::{Read, Write};
+mod deploy;
+
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -48,16 +51,22 @@ enum Command {
     /// Precompile a module for this build's engine, so a server starts
     /// without compiling (the .cwasm is used when it sits beside the .wasm).
     Compile(CompileArgs),
-    /// Deploy a sandscore.toml (validates first; nothing is left running on failure).
-    Deploy(DeployArgs),
+    /// Start a new scoring-module project (Cargo.toml, src/lib.rs, a sample
+    /// request, a sandscore.toml).
+    Init(deploy::InitArgs),
+    /// Deploy a sandscore.toml: a local process, a container, or
+    /// Kubernetes/KServe manifests (validates first; nothing is left
+    /// running on failure).
+    Deploy(deploy::DeployArgs),
     /// List deployed endpoints.
     Endpoints,
-    /// Send a request to a deployed endpoint's /score and print the answer.
-    Invoke(InvokeArgs),
+    /// Send a request to a deployed endpoint (/score, or a model's V2
+    /// infer with --model) and print the answer.
+    Invoke(deploy::InvokeArgs),
     /// Print a deployed endpoint's log.
-    Logs(LogsArgs),
+    Logs(deploy::LogsArgs),
     /// Stop a deployed endpoint (draining in-flight requests) and forget it.
-    Delete(NameArg),
+    Delete(deploy::NameArg),
     /// Exit 0 when the local server is ready (a container HEALTHCHECK that
     /// needs no shell or curl).
     Health(HealthArgs),
@@ -70,40 +79,6 @@ struct CompileArgs {
     /// Output file [default: the module's path with .cwasm].
     #[arg(short, long)]
     output: Option<PathBuf>,
-}
-
-#[derive(clap::Args)]
-struct DeployArgs {
-    /// The deployment file.
-    #[arg(short, long, default_value = "sandscore.toml")]
-    file: PathBuf,
-    /// Where to deploy (container and kubernetes: not yet built).
-    #[arg(long, default_value = "local")]
-    target: String,
-}
-
-#[derive(clap::Args)]
-struct InvokeArgs {
-    /// The endpoint's name.
-    name: String,
-    /// JSON request body file.
-    #[arg(long)]
-    data: PathBuf,
-}
-
-#[derive(clap::Args)]
-struct LogsArgs {
-    /// The endpoint's name.
-    name: String,
-    /// Keep printing as the log grows (Ctrl-C to stop).
-    #[arg(long)]
-    follow: bool,
-}
-
-#[derive(clap::Args)]
-struct NameArg {
-    /// The endpoint's name.
-    name: String,
 }
 
 #[derive(clap::Args)]
@@ -134,7 +109,8 @@ fn init_logs(format: LogFormat, default_level: &str) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -160,6 +136,7 @@ fn main() -> ExitCode {
         Command::Check(a) | Command::Version(a) => a.normalize(),
         Command::Compile(a) => a.runtime.normalize(),
         Command::Health(_)
+        | Command::Init(_)
         | Command::Deploy(_)
         | Command::Endpoints
         | Command::Invoke(_)
@@ -186,13 +163,12 @@ fn main() -> ExitCode {
         Command::Version(args) => version(args),
         Command::Health(args) => health(args),
         Command::Compile(args) => compile_module(args),
-        Command::Deploy(args) => deploy(args),
-        Command::Endpoints => endpoints(),
-        Command::Invoke(args) => invoke(args),
-        Command::Logs(args) => logs(args),
-        Command::Delete(args) => sandscore_sdk::Endpoint::get(&args.name)
-            .and_then(sandscore_sdk::Endpoint::delete)
-            .map_err(Into::into),
+        Command::Init(args) => deploy::init(args),
+        Command::Deploy(args) => deploy::deploy(args),
+        Command::Endpoints => deploy::endpoints(),
+        Command::Invoke(args) => deploy::invoke(args),
+        Command::Logs(args) => deploy::logs(args),
+        Command::Delete(args) => deploy::delete(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -333,62 +309,6 @@ fn check(args: RuntimeArgs) -> anyhow::Result<()> {
     );
     println!("ok in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(())
-}
-
-fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    if args.target != "local" {
-        bail!(
-            "target '{}' is not built yet; use --target local",
-            args.target
-        );
-    }
-    let d = sandscore_sdk::Deployment::from_file(&args.file)?;
-    let runtime = std::env::current_exe().context("cannot find the sandscore binary")?;
-    let started = Instant::now();
-    let mut progress =
-        |step: &str| eprintln!("[{:>5.1}s] {step}…", started.elapsed().as_secs_f64());
-    let endpoint = sandscore_sdk::local::deploy(&d, &runtime, &mut progress)?;
-    eprintln!("[{:>5.1}s] ready", started.elapsed().as_secs_f64());
-    println!("{} {}", endpoint.record.name, endpoint.record.url);
-    Ok(())
-}
-
-fn endpoints() -> anyhow::Result<()> {
-    for r in sandscore_sdk::store::list() {
-        let state = if sandscore_sdk::endpoint::alive(r.pid) {
-            "running"
-        } else {
-            "stopped"
-        };
-        println!("{:<24} {:<8} {:<8} {}", r.name, r.target, state, r.url);
-    }
-    Ok(())
-}
-
-fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
-    let body: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&args.data)
-            .with_context(|| format!("cannot read {}", args.data.display()))?,
-    )
-    .with_context(|| format!("{} is not JSON", args.data.display()))?;
-    let answer = sandscore_sdk::Endpoint::get(&args.name)?.score(&body)?;
-    println!("{answer}");
-    Ok(())
-}
-
-fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let endpoint = sandscore_sdk::Endpoint::get(&args.name)?;
-    let mut shown = 0;
-    loop {
-        let text = endpoint.logs()?;
-        print!("{}", &text[shown.min(text.len())..]);
-        shown = text.len();
-        if !args.follow {
-            return Ok(());
-        }
-        std::io::stdout().flush()?;
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
 }
 
 fn compile_module(args: CompileArgs) -> anyhow::Result<()> {

@@ -1,0 +1,204 @@
+//! The deployment commands (`init`, `deploy`, `endpoints`, `invoke`,
+//! `logs`, `delete`): thin wrappers over `sandscore-sdk` that add progress
+//! lines and context for a person at a terminal.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+use sandscore_sdk::{Deployment, Endpoint, kubernetes, scaffold, store};
+
+/// Where `deploy` puts a deployment.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum Target {
+    /// A background process on this machine.
+    Local,
+    /// The prebuilt image under Docker or Podman.
+    Container,
+    /// Kubernetes manifests: Deployment, Service, ConfigMaps.
+    Kubernetes,
+    /// KServe manifests: ServingRuntime and InferenceService (V2).
+    Kserve,
+}
+
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// The deployment file.
+    #[arg(short, long, default_value = "sandscore.toml")]
+    file: PathBuf,
+    /// Where to deploy.
+    #[arg(long, value_enum, default_value = "local")]
+    target: Target,
+    /// Folder for the manifests (kubernetes, kserve) [default: k8s/NAME
+    /// beside the deployment file].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the manifests without `kubectl apply`.
+    #[arg(long)]
+    no_apply: bool,
+}
+
+#[derive(clap::Args)]
+pub struct InvokeArgs {
+    /// The endpoint's name.
+    name: String,
+    /// JSON request body file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Send the body to this model's V2 `infer` instead of `/score`.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// The endpoint's name.
+    name: String,
+    /// Keep printing as the log grows (Ctrl-C to stop).
+    #[arg(long)]
+    follow: bool,
+}
+
+#[derive(clap::Args)]
+pub struct NameArg {
+    /// The endpoint's name.
+    pub name: String,
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// Folder of the new project (its name names the crate and endpoint).
+    dir: PathBuf,
+    /// A model file to copy into the project's models/ (its stem is the
+    /// model's name).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The model's input tensor name.
+    #[arg(long, default_value = "input")]
+    input: String,
+    /// Numbers per input row.
+    #[arg(long, default_value_t = 4)]
+    features: usize,
+}
+
+pub fn init(args: InitArgs) -> anyhow::Result<()> {
+    let written = scaffold::init(&scaffold::Options {
+        dir: args.dir.clone(),
+        model_file: args.model,
+        input: args.input,
+        features: args.features,
+    })?;
+    for f in &written {
+        println!("  {}", args.dir.join(f).display());
+    }
+    println!(
+        "next:\n  cd {}\n  cargo build --target wasm32-wasip2 --release\n  sandscore deploy            # or --target container",
+        args.dir.display()
+    );
+    Ok(())
+}
+
+pub fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let d = Deployment::from_file(&args.file)?;
+    let started = Instant::now();
+    let mut progress =
+        |step: &str| eprintln!("[{:>5.1}s] {step}…", started.elapsed().as_secs_f64());
+    let runtime = std::env::current_exe().context("cannot find the sandscore binary")?;
+    match args.target {
+        Target::Local | Target::Container => {
+            let endpoint = if args.target == Target::Local {
+                sandscore_sdk::local::deploy(&d, &runtime, &mut progress)?
+            } else {
+                sandscore_sdk::container::deploy(&d, &mut progress)?
+            };
+            eprintln!("[{:>5.1}s] ready", started.elapsed().as_secs_f64());
+            println!("{} {}", endpoint.record.name, endpoint.record.url);
+        }
+        Target::Kubernetes | Target::Kserve => {
+            let flavour = if args.target == Target::Kserve {
+                "kserve"
+            } else {
+                "kubernetes"
+            };
+            let dir = args.out.unwrap_or_else(|| {
+                args.file
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("k8s")
+                    .join(&d.name)
+            });
+            let (record, why_not) =
+                kubernetes::deploy(&d, &runtime, flavour, &dir, !args.no_apply, &mut progress)?;
+            for f in kubernetes::FILES {
+                println!("  {}", dir.join(f).display());
+            }
+            if record.applied {
+                eprintln!("applied; in the cluster: {}", record.url);
+            } else {
+                let files: Vec<String> = kubernetes::applied_files(&dir, flavour)
+                    .iter()
+                    .map(|f| format!("-f {}", f.display()))
+                    .collect();
+                eprintln!(
+                    "written, not applied ({}); apply with: kubectl apply {}",
+                    why_not.unwrap_or_default(),
+                    files.join(" ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn endpoints() -> anyhow::Result<()> {
+    for record in store::list() {
+        let e = Endpoint { record };
+        let r = &e.record;
+        println!("{:<24} {:<10} {:<8} {}", r.name, r.target, e.state(), r.url);
+    }
+    Ok(())
+}
+
+pub fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
+    let body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&args.data)
+            .with_context(|| format!("cannot read {}", args.data.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", args.data.display()))?;
+    let endpoint = Endpoint::get(&args.name)?;
+    if matches!(endpoint.record.target.as_str(), "kubernetes" | "kserve") {
+        bail!(
+            "{} runs in a cluster ({}); send requests from inside it or through a port-forward",
+            args.name,
+            endpoint.record.url
+        );
+    }
+    let answer = match &args.model {
+        Some(model) => endpoint.infer(model, &body)?,
+        None => endpoint.score(&body)?,
+    };
+    println!("{answer}");
+    Ok(())
+}
+
+pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let endpoint = Endpoint::get(&args.name)?;
+    let mut shown = 0;
+    loop {
+        let text = endpoint.logs()?;
+        print!("{}", &text[shown.min(text.len())..]);
+        shown = text.len();
+        if !args.follow {
+            return Ok(());
+        }
+        std::io::stdout().flush()?;
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+pub fn delete(args: NameArg) -> anyhow::Result<()> {
+    Endpoint::get(&args.name)?.delete()?;
+    Ok(())
+}

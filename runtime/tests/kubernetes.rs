@@ -1,0 +1,339 @@
+//! The Kubernetes and KServe targets: manifests written by the CLI and
+//! checked against the Kubernetes 1.37 schemas (kubernetes-validate, strict)
+//! and KServe's own generated API types (tests/k8s/validate.py, installed by
+//! `make test` into its own venv from deps/k8s-validate.lock). No cluster
+//! runs here, so nothing is applied.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use common::fixture::{Fixture, text, toml};
+use common::{guest, models};
+use serde::Deserialize;
+use serde_json::Value;
+
+fn validate(paths: &[&Path]) -> Output {
+    let python = std::env::var_os("SANDSCORE_K8S_PYTHON").expect(
+        "SANDSCORE_K8S_PYTHON is not set: run the tests with `make test` (it installs the validator)",
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/k8s/validate.py");
+    Command::new(python)
+        .arg(script)
+        .args(paths)
+        .output()
+        .expect("run the validator")
+}
+
+fn objects(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).expect("manifest");
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("YAML"))
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {objects:?}"))
+}
+
+fn write(fx: &Fixture, name: &str, models: &Path, extra: &str, target: &str) -> (Output, PathBuf) {
+    let file = fx.file(&toml(name, &guest("onnx_mlp"), models, extra));
+    let out_dir = fx.dir.join("k8s").join(name);
+    let out = fx.run(&[
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--target",
+        target,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--no-apply",
+    ]);
+    (out, out_dir)
+}
+
+#[test]
+fn manifests_are_valid_and_hardened() {
+    let fx = Fixture::new("k8s");
+    let (out, dir) = write(&fx, "mlp-k8s", &models(), "", "kubernetes");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("not applied (--no-apply)"),
+        "{}",
+        text(&out)
+    );
+
+    let checked = validate(&[&dir]);
+    let report = text(&checked);
+    assert!(checked.status.success(), "{report}");
+    for kind in [
+        "ConfigMap/mlp-k8s-module",
+        "ConfigMap/mlp-k8s-models",
+        "Deployment/mlp-k8s",
+        "Service/mlp-k8s",
+        "ServingRuntime/mlp-k8s-runtime",
+        "InferenceService/mlp-k8s",
+    ] {
+        assert!(
+            report.contains(&format!("ok  {kind}")),
+            "{kind} not validated:\n{report}"
+        );
+    }
+
+    let deployment = objects(&dir.join("deployment.yaml"));
+    let pod = &find(&deployment, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/v2/health/live");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/v2/health/ready");
+    assert_eq!(c["resources"]["limits"]["memory"], "1Gi");
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .windows(2)
+            .any(|w| w[0] == "--workers" && w[1] == "2")
+    );
+    for mount in c["volumeMounts"].as_array().unwrap() {
+        assert!(
+            mount["mountPath"] == "/tmp" || mount["readOnly"] == true,
+            "writable mount {mount}"
+        );
+    }
+
+    // The ConfigMaps carry the module and the model byte for byte.
+    let configmaps = objects(&dir.join("configmaps.yaml"));
+    let decode = |v: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("base64 text"))
+            .expect("base64")
+    };
+    let module = configmaps
+        .iter()
+        .find(|o| o["metadata"]["name"] == "mlp-k8s-module")
+        .unwrap();
+    assert_eq!(
+        decode(&module["binaryData"]["score.wasm"]),
+        std::fs::read(guest("onnx_mlp")).unwrap()
+    );
+    let model_cm = configmaps
+        .iter()
+        .find(|o| o["metadata"]["name"] == "mlp-k8s-models")
+        .unwrap();
+    assert_eq!(
+        decode(&model_cm["binaryData"]["mlp.onnx"]),
+        std::fs::read(models().join("mlp.onnx")).unwrap()
+    );
+
+    let kserve = objects(&dir.join("kserve.yaml"));
+    let runtime = find(&kserve, "ServingRuntime");
+    assert_eq!(runtime["spec"]["protocolVersions"][0], "v2");
+    assert_eq!(runtime["spec"]["supportedModelFormats"][0]["name"], "onnx");
+    let isvc = find(&kserve, "InferenceService");
+    assert_eq!(
+        isvc["spec"]["predictor"]["model"]["runtime"],
+        "mlp-k8s-runtime"
+    );
+    assert_eq!(isvc["spec"]["predictor"]["model"]["protocolVersion"], "v2");
+
+    let listing = String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout).to_string();
+    assert!(
+        listing.contains("mlp-k8s") && listing.contains("written"),
+        "{listing}"
+    );
+    let out = fx.run(&["delete", "mlp-k8s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        dir.join("deployment.yaml").exists(),
+        "delete keeps the written files"
+    );
+}
+
+#[test]
+fn the_validator_rejects_what_a_cluster_would() {
+    let fx = Fixture::new("k8s-bad");
+    let (out, dir) = write(&fx, "broken", &models(), "", "kserve");
+    assert!(out.status.success(), "{}", text(&out));
+    let cases = [
+        (
+            "deployment.yaml",
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystm: true",
+            "readOnlyRootFilesystm",
+        ),
+        (
+            "deployment.yaml",
+            "replicas: 1",
+            "replicas: two",
+            "replicas",
+        ),
+        (
+            "kserve.yaml",
+            "protocolVersion: v2",
+            "protocolVersion: v2\n      modelFormatt: x",
+            "modelFormatt",
+        ),
+    ];
+    for (file, from, to, named) in cases {
+        let path = dir.join(file);
+        let good = std::fs::read_to_string(&path).unwrap();
+        assert!(good.contains(from), "{file} lacks {from}");
+        std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
+        let checked = validate(&[&path]);
+        assert!(
+            !checked.status.success() && text(&checked).contains(named),
+            "{file} with {to:?} passed or did not name {named}:\n{}",
+            text(&checked)
+        );
+        std::fs::write(&path, good).unwrap();
+    }
+    assert!(validate(&[&dir]).status.success());
+}
+
+#[test]
+fn claims_and_storage_uris_replace_the_model_configmap() {
+    let fx = Fixture::new("k8s-claim");
+    let extra = "[kubernetes]\nnamespace = \"scoring\"\nreplicas = 3\nmodel_claim = \"models-pvc\"\nstorage_uri = \"pvc://models-pvc/mlp\"\nregistry = \"registry.example.com/\"\n[resources]\ncpu = \"500m\"\nmemory = \"768Mi\"";
+    let (out, dir) = write(&fx, "claimed", &models(), extra, "kubernetes");
+    assert!(out.status.success(), "{}", text(&out));
+    let checked = validate(&[&dir]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    let configmaps = objects(&dir.join("configmaps.yaml"));
+    assert_eq!(configmaps.len(), 1, "only the module's ConfigMap");
+    let deployment = objects(&dir.join("deployment.yaml"));
+    let dep = find(&deployment, "Deployment");
+    assert_eq!(dep["metadata"]["namespace"], "scoring");
+    assert_eq!(dep["spec"]["replicas"], 3);
+    let pod = &dep["spec"]["template"]["spec"];
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["persistentVolumeClaim"]["claimName"] == "models-pvc"),
+        "{pod}"
+    );
+    assert_eq!(
+        pod["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next(),
+        Some("registry.example.com/sandscore/onnxruntime-cpu")
+    );
+    assert_eq!(pod["containers"][0]["resources"]["requests"]["cpu"], "500m");
+    let kserve = objects(&dir.join("kserve.yaml"));
+    let isvc = find(&kserve, "InferenceService");
+    assert_eq!(
+        isvc["spec"]["predictor"]["model"]["storageUri"],
+        "pvc://models-pvc/mlp"
+    );
+    let env = &find(&kserve, "ServingRuntime")["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "AZUREML_MODEL_DIR" && e["value"] == "/mnt/models"),
+        "{env}"
+    );
+}
+
+#[test]
+fn models_too_big_for_a_configmap_say_what_to_do() {
+    let fx = Fixture::new("k8s-big");
+    let big = fx.dir.join("big-models");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(big.join("huge.onnx"), vec![0u8; 2_000_000]).unwrap();
+    let (out, dir) = write(&fx, "big", &big, "", "kubernetes");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("kubernetes.model_claim"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.exists(), "nothing written");
+    assert_eq!(
+        String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout).trim(),
+        ""
+    );
+    // A bad quantity is refused before anything is written.
+    let (out, _) = write(
+        &fx,
+        "cpu",
+        &models(),
+        "[resources]\ncpu = \"lots\"",
+        "kubernetes",
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("resources.cpu"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn deployment_files_follow_their_schema() {
+    let fx = Fixture::new("schema");
+    let full = toml(
+        "everything",
+        &guest("onnx_mlp"),
+        &models(),
+        "image = \"onnxruntime-cpu\"\nport = 5001\nsample = \"request.json\"\n[env]\nMODE = \"x\"\n[resources]\ncpu = \"500m\"\nmemory = \"1Gi\"\n[kubernetes]\nnamespace = \"ns\"\nreplicas = 2\nmodel_claim = \"c\"\nstorage_uri = \"pvc://c/m\"\nregistry = \"r/\"",
+    ) + "timeout_ms = 100\nmemory_mb = 64\nisolation = \"pooled\"\n";
+    let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/deployment.schema.json");
+    let check = |body: &str| {
+        let file = fx.file(body);
+        let python = std::env::var_os("SANDSCORE_K8S_PYTHON").expect("run with `make test`");
+        Command::new(python)
+            .args([
+                "-c",
+                "import json, sys, tomllib, jsonschema\njsonschema.validate(tomllib.load(open(sys.argv[1], 'rb')), json.load(open(sys.argv[2])))",
+            ])
+            .arg(&file)
+            .arg(&schema)
+            .output()
+            .expect("python")
+    };
+    let out = check(&full);
+    assert!(out.status.success(), "{}", text(&out));
+    let row = vec![0.0f32; 64];
+    std::fs::write(
+        fx.dir.join("request.json"),
+        serde_json::json!({ "data": [row] }).to_string(),
+    )
+    .unwrap();
+    // The SDK reads the same file (a full run of `deploy` would start it).
+    let out = fx.run(&[
+        "deploy",
+        "-f",
+        fx.dir.join("sandscore.toml").to_str().unwrap(),
+        "--target",
+        "kubernetes",
+        "--no-apply",
+        "--out",
+        fx.dir.join("out").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let bad = full.replace("[resources]", "[resources]\ngpus = 1");
+    let out = check(&bad);
+    assert!(
+        !out.status.success() && text(&out).contains("gpus"),
+        "{}",
+        text(&out)
+    );
+    let refused = fx.run(&["deploy", "-f", fx.file(&bad).to_str().unwrap()]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("gpus"),
+        "{}",
+        text(&refused)
+    );
+}

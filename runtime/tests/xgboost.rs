@@ -1,0 +1,150 @@
+//! The XGBoost backend: models as xgboost saved them (JSON and UBJSON),
+//! scored over V2 and through a module, equal to xgboost's own Python
+//! predictions (examples/models/make_xgboost.py); missing values as null;
+//! and model files no backend of the build can read fail at startup with
+//! the model, the backend and the image that would read them.
+
+mod common;
+
+use common::{Server, assert_close, column, serve_module, xgb_expected, xgb_models};
+use serde_json::{Value, json};
+
+fn v2_request(input: &Value) -> Value {
+    let rows = input.as_array().expect("rows");
+    let width = rows[0].as_array().expect("row").len();
+    let flat: Vec<Value> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    json!({ "inputs": [{ "name": "input", "shape": [rows.len(), width], "datatype": "FP32", "data": flat }] })
+}
+
+fn predictions(reply: &common::Reply) -> Value {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).expect("JSON");
+    let out = &body["outputs"][0];
+    assert_eq!(out["name"], "predictions");
+    out["data"].clone()
+}
+
+#[test]
+fn v2_answers_equal_xgboost_for_json_and_ubjson_models() {
+    let exp = xgb_expected();
+    let dir = xgb_models();
+    let server = Server::start(&["--model-dir", dir.to_str().unwrap(), "--workers", "2"]);
+    // Multi-class softprob, saved as JSON, with a missing value (null).
+    let iris = &exp["iris_xgb"];
+    let reply = server.post_json("/v2/models/iris_xgb/infer", &v2_request(&iris["input"]));
+    assert_close(&predictions(&reply), &iris["predict_proba"], 1e-6);
+    assert_close(&predictions(&reply), &iris["booster_predict"], 1e-6);
+    // Binary logistic, saved as UBJSON: one probability per row.
+    let cancer = &exp["cancer_xgb"];
+    let reply = server.post_json("/v2/models/cancer_xgb/infer", &v2_request(&cancer["input"]));
+    assert_close(&predictions(&reply), &cancer["booster_predict"], 1e-6);
+    let positive: Vec<Value> = cancer["predict_proba"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].clone())
+        .collect();
+    assert_close(&predictions(&reply), &Value::Array(positive), 1e-6);
+
+    // Metadata says what the booster takes and gives.
+    let meta: Value = serde_json::from_str(&server.get("/v2/models/iris_xgb").text).unwrap();
+    assert_eq!(meta["platform"], "xgboost");
+    assert_eq!(meta["inputs"][0]["shape"], json!([-1, 4]));
+    assert_eq!(meta["outputs"][0]["shape"], json!([-1, 3]));
+    // A wrong width is a 400 naming the shape, and the server keeps serving.
+    let bad = server.post_json(
+        "/v2/models/iris_xgb/infer",
+        &json!({ "inputs": [{ "name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3] }] }),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    assert!(bad.text.contains("shape"), "{}", bad.text);
+    let again = server.post_json("/v2/models/iris_xgb/infer", &v2_request(&iris["input"]));
+    assert_close(&predictions(&again), &iris["predict_proba"], 1e-6);
+}
+
+#[test]
+fn a_module_scores_the_xgboost_model() {
+    let exp = xgb_expected();
+    let dir = xgb_models();
+    let server = serve_module("iris_xgboost", Some(&dir), &[]);
+    let iris = &exp["iris_xgb"];
+    let reply = server.post_json("/score", &json!({ "data": iris["input"] }));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    assert_close(
+        &column(&body, "probabilities"),
+        &iris["predict_proba"],
+        1e-6,
+    );
+    assert_eq!(column(&body, "class"), iris["predict"]);
+}
+
+#[test]
+fn models_this_build_cannot_read_fail_with_the_image_that_can() {
+    let dir = std::env::temp_dir().join(format!("sandscore-unreadable-{}", std::process::id()));
+    // The image to name comes from the manifest; none yet says so.
+    let image_for = |key: &str| {
+        sandscore_sdk::images::all()
+            .into_iter()
+            .find(|i| i.backends.iter().any(|b| b == key))
+            .map(|i| i.reference())
+            .unwrap_or_else(|| "no sandscore image reads it yet".into())
+    };
+    for (file, backend, key) in [
+        ("net.pt", "PyTorch", "pytorch"),
+        ("mobile.tflite", "TensorFlow Lite", "tflite"),
+    ] {
+        let image = image_for(key);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), b"not really a model").unwrap();
+        let out = common::binary()
+            .args(["check", "--model-dir", dir.to_str().unwrap()])
+            .output()
+            .expect("run check");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file} was accepted");
+        assert!(
+            err.contains(file) && err.contains(backend) && err.contains(&image),
+            "{file}: {err}"
+        );
+    }
+    // A SavedModel folder.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("classifier")).unwrap();
+    std::fs::write(dir.join("classifier/saved_model.pb"), b"x").unwrap();
+    let out = common::binary()
+        .args(["check", "--model-dir", dir.to_str().unwrap()])
+        .output()
+        .expect("run check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("classifier")
+            && err.contains(&image_for("tensorflow")),
+        "{err}"
+    );
+    // An ONNX model without the ONNX Runtime library names the image too.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(common::models().join("mlp.onnx"), dir.join("mlp.onnx")).unwrap();
+    let out = common::binary()
+        .args([
+            "check",
+            "--model-dir",
+            dir.to_str().unwrap(),
+            "--ort-lib",
+            "/nonexistent/libonnxruntime.so",
+        ])
+        .output()
+        .expect("run check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("mlp") && err.contains("sandscore/onnxruntime-cpu"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,293 @@
+//! The container target: a prebuilt image run by Docker or Podman, with the
+//! module and models mounted read-only and the images' hardening flags, so
+//! nothing is built at deployment.
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::images::{self, Image};
+use crate::store::{self, Record};
+use crate::{Deployment, Endpoint, SdkError};
+
+/// Where the images expect the module and the models.
+const MODULE_PATH: &str = "/app/score.wasm";
+const MODEL_PATH: &str = "/models";
+
+/// The engines tried, in order; `SANDSCORE_ENGINE` picks one.
+const ENGINES: [&str; 2] = ["docker", "podman"];
+
+/// The container engine that answers: `$SANDSCORE_ENGINE`, else the first
+/// of docker and podman whose `info` succeeds.
+pub fn engine() -> Result<String, SdkError> {
+    let wanted = std::env::var("SANDSCORE_ENGINE").ok();
+    let candidates: Vec<&str> = match &wanted {
+        Some(e) => vec![e.as_str()],
+        None => ENGINES.to_vec(),
+    };
+    for e in &candidates {
+        let answers = Command::new(e)
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if answers {
+            return Ok(e.to_string());
+        }
+    }
+    Err(SdkError::Engine(format!(
+        "no container engine answers (tried {}): start the Docker daemon or install Podman, or deploy with --target local",
+        candidates.join(", ")
+    )))
+}
+
+/// Runs `engine ARGS`, naming the step when it fails.
+pub(crate) fn run(engine: &str, args: &[String], step: &str) -> Result<Output, SdkError> {
+    Command::new(engine)
+        .args(args)
+        .output()
+        .map_err(|e| SdkError::Engine(format!("{step}: cannot run {engine}: {e}")))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+    .trim()
+    .to_string()
+}
+
+/// The image, checked to be present in the engine's store.
+fn present_image(engine: &str, d: &Deployment) -> Result<Image, SdkError> {
+    let image = images::resolve(d.image.as_deref(), d.model_dir.is_some())?;
+    let out = run(
+        engine,
+        &["image".into(), "inspect".into(), image.reference()],
+        "image check",
+    )?;
+    if !out.status.success() {
+        return Err(SdkError::ImageMissing {
+            image: image.reference(),
+            engine: engine.into(),
+        });
+    }
+    Ok(image)
+}
+
+/// The hardening flags and mounts shared by validation and serving:
+/// read-only root, no capabilities, no privilege gain, module and models
+/// read-only, resource limits.
+fn container_args(d: &Deployment) -> Result<Vec<String>, SdkError> {
+    let mut a: Vec<String> = [
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--pids-limit",
+        "512",
+    ]
+    .map(String::from)
+    .to_vec();
+    let cpus = crate::quantity::parse(&d.resources.cpu);
+    let memory = crate::quantity::parse(&d.resources.memory);
+    if let (Some(cpus), Some(memory)) = (cpus, memory) {
+        a.extend(["--cpus".into(), format!("{cpus}")]);
+        a.extend(["--memory".into(), format!("{}b", memory as u64)]);
+    }
+    let mount = |host: &std::path::Path, inside: &str| -> Result<String, SdkError> {
+        let host = host
+            .canonicalize()
+            .map_err(|e| SdkError::Invalid(format!("{}: {e}", host.display())))?;
+        Ok(format!("{}:{inside}:ro", host.display()))
+    };
+    match &d.module {
+        Some(m) => {
+            a.extend(["-v".into(), mount(m, MODULE_PATH)?]);
+            let cwasm = m.with_extension("cwasm");
+            if cwasm.is_file() {
+                a.extend(["-v".into(), mount(&cwasm, "/app/score.cwasm")?]);
+            }
+        }
+        None => a.extend(["-e".into(), "AZUREML_ENTRY_SCRIPT=".into()]),
+    }
+    match &d.model_dir {
+        Some(m) => a.extend(["-v".into(), mount(m, MODEL_PATH)?]),
+        None => a.extend(["-e".into(), "AZUREML_MODEL_DIR=".into()]),
+    }
+    Ok(a)
+}
+
+/// Runs `sandscore check` (and the sample request, if any) inside the image,
+/// without network: what the image's backends load is what counts.
+pub fn validate(d: &Deployment, engine: &str) -> Result<String, SdkError> {
+    d.check_fields().map_err(SdkError::Invalid)?;
+    let image = present_image(engine, d)?;
+    let mut args: Vec<String> = ["run", "--rm", "--network", "none"]
+        .map(String::from)
+        .to_vec();
+    args.extend(container_args(d)?);
+    args.push(image.reference());
+    let mut check = args.clone();
+    check.push("check".into());
+    check.extend(d.limit_args());
+    let out = run(engine, &check, "validation")?;
+    if !out.status.success() {
+        return Err(SdkError::Invalid(text(&out)));
+    }
+    let mut report = String::from_utf8_lossy(&out.stdout).into_owned();
+    if let Some(sample) = &d.sample {
+        let input = std::fs::File::open(sample)
+            .map_err(|e| SdkError::Invalid(format!("sample {}: {e}", sample.display())))?;
+        args.insert(1, "-i".into());
+        args.push("score".into());
+        args.extend(d.limit_args());
+        let out = Command::new(engine)
+            .args(&args)
+            .stdin(input)
+            .output()
+            .map_err(|e| SdkError::Engine(format!("sample request: {e}")))?;
+        report.push_str(&crate::local::sample_result(sample, &out)?);
+    }
+    Ok(report)
+}
+
+/// The container's name for a deployment.
+pub fn container_name(d: &Deployment) -> String {
+    format!("sandscore-{}", d.name)
+}
+
+/// Validates in the image, starts the container, waits until it is ready
+/// and records it. On any failure the container is removed.
+pub fn deploy(d: &Deployment, progress: &mut dyn FnMut(&str)) -> Result<Endpoint, SdkError> {
+    if store::load(&d.name).is_ok() {
+        return Err(SdkError::Exists(d.name.clone()));
+    }
+    progress("finding a container engine");
+    let engine = engine()?;
+    progress(&format!("checking the image ({engine})"));
+    let image = present_image(&engine, d)?;
+    progress("validating module and models inside the image");
+    validate(d, &engine)?;
+    let port = d.port.unwrap_or(0);
+    if port != 0 && TcpListener::bind(("127.0.0.1", port)).is_err() {
+        return Err(SdkError::PortTaken(port));
+    }
+    let publish = if port == 0 {
+        "127.0.0.1::5001".to_string()
+    } else {
+        format!("127.0.0.1:{port}:5001")
+    };
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "-d".into(),
+        "--name".into(),
+        container_name(d),
+        "--label".into(),
+        format!("io.sandscore.deployment={}", d.name),
+        "-p".into(),
+        publish,
+    ];
+    args.extend(container_args(d)?);
+    args.push(image.reference());
+    args.push("serve".into());
+    args.extend(d.limit_args());
+    progress(&format!("starting {}", image.reference()));
+    let out = run(&engine, &args, "container start")?;
+    if !out.status.success() {
+        let why = text(&out);
+        if why.contains("port is already allocated") || why.contains("address already in use") {
+            return Err(SdkError::PortTaken(port));
+        }
+        return Err(SdkError::Engine(format!("container start: {why}")));
+    }
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let record = Record {
+        container: Some(id.clone()),
+        engine: Some(engine.clone()),
+        ..Record::new(d, "container", String::new())
+    };
+    let mut endpoint = Endpoint { record };
+    let fail = |endpoint: &Endpoint, why: &str| {
+        let logs = endpoint.logs().unwrap_or_default();
+        let _ = remove(&engine, &id);
+        let lines: Vec<&str> = logs.lines().collect();
+        SdkError::NotReady(format!(
+            "{why}; the container said:\n{}",
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        ))
+    };
+    let ported = run(
+        &engine,
+        &["port".into(), id.clone(), "5001/tcp".into()],
+        "port lookup",
+    )?;
+    let Some(host_port) = String::from_utf8_lossy(&ported.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .map(str::to_string)
+    else {
+        return Err(fail(&endpoint, "the engine published no port"));
+    };
+    endpoint.record.url = format!("http://127.0.0.1:{host_port}");
+    progress("waiting for readiness");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !endpoint.health() {
+        if !running(&engine, &id) {
+            return Err(fail(&endpoint, "the container exited"));
+        }
+        if Instant::now() > deadline {
+            return Err(fail(&endpoint, "it was not ready within 120 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    store::save(&endpoint.record)?;
+    Ok(endpoint)
+}
+
+/// Whether the container is running.
+pub fn running(engine: &str, id: &str) -> bool {
+    run(
+        engine,
+        &[
+            "inspect".into(),
+            "-f".into(),
+            "{{.State.Running}}".into(),
+            id.into(),
+        ],
+        "inspect",
+    )
+    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
+}
+
+/// The container's output so far.
+pub fn logs(engine: &str, id: &str) -> Result<String, SdkError> {
+    let out = run(engine, &["logs".into(), id.into()], "logs")?;
+    if !out.status.success() {
+        return Err(SdkError::Engine(format!("logs: {}", text(&out))));
+    }
+    Ok(text(&out) + "\n")
+}
+
+/// Stops the container (SIGTERM, 35 s to drain) and removes it with its
+/// `/tmp` volume.
+pub fn remove(engine: &str, id: &str) -> Result<(), SdkError> {
+    let _ = run(
+        engine,
+        &["stop".into(), "-t".into(), "35".into(), id.into()],
+        "stop",
+    )?;
+    let out = run(
+        engine,
+        &["rm".into(), "-f".into(), "-v".into(), id.into()],
+        "remove",
+    )?;
+    if !out.status.success() && !text(&out).contains("No such container") {
+        return Err(SdkError::Engine(format!("remove {id}: {}", text(&out))));
+    }
+    Ok(())
+}

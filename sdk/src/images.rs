@@ -1,0 +1,108 @@
+//! The prebuilt images a deployment can name, read from the manifest the
+//! images are built from (images/images.toml, compiled in), so the SDK and
+//! `make images` never disagree on names and tags.
+
+use serde::Deserialize;
+
+use crate::SdkError;
+
+const MANIFEST: &str = include_str!("../../images/images.toml");
+
+/// One prebuilt image.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Image {
+    /// Repository, e.g. `sandscore/onnxruntime-cpu`.
+    pub name: String,
+    pub tag: String,
+    /// `cpu` or `gpu`.
+    pub device: String,
+    /// Backends built into it (`onnxruntime`, …).
+    pub backends: Vec<String>,
+}
+
+impl Image {
+    /// `name:tag`.
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.name, self.tag)
+    }
+
+    /// The model formats KServe should route to it (`supportedModelFormats`).
+    pub fn model_formats(&self) -> Vec<&'static str> {
+        self.backends
+            .iter()
+            .filter_map(|b| match b.as_str() {
+                "onnxruntime" => Some("onnx"),
+                "xgboost" => Some("xgboost"),
+                "tensorflow" => Some("tensorflow"),
+                "tflite" => Some("tflite"),
+                "pytorch" => Some("pytorch"),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    image: Vec<Image>,
+}
+
+/// Every image of the manifest.
+pub fn all() -> Vec<Image> {
+    toml::from_str::<Manifest>(MANIFEST)
+        .map(|m| m.image)
+        .unwrap_or_default()
+}
+
+/// The image a deployment runs: its `image` (a manifest name with or
+/// without the `sandscore/` prefix and tag, or any `name:tag` of a derived
+/// image), else ONNX Runtime when it has models and the minimal image when
+/// it has none.
+pub fn resolve(image: Option<&str>, has_models: bool) -> Result<Image, SdkError> {
+    let wanted = image.unwrap_or(if has_models {
+        "onnxruntime-cpu"
+    } else {
+        "minimal-cpu"
+    });
+    let images = all();
+    let short = |i: &Image| i.name.trim_start_matches("sandscore/").to_string();
+    if let Some(i) = images
+        .iter()
+        .find(|i| wanted == i.name || wanted == short(i) || wanted == i.reference())
+    {
+        return Ok(i.clone());
+    }
+    if let Some((name, tag)) = wanted.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+        // A derived image: assume it serves what an ONNX Runtime image does.
+        return Ok(Image {
+            name: name.into(),
+            tag: tag.into(),
+            device: "cpu".into(),
+            backends: vec!["onnxruntime".into()],
+        });
+    }
+    let known: Vec<String> = images.iter().map(short).collect();
+    Err(SdkError::Invalid(format!(
+        "image '{wanted}' is not one of sandscore's ({}) and has no tag; name a prebuilt image or a derived image as name:tag",
+        known.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_through_the_manifest() {
+        let ort = resolve(Some("onnxruntime-cpu"), true).unwrap();
+        assert!(ort.reference().starts_with("sandscore/onnxruntime-cpu:"));
+        assert_eq!(ort.model_formats(), ["onnx"]);
+        assert_eq!(resolve(None, true).unwrap().name, ort.name);
+        assert_eq!(resolve(None, false).unwrap().name, "sandscore/minimal-cpu");
+        assert_eq!(
+            resolve(Some("me/extended:1"), true).unwrap().reference(),
+            "me/extended:1"
+        );
+        assert!(resolve(Some("nonesuch"), true).is_err());
+    }
+}
