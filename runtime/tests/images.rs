@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, assert_close, column, expected, guest, models};
+use common::{agent, assert_close, column, expected, guest, models, xgb_expected, xgb_models};
 use serde_json::{Value, json};
 
 struct Image {
@@ -200,7 +200,12 @@ fn check_hardening(c: &Container, mounts: &[&str]) {
 
 fn module_for(image: &Image) -> (&'static str, Value) {
     let exp = expected();
-    if image.name.contains("sklearn") {
+    if image.backends.contains("xgboost") {
+        (
+            "iris_xgboost",
+            json!({ "data": xgb_expected()["iris_xgb"]["input"] }),
+        )
+    } else if image.name.contains("sklearn") {
         ("iris_sklearn", json!({ "data": exp["iris"]["input"] }))
     } else if image.backends.contains("onnxruntime") {
         ("onnx_mlp", json!({ "data": exp["mlp"]["input"] }))
@@ -212,7 +217,15 @@ fn module_for(image: &Image) -> (&'static str, Value) {
 fn check_answer(image: &Image, answer: &Value) {
     let exp = expected();
     let preds = |k: &str| column(answer, k);
-    if image.name.contains("sklearn") {
+    if image.backends.contains("xgboost") {
+        let xgb = xgb_expected();
+        assert_eq!(preds("class"), xgb["iris_xgb"]["predict"]);
+        assert_close(
+            &preds("probabilities"),
+            &xgb["iris_xgb"]["predict_proba"],
+            1e-6,
+        );
+    } else if image.name.contains("sklearn") {
         assert_eq!(preds("label"), exp["iris"]["sklearn"]["label"]);
         assert_close(
             &preds("probabilities"),
@@ -233,8 +246,12 @@ fn check_answer(image: &Image, answer: &Value) {
 #[test]
 #[ignore = "needs built images and a Docker engine: make test-images"]
 fn every_image_serves_hardened_and_stops_cleanly() {
-    let m = models();
     for image in manifest() {
+        let m = if image.backends.contains("xgboost") {
+            xgb_models()
+        } else {
+            models()
+        };
         let (module, request) = module_for(&image);
         let wasm = guest(module);
         let reference = format!("{}:{}", image.name, image.tag);
