@@ -20,17 +20,21 @@ MODELS  := $(CARGO_TARGET_DIR)/models
 ORT_LIB := $(RELEASE)/libonnxruntime.so
 XGB_LIB := $(RELEASE)/xgboost/lib/libxgboost.so
 XGB_MODELS := $(CARGO_TARGET_DIR)/models-xgboost
+TF_VENV := $(CACHE)/tf-venv
+TF_LIB := $(RELEASE)/tensorflow/libtensorflow_cc.so.2
+TF_MODELS := $(CARGO_TARGET_DIR)/models-tensorflow
 PORT    ?= 5001
 
-GUEST_CRATES := echo onnx-mlp iris-sklearn iris-xgboost token-embed faulty hostile not-a-scorer bench-guest
+GUEST_CRATES := echo onnx-mlp iris-sklearn iris-native token-embed faulty hostile not-a-scorer bench-guest
 
 export SANDSCORE_MODELS := $(MODELS)
 export SANDSCORE_XGB_MODELS := $(XGB_MODELS)
+export SANDSCORE_TF_MODELS := $(TF_MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
 export SANDSCORE_K8S_PYTHON := $(K8S_VENV)/bin/python
 
-.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost demo test clean fuzz soak images test-images readme-table bench
+.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow test-heavy demo test clean fuzz soak images test-images readme-table bench
 
 all: build guests models ort xgboost
 
@@ -81,6 +85,20 @@ $(XGB_LIB): $(VENV)/.installed
 	cp $(VENV)/lib/python3*/site-packages/xgboost/lib/libxgboost.so $@
 	cp $(VENV)/lib/python3*/site-packages/xgboost_cpu.libs/* $(RELEASE)/xgboost_cpu.libs/
 
+# TensorFlow (heavy: ~1.3 GB venv): the venv from deps/tensorflow.lock, the
+# TF C API libraries beside the binary, and the example SavedModel.
+tensorflow: $(TF_LIB) $(TF_MODELS)/expected.json
+$(TF_VENV)/.installed: deps/tensorflow.lock
+	python3 -m venv $(TF_VENV)
+	$(TF_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r deps/tensorflow.lock
+	touch $@
+$(TF_LIB): $(TF_VENV)/.installed
+	mkdir -p $(RELEASE)/tensorflow
+	cp $(TF_VENV)/lib/python3*/site-packages/tensorflow/libtensorflow_cc.so.2 \
+	   $(TF_VENV)/lib/python3*/site-packages/tensorflow/libtensorflow_framework.so.2 $(RELEASE)/tensorflow/
+$(TF_MODELS)/expected.json: examples/models/make_tensorflow.py $(TF_VENV)/.installed
+	$(TF_VENV)/bin/python examples/models/make_tensorflow.py $(TF_MODELS)
+
 demo: all
 	scripts/demo.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) examples/onnx-mlp/request.json $(PORT)
 
@@ -122,6 +140,14 @@ images: all
 
 test-images: images
 	images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1
+
+# The heavy backends (TensorFlow), not part of `make test`: their backend
+# tests, then their images built and tested like the others.
+test-heavy: all tensorflow
+	cargo test --release --locked -p sandscore --test tensorflow -- --ignored
+	images/install-engine.sh
+	images/engine.sh images/build.sh $(RELEASE)/sandscore $(RELEASE) $(IMAGES_OUT) --heavy
+	SANDSCORE_HEAVY=1 images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1 every_image
 
 # The README's image table, from the manifest.
 readme-table:

@@ -3,24 +3,37 @@
 # running engine: stages a context per image from the host build (stripped
 # runtime, backend libraries), builds images/Dockerfile with the manifest's
 # base and labels, tags NAME:TAG and NAME:latest, and prints each size.
-# Usage: build.sh SANDSCORE_BINARY LIB_DIR OUT_DIR [IMAGE…]
-# LIB_DIR holds the backends' libraries as `make ort xgboost` lays them out:
-# libonnxruntime.so, xgboost/lib/libxgboost.so, xgboost_cpu.libs/.
+# Usage: build.sh SANDSCORE_BINARY LIB_DIR OUT_DIR [--heavy | IMAGE…]
+# LIB_DIR holds the backends' libraries as `make ort xgboost tensorflow` lays
+# them out: libonnxruntime.so, xgboost/lib/libxgboost.so, xgboost_cpu.libs/,
+# tensorflow/. Images marked heavy in the manifest (TensorFlow) are built
+# only with --heavy (all heavy ones) or when named.
 set -euo pipefail
 bin=$1 libs=$2 out=$3
 shift 3
+heavy_only=""
+if [ "${1:-}" = "--heavy" ]; then heavy_only=1; shift; fi
 here=$(cd "$(dirname "$0")" && pwd)
 version=$(awk -F'"' '/^sandscore_version/ {print $2}' "$here/images.toml")
 "$here/base/build-base.sh"
 mkdir -p "$out"
 : >"$out/sizes.txt"
-python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_version backends aim; do
-  if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
+python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_version backends aim weight; do
+  if [ $# -gt 0 ]; then
+    [[ " $* " == *" $name "* ]] || continue
+  elif [ -n "$heavy_only" ]; then
+    [ "$weight" = heavy ] || continue
+  elif [ "$weight" = heavy ]; then
+    echo "skipping $name (heavy: make test-heavy builds it)"; continue
+  fi
   ctx="$out/context/${name#sandscore/}"
   rm -rf "$ctx" && mkdir -p "$ctx/bin" "$ctx/lib"
   cp "$bin" "$ctx/bin/sandscore" && strip "$ctx/bin/sandscore"
   if [[ ",$backends," == *",onnxruntime,"* ]]; then
     cp "$libs/libonnxruntime.so" "$ctx/lib/libonnxruntime.so"
+  fi
+  if [[ ",$backends," == *",tensorflow,"* ]]; then
+    cp -r "$libs/tensorflow" "$ctx/lib/"
   fi
   if [[ ",$backends," == *",xgboost,"* ]]; then
     cp -r "$libs/xgboost" "$libs/xgboost_cpu.libs" "$ctx/lib/"

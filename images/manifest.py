@@ -4,7 +4,7 @@
   manifest.py table           print the README image table
   manifest.py check README    exit 1 when README's table differs from the manifest
   manifest.py write README    replace README's table with the generated one
-  manifest.py list            name tag dockerfile base framework-version backends size-aim, one image a line
+  manifest.py list            name tag dockerfile base framework-version backends size-aim heavy|light, one image a line
   manifest.py get NAME KEY    one field of one image
 """
 import sys
@@ -50,7 +50,7 @@ def main():
     elif cmd == "list":
         for i in m["image"]:
             print(i["name"], i["tag"], i["dockerfile"], i["base"], i["framework_version"].split()[-1],
-                  ",".join(i["backends"]) or "-", i["size_aim_mb"])
+                  ",".join(i["backends"]) or "-", i["size_aim_mb"], "heavy" if i.get("heavy") else "light")
     elif cmd in ("check", "write"):
         readme = Path(sys.argv[2])
         head, body, tail = section(readme.read_text())

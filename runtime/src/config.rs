@@ -64,7 +64,13 @@ pub struct RuntimeArgs {
     #[arg(long, env = "XGBOOST_LIB_PATH")]
     pub xgboost_lib: Option<PathBuf>,
 
-    /// Threads ONNX Runtime uses inside one operator, and XGBoost per
+    /// Path of TensorFlow's libtensorflow_cc.so.2 (libtensorflow_framework.so.2
+    /// beside it) [default: tensorflow/ beside the binary, then ../lib].
+    #[arg(long, env = "TENSORFLOW_LIB_PATH")]
+    pub tensorflow_lib: Option<PathBuf>,
+
+    /// Threads ONNX Runtime uses inside one operator, TensorFlow inside one
+    /// op, and XGBoost per
     /// prediction (0 = their default).
     #[arg(long, env = "SANDSCORE_INTRA_OP_THREADS", default_value_t = 1)]
     pub intra_op_threads: usize,

@@ -77,6 +77,14 @@ pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
             max_sessions: args.workers as usize,
         })?));
     }
+    #[cfg(feature = "tensorflow")]
+    {
+        use crate::backend::tensorflow::{TensorFlow, TfOptions};
+        list.push(Arc::new(TensorFlow::new(TfOptions {
+            library: args.tensorflow_lib.clone(),
+            threads: args.intra_op_threads,
+        })));
+    }
     #[cfg(feature = "xgboost")]
     {
         use crate::backend::xgboost::{XgBoost, XgbOptions};

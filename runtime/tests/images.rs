@@ -10,13 +10,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, assert_close, column, expected, guest, models, xgb_expected, xgb_models};
+use common::{
+    agent, assert_close, column, expected, guest, models, tf_expected, tf_models, xgb_expected,
+    xgb_models,
+};
 use serde_json::{Value, json};
 
 struct Image {
     name: String,
     tag: String,
     backends: String,
+}
+
+/// `make test-heavy` sets SANDSCORE_HEAVY=1 to test the heavy images
+/// (TensorFlow); `make test-images` tests the others.
+fn heavy_run() -> bool {
+    std::env::var("SANDSCORE_HEAVY").is_ok_and(|v| v == "1")
 }
 
 fn repo() -> PathBuf {
@@ -36,6 +45,7 @@ fn manifest() -> Vec<Image> {
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
+        .filter(|l| l.ends_with(" heavy") == heavy_run())
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             Image {
@@ -200,9 +210,14 @@ fn check_hardening(c: &Container, mounts: &[&str]) {
 
 fn module_for(image: &Image) -> (&'static str, Value) {
     let exp = expected();
-    if image.backends.contains("xgboost") {
+    if image.backends.contains("tensorflow") {
         (
-            "iris_xgboost",
+            "iris_native",
+            json!({ "data": tf_expected()["iris_tf"]["input"] }),
+        )
+    } else if image.backends.contains("xgboost") {
+        (
+            "iris_native",
             json!({ "data": xgb_expected()["iris_xgb"]["input"] }),
         )
     } else if image.name.contains("sklearn") {
@@ -217,7 +232,13 @@ fn module_for(image: &Image) -> (&'static str, Value) {
 fn check_answer(image: &Image, answer: &Value) {
     let exp = expected();
     let preds = |k: &str| column(answer, k);
-    if image.backends.contains("xgboost") {
+    if image.backends.contains("tensorflow") {
+        assert_close(
+            &preds("probabilities"),
+            &tf_expected()["iris_tf"]["probabilities"],
+            1e-5,
+        );
+    } else if image.backends.contains("xgboost") {
         let xgb = xgb_expected();
         assert_eq!(preds("class"), xgb["iris_xgb"]["predict"]);
         assert_close(
@@ -247,7 +268,9 @@ fn check_answer(image: &Image, answer: &Value) {
 #[ignore = "needs built images and a Docker engine: make test-images"]
 fn every_image_serves_hardened_and_stops_cleanly() {
     for image in manifest() {
-        let m = if image.backends.contains("xgboost") {
+        let m = if image.backends.contains("tensorflow") {
+            tf_models()
+        } else if image.backends.contains("xgboost") {
             xgb_models()
         } else {
             models()

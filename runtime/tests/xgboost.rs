@@ -69,7 +69,7 @@ fn v2_answers_equal_xgboost_for_json_and_ubjson_models() {
 fn a_module_scores_the_xgboost_model() {
     let exp = xgb_expected();
     let dir = xgb_models();
-    let server = serve_module("iris_xgboost", Some(&dir), &[]);
+    let server = serve_module("iris_native", Some(&dir), &[]);
     let iris = &exp["iris_xgb"];
     let reply = server.post_json("/score", &json!({ "data": iris["input"] }));
     assert_eq!(reply.status, 200, "{}", reply.text);
@@ -112,21 +112,23 @@ fn models_this_build_cannot_read_fail_with_the_image_that_can() {
             "{file}: {err}"
         );
     }
-    // A SavedModel folder.
+    // A SavedModel without the TensorFlow library names the TensorFlow image.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("classifier")).unwrap();
     std::fs::write(dir.join("classifier/saved_model.pb"), b"x").unwrap();
     let out = common::binary()
         .args(["check", "--model-dir", dir.to_str().unwrap()])
+        .args(["--tensorflow-lib", "/nonexistent/libtensorflow_cc.so.2"])
         .output()
         .expect("run check");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success()
             && err.contains("classifier")
-            && err.contains(&image_for("tensorflow")),
+            && err.contains("sandscore/tensorflow-cpu"),
         "{err}"
     );
+    assert_eq!(err.matches("not found").count(), 1, "said once: {err}");
     // An ONNX model without the ONNX Runtime library names the image too.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -7,8 +7,12 @@
 //! file behind one cargo feature and is registered in [`Backends`], so the
 //! wasi-nn host and the HTTP layer never name a concrete runtime.
 
+#[cfg(any(feature = "tensorflow", feature = "xgboost"))]
+pub mod native;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
+#[cfg(feature = "tensorflow")]
+pub mod tensorflow;
 #[cfg(feature = "xgboost")]
 pub mod xgboost;
 
@@ -93,6 +97,14 @@ pub trait Backend: Send + Sync {
     }
     /// Loads a graph from the parts wasi-nn `load` passes.
     fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError>;
+    /// Loads a graph from the model directory: `path` is the file the
+    /// backend recognized (for formats that are folders, the file that
+    /// marks one). By default, its bytes through [`Backend::load`].
+    fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| BackendError::InvalidModel(format!("{}: {e}", path.display())))?;
+        self.load(&[&bytes], target)
+    }
 }
 
 /// A loaded model. Shared by every instance; must serve concurrent contexts.

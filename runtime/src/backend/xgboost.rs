@@ -17,8 +17,9 @@
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
+use super::native::{self, Lazy, LibrarySpec, symbol};
 use super::{
     Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo, check_inputs,
     file_head, looks_like_xgboost,
@@ -52,32 +53,19 @@ struct Api {
 
 impl Api {
     fn open(path: &Path) -> Result<Api, String> {
-        // SAFETY: loading XGBoost runs its static initialisers only; every
-        // symbol below is declared with its c_api.h signature.
+        let lib = native::open(path)?;
+        // SAFETY: each symbol is declared with its c_api.h signature.
         unsafe {
-            let lib = libloading::Library::new(path)
-                .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
-            macro_rules! sym {
-                ($name:literal) => {
-                    *lib.get($name).map_err(|e| {
-                        format!(
-                            "{} lacks {}: {e}",
-                            path.display(),
-                            String::from_utf8_lossy($name)
-                        )
-                    })?
-                };
-            }
             Ok(Api {
-                last_error: sym!(b"XGBGetLastError"),
-                version: sym!(b"XGBoostVersion"),
-                create: sym!(b"XGBoosterCreate"),
-                free: sym!(b"XGBoosterFree"),
-                load_buffer: sym!(b"XGBoosterLoadModelFromBuffer"),
-                set_param: sym!(b"XGBoosterSetParam"),
-                num_feature: sym!(b"XGBoosterGetNumFeature"),
-                save_config: sym!(b"XGBoosterSaveJsonConfig"),
-                predict_dense: sym!(b"XGBoosterPredictFromDense"),
+                last_error: symbol(&lib, path, "XGBGetLastError")?,
+                version: symbol(&lib, path, "XGBoostVersion")?,
+                create: symbol(&lib, path, "XGBoosterCreate")?,
+                free: symbol(&lib, path, "XGBoosterFree")?,
+                load_buffer: symbol(&lib, path, "XGBoosterLoadModelFromBuffer")?,
+                set_param: symbol(&lib, path, "XGBoosterSetParam")?,
+                num_feature: symbol(&lib, path, "XGBoosterGetNumFeature")?,
+                save_config: symbol(&lib, path, "XGBoosterSaveJsonConfig")?,
+                predict_dense: symbol(&lib, path, "XGBoosterPredictFromDense")?,
                 _lib: lib,
             })
         }
@@ -110,55 +98,32 @@ pub struct XgbOptions {
     pub threads: usize,
 }
 
-const LIB: &str = "xgboost/lib/libxgboost.so";
-
-/// The places searched for the library, in order.
-pub fn library_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
-    if let Some(p) = explicit {
-        return vec![p.to_path_buf()];
-    }
-    if let Some(p) = std::env::var_os("XGBOOST_LIB_PATH") {
-        return vec![PathBuf::from(p)];
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-        .map(|dir| vec![dir.join(LIB), dir.join("../lib").join(LIB)])
-        .unwrap_or_default()
-}
+/// Where the library is looked for.
+pub const LIBRARY: LibrarySpec = LibrarySpec {
+    framework: "XGBoost",
+    env: "XGBOOST_LIB_PATH",
+    relative: "xgboost/lib/libxgboost.so",
+    image: "sandscore/xgboost-cpu",
+    make: "xgboost",
+};
 
 /// The XGBoost backend; the library is loaded on first use.
 pub struct XgBoost {
     options: XgbOptions,
-    api: OnceLock<Result<Arc<Api>, String>>,
+    api: Lazy<Api>,
 }
 
 impl XgBoost {
     pub fn new(options: XgbOptions) -> Self {
         XgBoost {
             options,
-            api: OnceLock::new(),
+            api: Lazy::default(),
         }
     }
 
     fn api(&self) -> Result<&Arc<Api>, BackendError> {
         self.api
-            .get_or_init(|| {
-                let candidates = library_candidates(self.options.library.as_deref());
-                let Some(path) = candidates.iter().find(|p| p.exists()) else {
-                    let looked: Vec<String> =
-                        candidates.iter().map(|p| p.display().to_string()).collect();
-                    return Err(format!(
-                        "the XGBoost library was not found (looked in: {}); use the sandscore/xgboost-cpu image, run `make xgboost` in the checkout, or set XGBOOST_LIB_PATH to xgboost/lib/libxgboost.so of the xgboost-cpu wheel",
-                        looked.join(", ")
-                    ));
-                };
-                let api = Api::open(path)?;
-                tracing::info!(library = %path.display(), "XGBoost loaded");
-                Ok(Arc::new(api))
-            })
-            .as_ref()
-            .map_err(|e| BackendError::Unavailable(e.clone()))
+            .get(&LIBRARY, self.options.library.as_deref(), Api::open)
     }
 }
 

@@ -33,11 +33,11 @@ pub struct ModelEntry {
 /// Why the model directory could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cannot read model directory {path}: {source}")]
+    // The cause is in the message, not a `source`: `{:#}` would print it twice.
+    #[error("cannot read model directory {path}: {reason}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("two models are named '{name}': {first} and {second}; rename one")]
     Duplicate {
@@ -54,13 +54,12 @@ pub enum RegistryError {
         framework: &'static str,
         advice: String,
     },
-    #[error("model '{name}' ({path}) failed to load in {backend}: {source}")]
+    #[error("model '{name}' ({path}) failed to load in {backend}: {reason}")]
     Load {
         name: String,
         path: PathBuf,
         backend: &'static str,
-        #[source]
-        source: BackendError,
+        reason: BackendError,
     },
 }
 
@@ -94,7 +93,7 @@ impl ModelRegistry {
                                 name: name.clone(),
                                 path: path.clone(),
                                 backend: backend.name(),
-                                source: BackendError::Runtime("the loading thread panicked".into()),
+                                reason: BackendError::Runtime("the loading thread panicked".into()),
                             })
                         })
                     })
@@ -150,18 +149,14 @@ fn load_one(
     path: &Path,
     backend: &Arc<dyn Backend>,
 ) -> Result<ModelEntry, RegistryError> {
-    let failed = |source| RegistryError::Load {
+    let failed = |reason| RegistryError::Load {
         name: name.to_string(),
         path: path.to_path_buf(),
         backend: backend.name(),
-        source,
+        reason,
     };
-    let bytes = std::fs::read(path).map_err(|source| RegistryError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
     let started = Instant::now();
-    let graph = backend.load(&[&bytes], Target::Cpu).map_err(failed)?;
+    let graph = backend.load_path(path, Target::Cpu).map_err(failed)?;
     let load_seconds = started.elapsed().as_secs_f64();
     tracing::info!(model = %name, path = %path.display(), backend = backend.name(), load_ms = load_seconds * 1e3, "model loaded");
     Ok(ModelEntry {
@@ -175,9 +170,9 @@ fn load_one(
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
-    let io = |source| RegistryError::Io {
+    let io = |reason| RegistryError::Io {
         path: dir.to_path_buf(),
-        source,
+        reason,
     };
     let mut paths = std::fs::read_dir(dir)
         .map_err(io)?

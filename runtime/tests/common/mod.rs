@@ -83,6 +83,27 @@ pub fn xgb_models() -> PathBuf {
     dir
 }
 
+/// The TensorFlow example SavedModel (`make tensorflow`), from SANDSCORE_TF_MODELS.
+pub fn tf_models() -> PathBuf {
+    let dir = std::env::var_os("SANDSCORE_TF_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/models-tensorflow")
+        });
+    assert!(
+        dir.join("expected.json").exists(),
+        "{} has no TensorFlow model: run these tests with `make test-heavy`",
+        dir.display()
+    );
+    dir
+}
+
+/// TensorFlow's own outputs, written by examples/models/make_tensorflow.py.
+pub fn tf_expected() -> Value {
+    let text = std::fs::read_to_string(tf_models().join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("expected.json parses")
+}
+
 /// XGBoost's own predictions, written by examples/models/make_xgboost.py.
 pub fn xgb_expected() -> Value {
     let text = std::fs::read_to_string(xgb_models().join("expected.json")).expect("expected.json");

@@ -122,6 +122,11 @@ fn init_logs(format: LogFormat, default_level: &str) {
 const CLEARABLE_ENV: [&str; 2] = ["AZUREML_ENTRY_SCRIPT", "AZUREML_MODEL_DIR"];
 
 fn main() -> ExitCode {
+    // TensorFlow logs every load at INFO on stderr unless told otherwise.
+    if std::env::var_os("TF_CPP_MIN_LOG_LEVEL").is_none() {
+        // SAFETY: first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("TF_CPP_MIN_LOG_LEVEL", "2") };
+    }
     for name in CLEARABLE_ENV {
         if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
             // SAFETY: first thing in main, before any other thread exists.

@@ -1,0 +1,110 @@
+//! Native libraries the backends load at run time (dlopen), found the same
+//! way for every backend: an explicit flag, an environment variable, then a
+//! fixed relative path beside the binary and in `../lib` (the images'
+//! layout). Loading happens on first use, so an image without a library
+//! only fails when a model needs it, and then says where it looked and
+//! which image has the library.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use super::BackendError;
+
+/// Where one backend's library lives and what to tell a user who lacks it.
+pub struct LibrarySpec {
+    /// The framework, for messages ("XGBoost").
+    pub framework: &'static str,
+    /// Environment variable naming the library.
+    pub env: &'static str,
+    /// Path relative to the binary's folder (and to `../lib`).
+    pub relative: &'static str,
+    /// The image that carries it, and the `make` target that fetches it.
+    pub image: &'static str,
+    pub make: &'static str,
+}
+
+impl LibrarySpec {
+    /// The places searched, in order.
+    pub fn candidates(&self, explicit: Option<&Path>) -> Vec<PathBuf> {
+        if let Some(p) = explicit {
+            return vec![p.to_path_buf()];
+        }
+        if let Some(p) = std::env::var_os(self.env) {
+            return vec![PathBuf::from(p)];
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+            .map(|dir| {
+                vec![
+                    dir.join(self.relative),
+                    dir.join("../lib").join(self.relative),
+                ]
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A library's function table, opened once.
+pub struct Lazy<T>(OnceLock<Result<Arc<T>, String>>);
+
+impl<T> Default for Lazy<T> {
+    fn default() -> Self {
+        Lazy(OnceLock::new())
+    }
+}
+
+impl<T> Lazy<T> {
+    /// The table, opening the first candidate that exists with `open`.
+    pub fn get(
+        &self,
+        spec: &LibrarySpec,
+        explicit: Option<&Path>,
+        open: impl FnOnce(&Path) -> Result<T, String>,
+    ) -> Result<&Arc<T>, BackendError> {
+        self.0
+            .get_or_init(|| {
+                let candidates = spec.candidates(explicit);
+                let Some(path) = candidates.iter().find(|p| p.exists()) else {
+                    let looked: Vec<String> =
+                        candidates.iter().map(|p| p.display().to_string()).collect();
+                    return Err(format!(
+                        "the {} library was not found (looked in: {}); use the {} image, run `make {}` in the sandscore checkout, or set {}",
+                        spec.framework,
+                        looked.join(", "),
+                        spec.image,
+                        spec.make,
+                        spec.env
+                    ));
+                };
+                let table = open(path)?;
+                tracing::info!(library = %path.display(), "{} loaded", spec.framework);
+                Ok(Arc::new(table))
+            })
+            .as_ref()
+            .map_err(|e| BackendError::Unavailable(e.clone()))
+    }
+}
+
+/// Opens a library for symbol lookup.
+pub fn open(path: &Path) -> Result<libloading::Library, String> {
+    // SAFETY: loading runs the library's initialisers; the native runtimes
+    // loaded here have none that assume a host other than this process.
+    unsafe { libloading::Library::new(path) }
+        .map_err(|e| format!("cannot load {}: {e}", path.display()))
+}
+
+/// A function from `lib`, with a message naming the library if it lacks it.
+///
+/// # Safety
+/// `T` must be the function's true signature.
+pub unsafe fn symbol<T: Copy>(
+    lib: &libloading::Library,
+    path: &Path,
+    name: &str,
+) -> Result<T, String> {
+    // SAFETY: the caller guarantees the signature.
+    unsafe { lib.get::<T>(name.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| format!("{} lacks {name}: {e}", path.display()))
+}

@@ -1,0 +1,386 @@
+//! TensorFlow SavedModels through TensorFlow's C API, with
+//! `libtensorflow_cc.so.2` (and `libtensorflow_framework.so.2` beside it)
+//! from the pinned `tensorflow-cpu` wheel, loaded at run time.
+//!
+//! A model is a SavedModel folder in the model directory (the folder that
+//! holds `saved_model.pb`), loaded with the `serve` tag; its tensors are the
+//! `serving_default` signature's inputs and outputs, by their signature
+//! names. A graph is one TF session: `TF_SessionRun` is thread safe, so
+//! concurrent contexts share it. The library is found at `--tensorflow-lib`,
+//! `TENSORFLOW_LIB_PATH`, then `tensorflow/libtensorflow_cc.so.2` beside the
+//! binary or in `../lib`.
+
+mod api;
+mod signature;
+
+use std::ffi::{CString, c_int};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prost::Message;
+
+use self::api::{Api, Output, StatusBox};
+use super::native::{Lazy, LibrarySpec};
+use super::{
+    Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo, check_inputs,
+};
+use crate::tensor::{NamedTensor, Tensor, TensorType};
+
+/// Where the library is looked for.
+pub const LIBRARY: LibrarySpec = LibrarySpec {
+    framework: "TensorFlow",
+    env: "TENSORFLOW_LIB_PATH",
+    relative: "tensorflow/libtensorflow_cc.so.2",
+    image: "sandscore/tensorflow-cpu",
+    make: "tensorflow",
+};
+
+/// Settings applied to every session.
+#[derive(Clone, Debug, Default)]
+pub struct TfOptions {
+    /// Explicit library path; `None` searches the default places.
+    pub library: Option<PathBuf>,
+    /// Threads inside one operation (0 = TensorFlow's default).
+    pub threads: usize,
+}
+
+/// The TensorFlow backend; the library (~850 MB) is loaded on first use.
+pub struct TensorFlow {
+    options: TfOptions,
+    api: Lazy<Api>,
+}
+
+impl TensorFlow {
+    pub fn new(options: TfOptions) -> Self {
+        TensorFlow {
+            options,
+            api: Lazy::default(),
+        }
+    }
+
+    fn api(&self) -> Result<&Arc<Api>, BackendError> {
+        self.api
+            .get(&LIBRARY, self.options.library.as_deref(), Api::open)
+    }
+}
+
+/// TF_DataType ↔ wasi-nn tensor type.
+fn from_tf(dtype: c_int) -> Option<TensorType> {
+    Some(match dtype {
+        1 => TensorType::Fp32,
+        2 => TensorType::Fp64,
+        3 => TensorType::I32,
+        4 => TensorType::U8,
+        9 => TensorType::I64,
+        14 => TensorType::Bf16,
+        19 => TensorType::Fp16,
+        _ => return None,
+    })
+}
+
+fn to_tf(ty: TensorType) -> c_int {
+    match ty {
+        TensorType::Fp32 => 1,
+        TensorType::Fp64 => 2,
+        TensorType::I32 => 3,
+        TensorType::U8 => 4,
+        TensorType::I64 => 9,
+        TensorType::Bf16 => 14,
+        TensorType::Fp16 => 19,
+    }
+}
+
+/// `ConfigProto` with intra- and inter-op thread counts (fields 2 and 5).
+fn config_proto(threads: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for tag in [0x10u8, 0x28] {
+        out.push(tag);
+        prost::encoding::encode_varint(threads as u64, &mut out);
+    }
+    out
+}
+
+impl Backend for TensorFlow {
+    fn name(&self) -> &'static str {
+        "tensorflow"
+    }
+
+    fn platform(&self) -> &'static str {
+        "tensorflow_savedmodel"
+    }
+
+    fn encoding(&self) -> Encoding {
+        Encoding::Tensorflow
+    }
+
+    fn version(&self) -> String {
+        match self.api() {
+            // SAFETY: TF_Version returns a static C string.
+            Ok(api) => unsafe { std::ffi::CStr::from_ptr((api.version)()) }
+                .to_string_lossy()
+                .into_owned(),
+            Err(e) => format!("not loaded: {e}"),
+        }
+    }
+
+    fn recognizes(&self, path: &Path) -> bool {
+        path.file_name().is_some_and(|n| n == "saved_model.pb")
+    }
+
+    fn load(&self, _parts: &[&[u8]], _target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        Err(BackendError::Unsupported(
+            "a TensorFlow SavedModel is a folder: put it in the model directory and open it with load-by-name".into(),
+        ))
+    }
+
+    fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        if target != Target::Cpu {
+            return Err(BackendError::Unsupported(format!(
+                "execution target {target:?} is not available for TensorFlow in this build; use cpu"
+            )));
+        }
+        let api = Arc::clone(self.api()?);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let invalid = BackendError::InvalidModel;
+        let export_dir =
+            CString::new(dir.to_string_lossy().as_bytes()).map_err(|e| invalid(e.to_string()))?;
+        let status = StatusBox::new(&api);
+        // SAFETY: every handle below is created here and owned by `TfGraph`
+        // (or freed before returning on failure); pointers passed to the C
+        // API outlive the calls.
+        unsafe {
+            let graph = (api.new_graph)();
+            let mut owned = TfGraph {
+                api: Arc::clone(&api),
+                graph,
+                session: std::ptr::null_mut(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                feeds: Vec::new(),
+                fetches: Vec::new(),
+            };
+            let options = (api.new_session_options)();
+            if self.options.threads > 0 {
+                let proto = config_proto(self.options.threads);
+                (api.set_config)(options, proto.as_ptr().cast(), proto.len(), status.ptr);
+            }
+            let meta = (api.new_buffer)();
+            let tags = [c"serve".as_ptr()];
+            let session = (api.load_saved_model)(
+                options,
+                std::ptr::null(),
+                export_dir.as_ptr(),
+                tags.as_ptr(),
+                1,
+                graph,
+                meta,
+                status.ptr,
+            );
+            (api.delete_session_options)(options);
+            owned.session = session;
+            let loaded = status.check();
+            let bytes = if (*meta).data.is_null() {
+                Vec::new()
+            } else {
+                std::slice::from_raw_parts((*meta).data.cast::<u8>(), (*meta).length).to_vec()
+            };
+            (api.delete_buffer)(meta);
+            loaded.map_err(invalid)?;
+            let meta = signature::MetaGraphDef::decode(bytes.as_slice())
+                .map_err(|e| invalid(format!("MetaGraphDef: {e}")))?;
+            let (_, sig) = signature::serving(&meta).map_err(invalid)?;
+            let mut ins: Vec<_> = sig.inputs.iter().collect();
+            let mut outs: Vec<_> = sig.outputs.iter().collect();
+            ins.sort_by_key(|(k, _)| k.as_str());
+            outs.sort_by_key(|(k, _)| k.as_str());
+            for (key, info) in ins {
+                owned.inputs.push(describe(key, info));
+                owned
+                    .feeds
+                    .push(resolve(&api, graph, &info.name).map_err(invalid)?);
+            }
+            for (key, info) in outs {
+                owned.outputs.push(describe(key, info));
+                owned
+                    .fetches
+                    .push(resolve(&api, graph, &info.name).map_err(invalid)?);
+            }
+            Ok(Arc::new(owned))
+        }
+    }
+}
+
+fn describe(key: &str, info: &signature::TensorInfo) -> TensorInfo {
+    let shape = info
+        .tensor_shape
+        .as_ref()
+        .map(|s| s.dim.iter().map(|d| d.size).collect())
+        .unwrap_or_default();
+    TensorInfo {
+        name: key.to_string(),
+        ty: from_tf(info.dtype),
+        shape,
+        native_type: format!("DataType {} ({})", info.dtype, info.name),
+    }
+}
+
+/// `op:index` → a graph output.
+///
+/// # Safety
+/// `graph` must be live.
+unsafe fn resolve(api: &Api, graph: *mut api::GraphH, name: &str) -> Result<Output, String> {
+    let (op, index) = name.rsplit_once(':').unwrap_or((name, "0"));
+    let index: c_int = index
+        .parse()
+        .map_err(|_| format!("bad tensor name {name}"))?;
+    let op_c = CString::new(op).map_err(|e| e.to_string())?;
+    // SAFETY: the caller keeps `graph` live; the name is a C string.
+    let oper = unsafe { (api.operation_by_name)(graph, op_c.as_ptr()) };
+    if oper.is_null() {
+        return Err(format!("the signature names {name}, which the graph lacks"));
+    }
+    Ok(Output { oper, index })
+}
+
+/// A loaded SavedModel: graph, session, and the signature's tensors.
+struct TfGraph {
+    api: Arc<Api>,
+    graph: *mut api::GraphH,
+    session: *mut api::Session,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+    feeds: Vec<Output>,
+    fetches: Vec<Output>,
+}
+
+// SAFETY: TF_SessionRun may be called from many threads on one session, and
+// the graph is only read after loading.
+unsafe impl Send for TfGraph {}
+unsafe impl Sync for TfGraph {}
+
+impl Drop for TfGraph {
+    fn drop(&mut self) {
+        let status = StatusBox::new(&self.api);
+        // SAFETY: handles created in `load_path`, each freed once.
+        unsafe {
+            if !self.session.is_null() {
+                (self.api.close_session)(self.session, status.ptr);
+                (self.api.delete_session)(self.session, status.ptr);
+            }
+            (self.api.delete_graph)(self.graph);
+        }
+    }
+}
+
+impl Graph for TfGraph {
+    fn inputs(&self) -> &[TensorInfo] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorInfo] {
+        &self.outputs
+    }
+
+    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
+        Ok(Box::new(TfContext { graph: self }))
+    }
+}
+
+struct TfContext {
+    graph: Arc<TfGraph>,
+}
+
+/// TF tensors this call allocated or received, deleted on drop.
+struct Owned<'a>(&'a Api, Vec<*mut api::TfTensor>);
+
+impl Drop for Owned<'_> {
+    fn drop(&mut self) {
+        for &t in &self.1 {
+            if !t.is_null() {
+                // SAFETY: each tensor is owned here and deleted once.
+                unsafe { (self.0.delete_tensor)(t) }
+            }
+        }
+    }
+}
+
+impl ExecutionContext for TfContext {
+    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        let g = &self.graph;
+        let api = &*g.api;
+        check_inputs(&g.inputs, &inputs)?;
+        let runtime = |e: String| BackendError::Runtime(e);
+        // Feed in the graph's declared order.
+        let mut fed = Owned(api, Vec::with_capacity(g.inputs.len()));
+        for info in &g.inputs {
+            let t = inputs
+                .iter()
+                .find(|i| i.name == info.name)
+                .map(|i| &i.tensor)
+                .ok_or_else(|| {
+                    BackendError::InvalidInput(format!("missing input '{}'", info.name))
+                })?;
+            let dims: Vec<i64> = t.shape.iter().map(|&d| i64::from(d)).collect();
+            // SAFETY: TensorFlow allocates `len` bytes, filled before use.
+            unsafe {
+                let tensor = (api.allocate_tensor)(
+                    to_tf(t.ty),
+                    dims.as_ptr(),
+                    dims.len() as c_int,
+                    t.data.len(),
+                );
+                if tensor.is_null() {
+                    return Err(runtime(format!("cannot allocate input '{}'", info.name)));
+                }
+                fed.1.push(tensor);
+                let dst = (api.tensor_data)(tensor).cast::<u8>();
+                std::ptr::copy_nonoverlapping(t.data.as_ptr(), dst, t.data.len());
+            }
+        }
+        let mut got = Owned(api, vec![std::ptr::null_mut(); g.fetches.len()]);
+        let status = StatusBox::new(api);
+        // SAFETY: arrays sized as passed; outputs become ours (freed by `got`).
+        unsafe {
+            (api.session_run)(
+                g.session,
+                std::ptr::null(),
+                g.feeds.as_ptr(),
+                fed.1.as_ptr(),
+                fed.1.len() as c_int,
+                g.fetches.as_ptr(),
+                got.1.as_mut_ptr(),
+                got.1.len() as c_int,
+                std::ptr::null(),
+                0,
+                std::ptr::null_mut(),
+                status.ptr,
+            );
+        }
+        status.check().map_err(runtime)?;
+        let mut out = Vec::with_capacity(g.outputs.len());
+        for (info, &t) in g.outputs.iter().zip(&got.1) {
+            // SAFETY: `t` is a live output tensor owned by `got`.
+            let (ty, shape, bytes) = unsafe {
+                let ty = (api.tensor_type)(t);
+                let dims = (0..(api.num_dims)(t))
+                    .map(|i| u32::try_from((api.dim)(t, i)).unwrap_or(0))
+                    .collect::<Vec<u32>>();
+                let len = (api.tensor_byte_size)(t);
+                let data = (api.tensor_data)(t).cast::<u8>();
+                (ty, dims, std::slice::from_raw_parts(data, len).to_vec())
+            };
+            let ty = from_tf(ty).ok_or_else(|| {
+                BackendError::Unsupported(format!(
+                    "output '{}' has TensorFlow type {ty}, which wasi-nn cannot carry",
+                    info.name
+                ))
+            })?;
+            let tensor = Tensor::new(shape, ty, bytes).map_err(|e| runtime(e.to_string()))?;
+            out.push(NamedTensor {
+                name: info.name.clone(),
+                tensor,
+            });
+        }
+        Ok(out)
+    }
+}
