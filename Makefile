@@ -23,6 +23,8 @@ XGB_MODELS := $(CARGO_TARGET_DIR)/models-xgboost
 TF_VENV := $(CACHE)/tf-venv
 TF_LIB := $(RELEASE)/tensorflow/libtensorflow_cc.so.2
 TF_MODELS := $(CARGO_TARGET_DIR)/models-tensorflow
+TFLITE_MODELS := $(CARGO_TARGET_DIR)/models-tflite
+LITERT_LIB := $(RELEASE)/litert/libLiteRt.so
 PORT    ?= 5001
 
 GUEST_CRATES := echo onnx-mlp iris-sklearn iris-native token-embed faulty hostile not-a-scorer bench-guest
@@ -30,11 +32,12 @@ GUEST_CRATES := echo onnx-mlp iris-sklearn iris-native token-embed faulty hostil
 export SANDSCORE_MODELS := $(MODELS)
 export SANDSCORE_XGB_MODELS := $(XGB_MODELS)
 export SANDSCORE_TF_MODELS := $(TF_MODELS)
+export SANDSCORE_TFLITE_MODELS := $(TFLITE_MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
 export SANDSCORE_K8S_PYTHON := $(K8S_VENV)/bin/python
 
-.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow test-heavy demo test clean fuzz soak images test-images readme-table bench
+.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow tflite test-heavy demo test clean fuzz soak images test-images readme-table bench
 
 all: build guests models ort xgboost
 
@@ -85,9 +88,11 @@ $(XGB_LIB): $(VENV)/.installed
 	cp $(VENV)/lib/python3*/site-packages/xgboost/lib/libxgboost.so $@
 	cp $(VENV)/lib/python3*/site-packages/xgboost_cpu.libs/* $(RELEASE)/xgboost_cpu.libs/
 
-# TensorFlow (heavy: ~1.3 GB venv): the venv from deps/tensorflow.lock, the
-# TF C API libraries beside the binary, and the example SavedModel.
-tensorflow: $(TF_LIB) $(TF_MODELS)/expected.json
+# TensorFlow and TensorFlow Lite (heavy: ~1.3 GB venv): the venv from
+# deps/tensorflow.lock, the TF C API and LiteRT libraries beside the binary,
+# and the example SavedModel and .tflite model.
+tensorflow: $(TF_LIB) $(LITERT_LIB) $(TF_MODELS)/expected.json
+tflite: tensorflow
 $(TF_VENV)/.installed: deps/tensorflow.lock
 	python3 -m venv $(TF_VENV)
 	$(TF_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r deps/tensorflow.lock
@@ -96,8 +101,11 @@ $(TF_LIB): $(TF_VENV)/.installed
 	mkdir -p $(RELEASE)/tensorflow
 	cp $(TF_VENV)/lib/python3*/site-packages/tensorflow/libtensorflow_cc.so.2 \
 	   $(TF_VENV)/lib/python3*/site-packages/tensorflow/libtensorflow_framework.so.2 $(RELEASE)/tensorflow/
+$(LITERT_LIB): $(TF_VENV)/.installed
+	mkdir -p $(RELEASE)/litert
+	cp $(TF_VENV)/lib/python3*/site-packages/ai_edge_litert/libLiteRt.so $@
 $(TF_MODELS)/expected.json: examples/models/make_tensorflow.py $(TF_VENV)/.installed
-	$(TF_VENV)/bin/python examples/models/make_tensorflow.py $(TF_MODELS)
+	$(TF_VENV)/bin/python examples/models/make_tensorflow.py $(TF_MODELS) $(TFLITE_MODELS)
 
 demo: all
 	scripts/demo.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) examples/onnx-mlp/request.json $(PORT)

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Builds the TensorFlow example model and TensorFlow's own predictions.
+"""Builds the TensorFlow and TensorFlow Lite example models and their own
+predictions.
 
-Usage: make_tensorflow.py OUT_DIR
+Usage: make_tensorflow.py TF_DIR TFLITE_DIR
 
 Writes OUT_DIR/iris_tf/ (a SavedModel written by Keras' ExportArchive: a small
 Keras network trained on iris-like data, exported with a serving_default signature
 that takes `input` FP32 [batch, 4] and returns `probabilities` FP32
 [batch, 3] and `logits`) and OUT_DIR/expected.json with sample inputs and
-what the reloaded SavedModel's own signature returns for them. Fixed seeds.
+what the reloaded SavedModel's own signature returns for them; then
+TFLITE_DIR/iris_tflite.tflite (the same SavedModel through TFLiteConverter)
+and TFLITE_DIR/expected.json with what LiteRT's own Python interpreter
+returns for the same inputs. Fixed seeds. Two folders, because each image
+reads only its own format.
 Runs in the TensorFlow venv (`make tensorflow`), not the main one.
 """
 import json
@@ -74,6 +79,26 @@ def main():
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
     print(f"TensorFlow model written to {out}")
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    lite_out = sys.argv[2]
+    os.makedirs(lite_out, exist_ok=True)
+    lite = tf.lite.TFLiteConverter.from_saved_model(path).convert()
+    with open(os.path.join(lite_out, "iris_tflite.tflite"), "wb") as f:
+        f.write(lite)
+    got = Interpreter(model_content=lite).get_signature_runner("serving_default")(input=sample)
+    lite_expected = {
+        "iris_tflite": {
+            "input": sample.tolist(),
+            "probabilities": got["probabilities"].tolist(),
+            "logits": got["logits"].tolist(),
+        },
+        "versions": {"tensorflow": tf.__version__, "ai-edge-litert": "2.1.4"},
+    }
+    with open(os.path.join(lite_out, "expected.json"), "w") as f:
+        json.dump(lite_expected, f, indent=1)
+    print(f"TensorFlow Lite model written to {lite_out}")
 
 
 if __name__ == "__main__":

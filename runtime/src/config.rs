@@ -69,6 +69,11 @@ pub struct RuntimeArgs {
     #[arg(long, env = "TENSORFLOW_LIB_PATH")]
     pub tensorflow_lib: Option<PathBuf>,
 
+    /// Path of LiteRT's libLiteRt.so (TensorFlow Lite) [default:
+    /// litert/libLiteRt.so beside the binary, then ../lib].
+    #[arg(long, env = "LITERT_LIB_PATH")]
+    pub litert_lib: Option<PathBuf>,
+
     /// Threads ONNX Runtime uses inside one operator, TensorFlow inside one
     /// op, and XGBoost per
     /// prediction (0 = their default).

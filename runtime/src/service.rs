@@ -85,6 +85,13 @@ pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
             threads: args.intra_op_threads,
         })));
     }
+    #[cfg(feature = "tflite")]
+    {
+        use crate::backend::tflite::{Tflite, TfliteOptions};
+        list.push(Arc::new(Tflite::new(TfliteOptions {
+            library: args.litert_lib.clone(),
+        })));
+    }
     #[cfg(feature = "xgboost")]
     {
         use crate::backend::xgboost::{XgBoost, XgbOptions};

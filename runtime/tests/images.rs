@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    agent, assert_close, column, expected, guest, models, tf_expected, tf_models, xgb_expected,
-    xgb_models,
+    agent, assert_close, column, expected, guest, models, tf_expected, tf_models, tflite_expected,
+    tflite_models, xgb_expected, xgb_models,
 };
 use serde_json::{Value, json};
 
@@ -210,7 +210,12 @@ fn check_hardening(c: &Container, mounts: &[&str]) {
 
 fn module_for(image: &Image) -> (&'static str, Value) {
     let exp = expected();
-    if image.backends.contains("tensorflow") {
+    if image.backends.contains("tflite") {
+        (
+            "iris_native",
+            json!({ "data": tflite_expected()["iris_tflite"]["input"] }),
+        )
+    } else if image.backends.contains("tensorflow") {
         (
             "iris_native",
             json!({ "data": tf_expected()["iris_tf"]["input"] }),
@@ -232,7 +237,13 @@ fn module_for(image: &Image) -> (&'static str, Value) {
 fn check_answer(image: &Image, answer: &Value) {
     let exp = expected();
     let preds = |k: &str| column(answer, k);
-    if image.backends.contains("tensorflow") {
+    if image.backends.contains("tflite") {
+        assert_close(
+            &preds("probabilities"),
+            &tflite_expected()["iris_tflite"]["probabilities"],
+            1e-5,
+        );
+    } else if image.backends.contains("tensorflow") {
         assert_close(
             &preds("probabilities"),
             &tf_expected()["iris_tf"]["probabilities"],
@@ -268,7 +279,9 @@ fn check_answer(image: &Image, answer: &Value) {
 #[ignore = "needs built images and a Docker engine: make test-images"]
 fn every_image_serves_hardened_and_stops_cleanly() {
     for image in manifest() {
-        let m = if image.backends.contains("tensorflow") {
+        let m = if image.backends.contains("tflite") {
+            tflite_models()
+        } else if image.backends.contains("tensorflow") {
             tf_models()
         } else if image.backends.contains("xgboost") {
             xgb_models()

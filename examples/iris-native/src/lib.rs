@@ -1,9 +1,10 @@
 //! `iris-native`: one module for iris classifiers in their frameworks' own
-//! formats — `iris_xgb` (saved by xgboost) or `iris_tf` (a TensorFlow
-//! SavedModel) — whichever the model directory holds. The module opens the
-//! model by name and runs it the same way whatever the framework; only the
-//! output's name differs (`predictions` from XGBoost, `probabilities` from
-//! the SavedModel's signature).
+//! formats — `iris_xgb` (saved by xgboost), `iris_tf` (a TensorFlow
+//! SavedModel) or `iris_tflite` (converted to TensorFlow Lite) — whichever
+//! the model directory holds. The module opens the model by name and runs
+//! it the same way whatever the framework; only the output's name differs
+//! (`predictions` from XGBoost, `probabilities` from the TensorFlow
+//! signatures).
 //!
 //! `/score` takes `{"data": [[4 numbers or null], …]}` (null is a missing
 //! value, which XGBoost understands) and answers
@@ -16,8 +17,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 /// The models this module knows, in the order it looks for them.
-const MODELS: [&str; 2] = ["iris_xgb", "iris_tf"];
-const OUTPUTS: [&str; 2] = ["predictions", "probabilities"];
+const MODELS: [&str; 3] = ["iris_xgb", "iris_tf", "iris_tflite"];
+const OUTPUTS: [&str; 3] = ["predictions", "probabilities", "probabilities"];
 const FEATURES: usize = 4;
 
 thread_local! {

@@ -7,12 +7,14 @@
 //! file behind one cargo feature and is registered in [`Backends`], so the
 //! wasi-nn host and the HTTP layer never name a concrete runtime.
 
-#[cfg(any(feature = "tensorflow", feature = "xgboost"))]
+#[cfg(any(feature = "tensorflow", feature = "tflite", feature = "xgboost"))]
 pub mod native;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 #[cfg(feature = "tensorflow")]
 pub mod tensorflow;
+#[cfg(feature = "tflite")]
+pub mod tflite;
 #[cfg(feature = "xgboost")]
 pub mod xgboost;
 

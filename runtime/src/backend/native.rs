@@ -86,12 +86,15 @@ impl<T> Lazy<T> {
     }
 }
 
-/// Opens a library for symbol lookup.
-pub fn open(path: &Path) -> Result<libloading::Library, String> {
+/// Opens a library for symbol lookup, for the rest of the process: native
+/// runtimes keep threads and static state that crash the process at exit
+/// if their code is unmapped first, so a library is never closed.
+pub fn open(path: &Path) -> Result<&'static libloading::Library, String> {
     // SAFETY: loading runs the library's initialisers; the native runtimes
     // loaded here have none that assume a host other than this process.
-    unsafe { libloading::Library::new(path) }
-        .map_err(|e| format!("cannot load {}: {e}", path.display()))
+    let lib = unsafe { libloading::Library::new(path) }
+        .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+    Ok(Box::leak(Box::new(lib)))
 }
 
 /// A function from `lib`, with a message naming the library if it lacks it.

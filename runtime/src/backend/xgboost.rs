@@ -31,7 +31,6 @@ type Ulong = u64;
 
 /// The C functions used, resolved once.
 struct Api {
-    _lib: libloading::Library,
     last_error: unsafe extern "C" fn() -> *const c_char,
     version: unsafe extern "C" fn(*mut c_int, *mut c_int, *mut c_int),
     create: unsafe extern "C" fn(*const Handle, Ulong, *mut Handle) -> c_int,
@@ -57,16 +56,15 @@ impl Api {
         // SAFETY: each symbol is declared with its c_api.h signature.
         unsafe {
             Ok(Api {
-                last_error: symbol(&lib, path, "XGBGetLastError")?,
-                version: symbol(&lib, path, "XGBoostVersion")?,
-                create: symbol(&lib, path, "XGBoosterCreate")?,
-                free: symbol(&lib, path, "XGBoosterFree")?,
-                load_buffer: symbol(&lib, path, "XGBoosterLoadModelFromBuffer")?,
-                set_param: symbol(&lib, path, "XGBoosterSetParam")?,
-                num_feature: symbol(&lib, path, "XGBoosterGetNumFeature")?,
-                save_config: symbol(&lib, path, "XGBoosterSaveJsonConfig")?,
-                predict_dense: symbol(&lib, path, "XGBoosterPredictFromDense")?,
-                _lib: lib,
+                last_error: symbol(lib, path, "XGBGetLastError")?,
+                version: symbol(lib, path, "XGBoostVersion")?,
+                create: symbol(lib, path, "XGBoosterCreate")?,
+                free: symbol(lib, path, "XGBoosterFree")?,
+                load_buffer: symbol(lib, path, "XGBoosterLoadModelFromBuffer")?,
+                set_param: symbol(lib, path, "XGBoosterSetParam")?,
+                num_feature: symbol(lib, path, "XGBoosterGetNumFeature")?,
+                save_config: symbol(lib, path, "XGBoosterSaveJsonConfig")?,
+                predict_dense: symbol(lib, path, "XGBoosterPredictFromDense")?,
             })
         }
     }

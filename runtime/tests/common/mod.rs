@@ -68,46 +68,63 @@ pub fn models() -> PathBuf {
     dir
 }
 
-/// XGBoost's example models (`make models`), from SANDSCORE_XGB_MODELS.
+/// A folder of generated example models, from the environment variable the
+/// Makefile sets, with the frameworks' own outputs in its expected.json.
+fn model_set(var: &str, default: &str, make: &str) -> PathBuf {
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target")
+            .join(default)
+    });
+    assert!(
+        dir.join("expected.json").exists(),
+        "{} has no models: run these tests with `{make}`",
+        dir.display()
+    );
+    dir
+}
+
+fn expected_in(dir: PathBuf) -> Value {
+    let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("expected.json parses")
+}
+
+/// XGBoost's example models, written by examples/models/make_xgboost.py.
 pub fn xgb_models() -> PathBuf {
-    let dir = std::env::var_os("SANDSCORE_XGB_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/models-xgboost")
-        });
-    assert!(
-        dir.join("expected.json").exists(),
-        "{} has no XGBoost models: run the tests with `make test`",
-        dir.display()
-    );
-    dir
+    model_set("SANDSCORE_XGB_MODELS", "models-xgboost", "make test")
 }
 
-/// The TensorFlow example SavedModel (`make tensorflow`), from SANDSCORE_TF_MODELS.
-pub fn tf_models() -> PathBuf {
-    let dir = std::env::var_os("SANDSCORE_TF_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/models-tensorflow")
-        });
-    assert!(
-        dir.join("expected.json").exists(),
-        "{} has no TensorFlow model: run these tests with `make test-heavy`",
-        dir.display()
-    );
-    dir
-}
-
-/// TensorFlow's own outputs, written by examples/models/make_tensorflow.py.
-pub fn tf_expected() -> Value {
-    let text = std::fs::read_to_string(tf_models().join("expected.json")).expect("expected.json");
-    serde_json::from_str(&text).expect("expected.json parses")
-}
-
-/// XGBoost's own predictions, written by examples/models/make_xgboost.py.
+/// XGBoost's own predictions for them.
 pub fn xgb_expected() -> Value {
-    let text = std::fs::read_to_string(xgb_models().join("expected.json")).expect("expected.json");
-    serde_json::from_str(&text).expect("expected.json parses")
+    expected_in(xgb_models())
+}
+
+/// The TensorFlow SavedModel, written by examples/models/make_tensorflow.py.
+pub fn tf_models() -> PathBuf {
+    model_set(
+        "SANDSCORE_TF_MODELS",
+        "models-tensorflow",
+        "make test-heavy",
+    )
+}
+
+/// What the SavedModel's own signature returned.
+pub fn tf_expected() -> Value {
+    expected_in(tf_models())
+}
+
+/// The TensorFlow Lite model, written by examples/models/make_tensorflow.py.
+pub fn tflite_models() -> PathBuf {
+    model_set(
+        "SANDSCORE_TFLITE_MODELS",
+        "models-tflite",
+        "make test-heavy",
+    )
+}
+
+/// What LiteRT's own Python interpreter returned.
+pub fn tflite_expected() -> Value {
+    expected_in(tflite_models())
 }
 
 /// The frameworks' own outputs, written by examples/models/make_models.py.
