@@ -24,6 +24,10 @@ TF_VENV := $(CACHE)/tf-venv
 TF_LIB := $(RELEASE)/tensorflow/libtensorflow_cc.so.2
 TF_MODELS := $(CARGO_TARGET_DIR)/models-tensorflow
 TFLITE_MODELS := $(CARGO_TARGET_DIR)/models-tflite
+TORCH_VENV := $(CACHE)/torch-venv
+LIBTORCH_DIR := $(CACHE)/libtorch-2.13.0
+TORCH_SHIM := $(RELEASE)/torch/libsandscore_torch.so
+TORCH_MODELS := $(CARGO_TARGET_DIR)/models-pytorch
 LITERT_LIB := $(RELEASE)/litert/libLiteRt.so
 PORT    ?= 5001
 
@@ -33,11 +37,12 @@ export SANDSCORE_MODELS := $(MODELS)
 export SANDSCORE_XGB_MODELS := $(XGB_MODELS)
 export SANDSCORE_TF_MODELS := $(TF_MODELS)
 export SANDSCORE_TFLITE_MODELS := $(TFLITE_MODELS)
+export SANDSCORE_TORCH_MODELS := $(TORCH_MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
 export SANDSCORE_K8S_PYTHON := $(K8S_VENV)/bin/python
 
-.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow tflite test-heavy demo test clean fuzz soak images test-images readme-table bench
+.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow tflite pytorch test-heavy demo test clean fuzz soak images test-images readme-table bench
 
 all: build guests models ort xgboost
 
@@ -104,8 +109,28 @@ $(TF_LIB): $(TF_VENV)/.installed
 $(LITERT_LIB): $(TF_VENV)/.installed
 	mkdir -p $(RELEASE)/litert
 	cp $(TF_VENV)/lib/python3*/site-packages/ai_edge_litert/libLiteRt.so $@
-$(TF_MODELS)/expected.json: examples/models/make_tensorflow.py $(TF_VENV)/.installed
+$(TF_MODELS)/expected.json: examples/models/make_tensorflow.py examples/models/iris_like.py $(TF_VENV)/.installed
 	$(TF_VENV)/bin/python examples/models/make_tensorflow.py $(TF_MODELS) $(TFLITE_MODELS)
+
+# PyTorch (heavy): the venv from deps/pytorch.lock, a CPU libtorch assembled
+# from its wheel, runtime/torch (the backend's native side, linking libtorch
+# through tch) built against it and put with libtorch beside the binary, and
+# the example TorchScript model.
+pytorch: $(TORCH_SHIM) $(TORCH_MODELS)/expected.json
+$(TORCH_VENV)/.installed: deps/pytorch.lock
+	python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r deps/pytorch.lock
+	touch $@
+$(LIBTORCH_DIR)/.assembled: $(TORCH_VENV)/.installed scripts/libtorch.sh
+	scripts/libtorch.sh $(TORCH_VENV) $(LIBTORCH_DIR)
+	touch $@
+$(TORCH_SHIM): $(LIBTORCH_DIR)/.assembled runtime/torch/src/lib.rs runtime/torch/Cargo.toml
+	LIBTORCH=$(LIBTORCH_DIR) LIBTORCH_CXX11_ABI=1 cargo build --release --locked --manifest-path runtime/torch/Cargo.toml
+	mkdir -p $(RELEASE)/torch
+	cp $(LIBTORCH_DIR)/lib/* $(RELEASE)/torch/
+	cp $(CARGO_TARGET_DIR)/release/libsandscore_torch.so $@
+$(TORCH_MODELS)/expected.json: examples/models/make_pytorch.py examples/models/iris_like.py $(LIBTORCH_DIR)/.assembled
+	LD_LIBRARY_PATH=$(LIBTORCH_DIR)/stubs:$(LIBTORCH_DIR)/lib $(TORCH_VENV)/bin/python examples/models/make_pytorch.py $(TORCH_MODELS)
 
 demo: all
 	scripts/demo.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) examples/onnx-mlp/request.json $(PORT)
@@ -151,8 +176,8 @@ test-images: images
 
 # The heavy backends (TensorFlow), not part of `make test`: their backend
 # tests, then their images built and tested like the others.
-test-heavy: all tensorflow
-	cargo test --release --locked -p sandscore --test tensorflow -- --ignored
+test-heavy: all tensorflow pytorch
+	cargo test --release --locked -p sandscore --test tensorflow --test pytorch -- --ignored
 	images/install-engine.sh
 	images/engine.sh images/build.sh $(RELEASE)/sandscore $(RELEASE) $(IMAGES_OUT) --heavy
 	SANDSCORE_HEAVY=1 images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1 every_image

@@ -6,7 +6,7 @@
 # Usage: build.sh SANDSCORE_BINARY LIB_DIR OUT_DIR [--heavy | IMAGE…]
 # LIB_DIR holds the backends' libraries as `make ort xgboost tensorflow` lays
 # them out: libonnxruntime.so, xgboost/lib/libxgboost.so, xgboost_cpu.libs/,
-# tensorflow/, litert/. Images marked heavy in the manifest (TensorFlow) are built
+# tensorflow/, litert/, torch/. Images marked heavy in the manifest (TensorFlow) are built
 # only with --heavy (all heavy ones) or when named.
 set -euo pipefail
 bin=$1 libs=$2 out=$3
@@ -31,6 +31,9 @@ python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_ver
   cp "$bin" "$ctx/bin/sandscore" && strip "$ctx/bin/sandscore"
   if [[ ",$backends," == *",onnxruntime,"* ]]; then
     cp "$libs/libonnxruntime.so" "$ctx/lib/libonnxruntime.so"
+  fi
+  if [[ ",$backends," == *",pytorch,"* ]]; then
+    cp -r "$libs/torch" "$ctx/lib/"
   fi
   if [[ ",$backends," == *",tflite,"* ]]; then
     cp -r "$libs/litert" "$ctx/lib/"

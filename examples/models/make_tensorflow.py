@@ -22,24 +22,16 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+
+from iris_like import iris_like
 import tensorflow as tf
-
-
-def iris():
-    # Iris-like data (three Gaussian clusters around the species' means),
-    # generated so that this venv needs TensorFlow alone.
-    rng = np.random.default_rng(20261126)
-    centers = np.array([[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.0]], np.float32)
-    x = np.concatenate([c + rng.normal(0, 0.3, (50, 4)).astype(np.float32) for c in centers])
-    y = np.repeat(np.arange(3), 50)
-    return x, y
 
 
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     tf.keras.utils.set_random_seed(7)
-    x, y = iris()
+    x, y = iris_like()
     model = tf.keras.Sequential([
         tf.keras.Input((4,)),
         tf.keras.layers.Dense(16, activation="relu"),

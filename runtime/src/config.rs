@@ -74,6 +74,11 @@ pub struct RuntimeArgs {
     #[arg(long, env = "LITERT_LIB_PATH")]
     pub litert_lib: Option<PathBuf>,
 
+    /// Path of runtime/torch's libsandscore_torch.so (PyTorch; libtorch beside
+    /// it) [default: torch/ beside the binary, then ../lib].
+    #[arg(long, env = "TORCH_SHIM_PATH")]
+    pub torch_lib: Option<PathBuf>,
+
     /// Threads ONNX Runtime uses inside one operator, TensorFlow inside one
     /// op, and XGBoost per
     /// prediction (0 = their default).

@@ -85,6 +85,13 @@ pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
             threads: args.intra_op_threads,
         })));
     }
+    #[cfg(feature = "pytorch")]
+    {
+        use crate::backend::pytorch::{PyTorch, TorchOptions};
+        list.push(Arc::new(PyTorch::new(TorchOptions {
+            library: args.torch_lib.clone(),
+        })));
+    }
     #[cfg(feature = "tflite")]
     {
         use crate::backend::tflite::{Tflite, TfliteOptions};

@@ -33,28 +33,11 @@ fn model_dir(tag: &str, files: &[(&str, &[u8])]) -> std::path::PathBuf {
 }
 
 #[test]
-fn a_format_no_backend_reads_names_the_framework() {
-    // The image to name comes from the manifest; none yet says so.
-    let image = sandscore_sdk::images::all()
-        .into_iter()
-        .find(|i| i.backends.iter().any(|b| b == "pytorch"))
-        .map(|i| i.reference())
-        .unwrap_or_else(|| "no sandscore image reads it yet".into());
-    let dir = model_dir("pt", &[("net.pt", b"not really a model")]);
-    let (ok, err) = check(&dir, &[]);
-    assert!(!ok, "net.pt was accepted");
-    assert!(
-        err.contains("'net'") && err.contains("PyTorch") && err.contains(&image),
-        "{err}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
 fn a_missing_library_names_the_image_that_has_it() {
     let mlp = std::fs::read(common::models().join("mlp.onnx")).unwrap();
-    let cases: [(&str, &[u8], &str, &str); 3] = [
+    let cases: [(&str, &[u8], &str, &str); 4] = [
         ("mlp.onnx", &mlp, "--ort-lib", "sandscore/onnxruntime-cpu"),
+        ("net.pt", b"x", "--torch-lib", "sandscore/pytorch-cpu"),
         (
             "classifier/saved_model.pb",
             b"x",
@@ -75,7 +58,11 @@ fn a_missing_library_names_the_image_that_has_it() {
             .components()
             .next()
             .and_then(|c| c.as_os_str().to_str())
-            .map(|s| s.trim_end_matches(".onnx").trim_end_matches(".tflite"))
+            .map(|s| {
+                s.trim_end_matches(".onnx")
+                    .trim_end_matches(".tflite")
+                    .trim_end_matches(".pt")
+            })
             .unwrap();
         assert!(!ok, "{file} loaded without its library");
         assert!(

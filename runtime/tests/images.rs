@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     agent, assert_close, column, expected, guest, models, tf_expected, tf_models, tflite_expected,
-    tflite_models, xgb_expected, xgb_models,
+    tflite_models, torch_expected, torch_models, xgb_expected, xgb_models,
 };
 use serde_json::{Value, json};
 
@@ -137,6 +137,11 @@ impl Container {
                 "no successful score in 120 s; logs:\n{}",
                 self.logs()
             );
+            assert!(
+                docker(&["inspect", "-f", "{{.State.Running}}", &self.id]) == "true",
+                "the container exited; logs:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }
@@ -208,55 +213,61 @@ fn check_hardening(c: &Container, mounts: &[&str]) {
     );
 }
 
-fn module_for(image: &Image) -> (&'static str, Value) {
-    let exp = expected();
-    if image.backends.contains("tflite") {
+/// An image whose backend reads a framework's own format: its iris model's
+/// folder, the model's name, and the framework's own probabilities (the
+/// `iris-native` module serves all of them).
+fn native_iris(image: &Image) -> Option<(PathBuf, &'static str, Value)> {
+    let (dir, name, expected, key) = if image.backends.contains("pytorch") {
         (
-            "iris_native",
-            json!({ "data": tflite_expected()["iris_tflite"]["input"] }),
+            torch_models(),
+            "iris_torch",
+            torch_expected(),
+            "probabilities",
+        )
+    } else if image.backends.contains("tflite") {
+        (
+            tflite_models(),
+            "iris_tflite",
+            tflite_expected(),
+            "probabilities",
         )
     } else if image.backends.contains("tensorflow") {
-        (
-            "iris_native",
-            json!({ "data": tf_expected()["iris_tf"]["input"] }),
-        )
+        (tf_models(), "iris_tf", tf_expected(), "probabilities")
     } else if image.backends.contains("xgboost") {
-        (
-            "iris_native",
-            json!({ "data": xgb_expected()["iris_xgb"]["input"] }),
-        )
-    } else if image.name.contains("sklearn") {
-        ("iris_sklearn", json!({ "data": exp["iris"]["input"] }))
-    } else if image.backends.contains("onnxruntime") {
-        ("onnx_mlp", json!({ "data": exp["mlp"]["input"] }))
+        (xgb_models(), "iris_xgb", xgb_expected(), "predict_proba")
     } else {
-        ("echo", json!({ "hello": "image" }))
+        return None;
+    };
+    let case = json!({ "input": expected[name]["input"], "probabilities": expected[name][key] });
+    Some((dir, name, case))
+}
+
+/// The module to mount, its models, and the request it gets.
+fn module_for(image: &Image) -> (&'static str, PathBuf, Value) {
+    let exp = expected();
+    if let Some((dir, _, case)) = native_iris(image) {
+        ("iris_native", dir, json!({ "data": case["input"] }))
+    } else if image.name.contains("sklearn") {
+        (
+            "iris_sklearn",
+            models(),
+            json!({ "data": exp["iris"]["input"] }),
+        )
+    } else if image.backends.contains("onnxruntime") {
+        ("onnx_mlp", models(), json!({ "data": exp["mlp"]["input"] }))
+    } else {
+        ("echo", models(), json!({ "hello": "image" }))
     }
 }
 
 fn check_answer(image: &Image, answer: &Value) {
     let exp = expected();
     let preds = |k: &str| column(answer, k);
-    if image.backends.contains("tflite") {
-        assert_close(
-            &preds("probabilities"),
-            &tflite_expected()["iris_tflite"]["probabilities"],
-            1e-5,
-        );
-    } else if image.backends.contains("tensorflow") {
-        assert_close(
-            &preds("probabilities"),
-            &tf_expected()["iris_tf"]["probabilities"],
-            1e-5,
-        );
-    } else if image.backends.contains("xgboost") {
-        let xgb = xgb_expected();
-        assert_eq!(preds("class"), xgb["iris_xgb"]["predict"]);
-        assert_close(
-            &preds("probabilities"),
-            &xgb["iris_xgb"]["predict_proba"],
-            1e-6,
-        );
+    if let Some((_, name, case)) = native_iris(image) {
+        assert_close(&preds("probabilities"), &case["probabilities"], 1e-5);
+        if name == "iris_xgb" {
+            assert_eq!(preds("class"), xgb_expected()["iris_xgb"]["predict"]);
+        }
     } else if image.name.contains("sklearn") {
         assert_eq!(preds("label"), exp["iris"]["sklearn"]["label"]);
         assert_close(
@@ -279,16 +290,7 @@ fn check_answer(image: &Image, answer: &Value) {
 #[ignore = "needs built images and a Docker engine: make test-images"]
 fn every_image_serves_hardened_and_stops_cleanly() {
     for image in manifest() {
-        let m = if image.backends.contains("tflite") {
-            tflite_models()
-        } else if image.backends.contains("tensorflow") {
-            tf_models()
-        } else if image.backends.contains("xgboost") {
-            xgb_models()
-        } else {
-            models()
-        };
-        let (module, request) = module_for(&image);
+        let (module, m, request) = module_for(&image);
         let wasm = guest(module);
         let reference = format!("{}:{}", image.name, image.tag);
         let labels = docker(&[

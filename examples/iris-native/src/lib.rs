@@ -1,10 +1,11 @@
 //! `iris-native`: one module for iris classifiers in their frameworks' own
 //! formats — `iris_xgb` (saved by xgboost), `iris_tf` (a TensorFlow
-//! SavedModel) or `iris_tflite` (converted to TensorFlow Lite) — whichever
-//! the model directory holds. The module opens the model by name and runs
-//! it the same way whatever the framework; only the output's name differs
-//! (`predictions` from XGBoost, `probabilities` from the TensorFlow
-//! signatures).
+//! SavedModel), `iris_tflite` (converted to TensorFlow Lite) or
+//! `iris_torch` (TorchScript) — whichever the model directory holds. The
+//! module opens the model by name and runs it the same way whatever the
+//! framework; only the output's name differs (`predictions` from XGBoost,
+//! `probabilities` from the TensorFlow signatures, `output_0` — forward's
+//! first result — from TorchScript).
 //!
 //! `/score` takes `{"data": [[4 numbers or null], …]}` (null is a missing
 //! value, which XGBoost understands) and answers
@@ -17,8 +18,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 /// The models this module knows, in the order it looks for them.
-const MODELS: [&str; 3] = ["iris_xgb", "iris_tf", "iris_tflite"];
-const OUTPUTS: [&str; 3] = ["predictions", "probabilities", "probabilities"];
+const MODELS: [&str; 4] = ["iris_xgb", "iris_tf", "iris_tflite", "iris_torch"];
+const OUTPUTS: [&str; 4] = ["predictions", "probabilities", "probabilities", "output_0"];
 const FEATURES: usize = 4;
 
 thread_local! {

@@ -3,14 +3,21 @@
 //! A backend is three small traits, mirroring wasi-nn's own life cycle:
 //! [`Backend`] loads bytes into a [`Graph`], a graph hands out
 //! [`ExecutionContext`]s, and a context computes. Each native runtime (ONNX
-//! Runtime, XGBoost; TensorFlow, LiteRT, libtorch to come) lives in one
+//! Runtime, XGBoost, TensorFlow, LiteRT, libtorch) lives in one
 //! file behind one cargo feature and is registered in [`Backends`], so the
 //! wasi-nn host and the HTTP layer never name a concrete runtime.
 
-#[cfg(any(feature = "tensorflow", feature = "tflite", feature = "xgboost"))]
+#[cfg(any(
+    feature = "pytorch",
+    feature = "tensorflow",
+    feature = "tflite",
+    feature = "xgboost"
+))]
 pub mod native;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
+#[cfg(feature = "pytorch")]
+pub mod pytorch;
 #[cfg(feature = "tensorflow")]
 pub mod tensorflow;
 #[cfg(feature = "tflite")]

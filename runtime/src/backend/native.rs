@@ -92,8 +92,13 @@ impl<T> Lazy<T> {
 pub fn open(path: &Path) -> Result<&'static libloading::Library, String> {
     // SAFETY: loading runs the library's initialisers; the native runtimes
     // loaded here have none that assume a host other than this process.
-    let lib = unsafe { libloading::Library::new(path) }
-        .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
+        // The loader's own words (a missing dependency, say) are the source.
+        let why = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        format!("cannot load {}: {e}{why}", path.display())
+    })?;
     Ok(Box::leak(Box::new(lib)))
 }
 

@@ -276,3 +276,32 @@ fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Found<'b>, Registr
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_without_a_backend_names_its_framework_and_image() {
+        let dir = std::env::temp_dir().join(format!("sandscore-registry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("net.pt"), b"x").unwrap();
+        std::fs::write(dir.join("notes.json"), br#"{"a": 1}"#).unwrap();
+        // A build with no backends at all.
+        let err = ModelRegistry::load_dir(&dir, &Backends::default())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("'net'")
+                && err.contains("PyTorch")
+                && err.contains("sandscore/pytorch-cpu"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.join("net.pt")).unwrap();
+        // Files that are no model of any kind are skipped.
+        assert!(ModelRegistry::load_dir(&dir, &Backends::default()).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -122,6 +122,20 @@ pub fn tflite_models() -> PathBuf {
     )
 }
 
+/// The TorchScript model, written by examples/models/make_pytorch.py.
+pub fn torch_models() -> PathBuf {
+    model_set(
+        "SANDSCORE_TORCH_MODELS",
+        "models-pytorch",
+        "make test-heavy",
+    )
+}
+
+/// What torch.jit.load's module returned.
+pub fn torch_expected() -> Value {
+    expected_in(torch_models())
+}
+
 /// What LiteRT's own Python interpreter returned.
 pub fn tflite_expected() -> Value {
     expected_in(tflite_models())

@@ -1,0 +1,316 @@
+//! PyTorch: TorchScript models (`*.pt` saved by `torch.jit.save`) through
+//! libtorch. The runtime does not link libtorch (~420 MB of C++); it opens
+//! `runtime/torch`'s small C ABI library (`libsandscore_torch.so`, which
+//! links libtorch from beside it) at run time like the other backends'
+//! libraries: `--torch-lib`, `TORCH_SHIM_PATH`, then
+//! `torch/libsandscore_torch.so` beside the binary or in `../lib`.
+//!
+//! TorchScript's `forward` takes positional tensors and has no input names a
+//! host can read, so the inputs are passed in the order of their names
+//! (`input` alone, or `input_0`, `input_1`, …) and the outputs — a tensor,
+//! or a tuple or list of tensors — are named `output_0`, `output_1`, ….
+//! libtorch runs `forward` from several threads on one module, so
+//! concurrent contexts share it.
+
+use std::ffi::{CStr, CString, c_char};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::native::{self, Lazy, LibrarySpec, symbol};
+use super::{Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo};
+use crate::tensor::{NamedTensor, Tensor, TensorType};
+
+/// Where the library is looked for.
+pub const LIBRARY: LibrarySpec = LibrarySpec {
+    framework: "PyTorch",
+    env: "TORCH_SHIM_PATH",
+    relative: "torch/libsandscore_torch.so",
+    image: "sandscore/pytorch-cpu",
+    make: "pytorch",
+};
+
+/// `SstTensor` of runtime/torch.
+#[repr(C)]
+struct SstTensor {
+    dtype: i32,
+    ndim: u32,
+    dims: *mut i64,
+    data: *mut u8,
+    len: usize,
+}
+
+type Module = *mut std::ffi::c_void;
+const ERR_LEN: usize = 4096;
+
+struct Api {
+    load: unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> Module,
+    free: unsafe extern "C" fn(Module),
+    #[allow(clippy::type_complexity)]
+    forward: unsafe extern "C" fn(
+        Module,
+        *const SstTensor,
+        usize,
+        *mut *mut SstTensor,
+        *mut usize,
+        *mut c_char,
+        usize,
+    ) -> i32,
+    free_outputs: unsafe extern "C" fn(*mut SstTensor, usize),
+}
+
+impl Api {
+    fn open(path: &Path) -> Result<Api, String> {
+        let lib = native::open(path)?;
+        // SAFETY: each symbol is declared as runtime/torch defines it.
+        unsafe {
+            Ok(Api {
+                load: symbol(lib, path, "sst_load")?,
+                free: symbol(lib, path, "sst_free")?,
+                forward: symbol(lib, path, "sst_forward")?,
+                free_outputs: symbol(lib, path, "sst_free_outputs")?,
+            })
+        }
+    }
+}
+
+/// Settings of the backend.
+#[derive(Clone, Debug, Default)]
+pub struct TorchOptions {
+    /// Explicit library path; `None` searches the default places.
+    pub library: Option<PathBuf>,
+}
+
+/// The PyTorch backend; libtorch is loaded on first use.
+pub struct PyTorch {
+    options: TorchOptions,
+    api: Lazy<Api>,
+}
+
+impl PyTorch {
+    pub fn new(options: TorchOptions) -> Self {
+        PyTorch {
+            options,
+            api: Lazy::default(),
+        }
+    }
+
+    fn api(&self) -> Result<&Arc<Api>, BackendError> {
+        self.api
+            .get(&LIBRARY, self.options.library.as_deref(), Api::open)
+    }
+}
+
+fn code(ty: TensorType) -> i32 {
+    match ty {
+        TensorType::Fp16 => 0,
+        TensorType::Fp32 => 1,
+        TensorType::Fp64 => 2,
+        TensorType::Bf16 => 3,
+        TensorType::U8 => 4,
+        TensorType::I32 => 5,
+        TensorType::I64 => 6,
+    }
+}
+
+fn from_code(code: i32) -> Option<TensorType> {
+    Some(match code {
+        0 => TensorType::Fp16,
+        1 => TensorType::Fp32,
+        2 => TensorType::Fp64,
+        3 => TensorType::Bf16,
+        4 => TensorType::U8,
+        5 => TensorType::I32,
+        6 => TensorType::I64,
+        _ => return None,
+    })
+}
+
+fn message(buf: &[c_char]) -> String {
+    // SAFETY: runtime/torch NUL-terminates what it writes; the buffer was
+    // zeroed, so it is terminated even when nothing was written.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl Backend for PyTorch {
+    fn name(&self) -> &'static str {
+        "pytorch"
+    }
+
+    fn platform(&self) -> &'static str {
+        "pytorch_libtorch"
+    }
+
+    fn encoding(&self) -> Encoding {
+        Encoding::Pytorch
+    }
+
+    fn version(&self) -> String {
+        match self.api() {
+            Ok(_) => "libtorch 2.13.0 (through runtime/torch)".into(),
+            Err(e) => format!("not loaded: {e}"),
+        }
+    }
+
+    fn recognizes(&self, path: &Path) -> bool {
+        path.extension()
+            .is_some_and(|e| matches!(e.to_string_lossy().as_ref(), "pt" | "pth" | "torchscript"))
+    }
+
+    fn load(&self, _parts: &[&[u8]], _target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        Err(BackendError::Unsupported(
+            "load TorchScript models by name: put the .pt file in the model directory".into(),
+        ))
+    }
+
+    fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        if target != Target::Cpu {
+            return Err(BackendError::Unsupported(format!(
+                "execution target {target:?} is not available for PyTorch in this build; use cpu"
+            )));
+        }
+        let api = Arc::clone(self.api()?);
+        let c_path = CString::new(path.to_string_lossy().as_bytes())
+            .map_err(|e| BackendError::InvalidModel(e.to_string()))?;
+        let mut err = vec![0 as c_char; ERR_LEN];
+        // SAFETY: a NUL-terminated path and an ERR_LEN buffer, as the ABI says.
+        let module = unsafe { (api.load)(c_path.as_ptr(), err.as_mut_ptr(), ERR_LEN) };
+        if module.is_null() {
+            return Err(BackendError::InvalidModel(message(&err)));
+        }
+        Ok(Arc::new(TorchGraph {
+            api,
+            module,
+            inputs: vec![TensorInfo {
+                name: "input".into(),
+                ty: None,
+                shape: Vec::new(),
+                native_type: "TorchScript forward arguments (input, or input_0, input_1, …)".into(),
+            }],
+            outputs: vec![TensorInfo {
+                name: "output_0".into(),
+                ty: None,
+                shape: Vec::new(),
+                native_type: "forward's result (output_0, output_1, … for a tuple)".into(),
+            }],
+        }))
+    }
+}
+
+struct TorchGraph {
+    api: Arc<Api>,
+    module: Module,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+}
+
+// SAFETY: libtorch's Module::forward may run on several threads at once in
+// inference mode; the handle is freed only on drop.
+unsafe impl Send for TorchGraph {}
+unsafe impl Sync for TorchGraph {}
+
+impl Drop for TorchGraph {
+    fn drop(&mut self) {
+        // SAFETY: from sst_load, freed once.
+        unsafe { (self.api.free)(self.module) }
+    }
+}
+
+impl Graph for TorchGraph {
+    fn inputs(&self) -> &[TensorInfo] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorInfo] {
+        &self.outputs
+    }
+
+    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
+        Ok(Box::new(TorchContext { graph: self }))
+    }
+}
+
+struct TorchContext {
+    graph: Arc<TorchGraph>,
+}
+
+impl ExecutionContext for TorchContext {
+    fn compute(&mut self, mut inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        if inputs.is_empty() {
+            return Err(BackendError::InvalidInput(
+                "forward needs at least one input tensor".into(),
+            ));
+        }
+        for i in &inputs {
+            i.tensor
+                .validate()
+                .map_err(|e| BackendError::InvalidInput(format!("input '{}': {e}", i.name)))?;
+        }
+        inputs.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut dims: Vec<Vec<i64>> = inputs
+            .iter()
+            .map(|i| i.tensor.shape.iter().map(|&d| i64::from(d)).collect())
+            .collect();
+        let feeds: Vec<SstTensor> = inputs
+            .iter()
+            .zip(dims.iter_mut())
+            .map(|(i, d)| SstTensor {
+                dtype: code(i.tensor.ty),
+                ndim: d.len() as u32,
+                dims: d.as_mut_ptr(),
+                // The library only reads inputs.
+                data: i.tensor.data.as_ptr().cast_mut(),
+                len: i.tensor.data.len(),
+            })
+            .collect();
+        let api = &self.graph.api;
+        let mut out: *mut SstTensor = std::ptr::null_mut();
+        let mut n_out = 0usize;
+        let mut err = vec![0 as c_char; ERR_LEN];
+        // SAFETY: `feeds` describe live buffers for the call's duration; the
+        // outputs are copied below and released with sst_free_outputs.
+        let rc = unsafe {
+            (api.forward)(
+                self.graph.module,
+                feeds.as_ptr(),
+                feeds.len(),
+                &mut out,
+                &mut n_out,
+                err.as_mut_ptr(),
+                ERR_LEN,
+            )
+        };
+        if rc != 0 {
+            return Err(BackendError::Runtime(message(&err)));
+        }
+        // SAFETY: sst_forward returned `n_out` tensors at `out`.
+        let raw = unsafe { std::slice::from_raw_parts(out, n_out) };
+        let converted: Result<Vec<NamedTensor>, BackendError> = raw
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let ty = from_code(t.dtype).ok_or_else(|| {
+                    BackendError::Unsupported(format!("output {k} has type code {}", t.dtype))
+                })?;
+                // SAFETY: the library filled `ndim` dims and `len` bytes.
+                let (shape, data) = unsafe {
+                    (
+                        std::slice::from_raw_parts(t.dims, t.ndim as usize),
+                        std::slice::from_raw_parts(t.data, t.len).to_vec(),
+                    )
+                };
+                let shape = shape.iter().map(|&d| d.max(0) as u32).collect();
+                let tensor = Tensor::new(shape, ty, data)
+                    .map_err(|e| BackendError::Runtime(e.to_string()))?;
+                Ok(NamedTensor {
+                    name: format!("output_{k}"),
+                    tensor,
+                })
+            })
+            .collect();
+        // SAFETY: released once, after the copies above.
+        unsafe { (api.free_outputs)(out, n_out) };
+        converted
+    }
+}

@@ -1,0 +1,234 @@
+//! The PyTorch backend's native side. The runtime never links libtorch
+//! (~420 MB, C++): it opens this library at run time, like the other
+//! backends' libraries, through the four functions below. This crate links
+//! libtorch through `tch` and is built only by `make pytorch`.
+//!
+//! ABI (all pointers owned by the caller unless said otherwise):
+//! - `sst_load(path, err, err_len) -> module` (null on failure, message in `err`)
+//! - `sst_forward(module, inputs, n, outputs, n_out, err, err_len) -> 0 | -1`:
+//!   runs `forward` on the inputs in order; `*outputs` is allocated here and
+//!   released with `sst_free_outputs`
+//! - `sst_free_outputs(outputs, n)`, `sst_free(module)`
+//!
+//! Element types use the runtime's codes: 0 FP16, 1 FP32, 2 FP64, 3 BF16,
+//! 4 U8, 5 I32, 6 I64.
+
+use std::ffi::{CStr, c_char};
+
+use tch::{CModule, IValue, Kind, Tensor};
+
+/// One tensor crossing the boundary.
+#[repr(C)]
+pub struct SstTensor {
+    pub dtype: i32,
+    pub ndim: u32,
+    pub dims: *mut i64,
+    pub data: *mut u8,
+    pub len: usize,
+}
+
+fn kind(code: i32) -> Option<Kind> {
+    Some(match code {
+        0 => Kind::Half,
+        1 => Kind::Float,
+        2 => Kind::Double,
+        3 => Kind::BFloat16,
+        4 => Kind::Uint8,
+        5 => Kind::Int,
+        6 => Kind::Int64,
+        _ => return None,
+    })
+}
+
+fn code(kind: Kind) -> Option<i32> {
+    Some(match kind {
+        Kind::Half => 0,
+        Kind::Float => 1,
+        Kind::Double => 2,
+        Kind::BFloat16 => 3,
+        Kind::Uint8 => 4,
+        Kind::Int => 5,
+        Kind::Int64 => 6,
+        _ => return None,
+    })
+}
+
+/// Writes `msg` into the caller's buffer, NUL-terminated and truncated.
+fn report(msg: &str, err: *mut c_char, err_len: usize) {
+    if err.is_null() || err_len == 0 {
+        return;
+    }
+    let bytes = msg.as_bytes();
+    let n = bytes.len().min(err_len - 1);
+    // SAFETY: the caller gives `err_len` writable bytes at `err`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), err.cast::<u8>(), n);
+        *err.add(n) = 0;
+    }
+}
+
+/// Loads a TorchScript file onto the CPU, in inference mode.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `err` has `err_len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sst_load(
+    path: *const c_char,
+    err: *mut c_char,
+    err_len: usize,
+) -> *mut CModule {
+    // SAFETY: per the contract.
+    let path = unsafe { CStr::from_ptr(path) }
+        .to_string_lossy()
+        .into_owned();
+    let loaded = std::panic::catch_unwind(|| CModule::load_on_device(&path, tch::Device::Cpu));
+    match loaded {
+        Ok(Ok(mut m)) => {
+            m.set_eval();
+            Box::into_raw(Box::new(m))
+        }
+        Ok(Err(e)) => {
+            report(&e.to_string(), err, err_len);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            report("libtorch panicked while loading", err, err_len);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Frees a module from `sst_load`.
+///
+/// # Safety
+/// `module` came from `sst_load` and is freed once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sst_free(module: *mut CModule) {
+    if !module.is_null() {
+        // SAFETY: per the contract.
+        drop(unsafe { Box::from_raw(module) });
+    }
+}
+
+fn to_tensor(t: &SstTensor) -> Result<Tensor, String> {
+    let k = kind(t.dtype).ok_or_else(|| format!("unknown element type {}", t.dtype))?;
+    // SAFETY: the caller describes `ndim` dims and `len` bytes.
+    let (dims, data) = unsafe {
+        (
+            std::slice::from_raw_parts(t.dims, t.ndim as usize),
+            std::slice::from_raw_parts(t.data, t.len),
+        )
+    };
+    Ok(Tensor::from_data_size(data, dims, k))
+}
+
+fn from_tensor(t: &Tensor) -> Result<SstTensor, String> {
+    let t = t.contiguous();
+    let dtype = code(t.kind())
+        .ok_or_else(|| format!("output type {:?} has no wasi-nn equivalent", t.kind()))?;
+    let mut dims = t.size().into_boxed_slice();
+    let numel = t.numel();
+    let len = numel * t.kind().elt_size_in_bytes();
+    let mut data = vec![0u8; len].into_boxed_slice();
+    t.copy_data_u8(&mut data, numel);
+    let out = SstTensor {
+        dtype,
+        ndim: dims.len() as u32,
+        dims: dims.as_mut_ptr(),
+        data: data.as_mut_ptr(),
+        len,
+    };
+    std::mem::forget(dims);
+    std::mem::forget(data);
+    Ok(out)
+}
+
+/// The output tensors of a forward result: a tensor, or a tuple or list
+/// of tensors.
+fn tensors(v: IValue) -> Result<Vec<Tensor>, String> {
+    match v {
+        IValue::Tensor(t) => Ok(vec![t]),
+        IValue::TensorList(ts) => Ok(ts),
+        IValue::Tuple(vs) | IValue::GenericList(vs) => {
+            let mut all = Vec::new();
+            for v in vs {
+                all.extend(tensors(v)?);
+            }
+            Ok(all)
+        }
+        other => Err(format!("forward returned {other:?}, not tensors")),
+    }
+}
+
+fn forward(m: &CModule, inputs: &[SstTensor]) -> Result<Vec<SstTensor>, String> {
+    let _no_grad = tch::no_grad_guard();
+    let args = inputs
+        .iter()
+        .map(|t| to_tensor(t).map(IValue::Tensor))
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = m.forward_is(&args).map_err(|e| e.to_string())?;
+    tensors(out)?.iter().map(from_tensor).collect()
+}
+
+/// Runs `forward`.
+///
+/// # Safety
+/// `module` came from `sst_load`; `inputs` has `n` tensors; `outputs` and
+/// `n_out` are writable; `err` has `err_len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sst_forward(
+    module: *const CModule,
+    inputs: *const SstTensor,
+    n: usize,
+    outputs: *mut *mut SstTensor,
+    n_out: *mut usize,
+    err: *mut c_char,
+    err_len: usize,
+) -> i32 {
+    // SAFETY: per the contract.
+    let (m, inputs) = unsafe { (&*module, std::slice::from_raw_parts(inputs, n)) };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| forward(m, inputs))) {
+        Ok(Ok(out)) => {
+            let mut out = out.into_boxed_slice();
+            // SAFETY: per the contract.
+            unsafe {
+                *n_out = out.len();
+                *outputs = out.as_mut_ptr();
+            }
+            std::mem::forget(out);
+            0
+        }
+        Ok(Err(e)) => {
+            report(&e, err, err_len);
+            -1
+        }
+        Err(_) => {
+            report("libtorch panicked in forward", err, err_len);
+            -1
+        }
+    }
+}
+
+/// Frees outputs from `sst_forward`.
+///
+/// # Safety
+/// `outputs` and `n` are what one `sst_forward` returned; freed once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sst_free_outputs(outputs: *mut SstTensor, n: usize) {
+    if outputs.is_null() {
+        return;
+    }
+    // SAFETY: rebuilds the boxes `sst_forward` and `from_tensor` leaked.
+    unsafe {
+        let all = Box::from_raw(std::ptr::slice_from_raw_parts_mut(outputs, n));
+        for t in all.iter() {
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                t.dims,
+                t.ndim as usize,
+            )));
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                t.data, t.len,
+            )));
+        }
+    }
+}
