@@ -59,6 +59,16 @@ pub struct RuntimeArgs {
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
 
+    /// Set a model file's backend by name, as FILE=BACKEND (repeatable, or
+    /// comma-separated in the variable), where its extension or contents
+    /// would pick another or none: `--model-backend model.bin=onnxruntime`.
+    #[arg(
+        long = "model-backend",
+        env = "SANDSCORE_MODEL_BACKENDS",
+        value_delimiter = ','
+    )]
+    pub model_backends: Vec<String>,
+
     /// Path of XGBoost's libxgboost.so, in the xgboost-cpu wheel's layout
     /// [default: xgboost/lib/libxgboost.so beside the binary, then ../lib].
     #[arg(long, env = "XGBOOST_LIB_PATH")]

@@ -107,7 +107,7 @@ pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
             threads: args.intra_op_threads,
         })));
     }
-    Ok(Backends::new(list))
+    Backends::new(list).with_overrides(&args.model_backends)
 }
 
 impl Service {

@@ -78,3 +78,23 @@ fn a_module_scores_the_torchscript_model() {
     let body: Value = serde_json::from_str(&reply.text).unwrap();
     assert_close(&column(&body, "probabilities"), &exp["probabilities"], 1e-5);
 }
+
+#[test]
+#[ignore = "heavy: needs libtorch and runtime/torch: make test-heavy"]
+fn wasi_nn_load_reads_torchscript_bytes() {
+    let exp = &torch_expected()["iris_torch"];
+    let rows = exp["input"].as_array().unwrap();
+    let flat: Vec<Value> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    let server = serve_module("faulty", Some(&torch_models()), &[]);
+    let reply = server.post_json(
+        "/score",
+        &json!({ "action": "load", "files": ["iris_torch.pt"], "encoding": "pytorch",
+                 "input": { "name": "input", "shape": [rows.len(), 4], "data": flat } }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    assert_close(&body["output_0"], &exp["probabilities"], 1e-5);
+}

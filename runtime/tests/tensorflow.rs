@@ -111,3 +111,51 @@ fn a_module_scores_both_formats() {
         );
     }
 }
+
+#[test]
+#[ignore = "heavy: needs the TensorFlow and LiteRT libraries and models: make test-heavy"]
+fn wasi_nn_load_reads_both_formats_from_bytes() {
+    let rows = tf_expected()["iris_tf"]["input"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let flat: Vec<Value> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    let input = json!({ "name": "input", "shape": [rows.len(), 4], "data": flat });
+    // A SavedModel is three builders.
+    let server = serve_module("faulty", Some(&tf_models()), &[]);
+    let files = [
+        "iris_tf/saved_model.pb",
+        "iris_tf/variables/variables.index",
+        "iris_tf/variables/variables.data-00000-of-00001",
+    ];
+    let reply = server.post_json(
+        "/score",
+        &json!({ "action": "load", "files": files, "encoding": "tensorflow", "input": input }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    assert_close(
+        &body["probabilities"],
+        &tf_expected()["iris_tf"]["probabilities"],
+        1e-5,
+    );
+    drop(server);
+    // A .tflite file, by its encoding and by autodetect.
+    let server = serve_module("faulty", Some(&tflite_models()), &[]);
+    for encoding in ["tensorflowlite", "autodetect"] {
+        let reply = server.post_json(
+            "/score",
+            &json!({ "action": "load", "files": ["iris_tflite.tflite"], "encoding": encoding, "input": input }),
+        );
+        assert_eq!(reply.status, 200, "{encoding}: {}", reply.text);
+        let body: Value = serde_json::from_str(&reply.text).unwrap();
+        assert_close(
+            &body["probabilities"],
+            &tflite_expected()["iris_tflite"]["probabilities"],
+            1e-5,
+        );
+    }
+}

@@ -79,3 +79,74 @@ fn a_module_scores_the_xgboost_model() {
     );
     assert_eq!(column(&body, "class"), iris["predict"]);
 }
+
+/// Rows of the iris sample without missing values, and their expected
+/// probabilities.
+fn complete_rows(exp: &Value) -> (Vec<Value>, Vec<Value>) {
+    let rows = exp["input"].as_array().unwrap();
+    let probs = exp["predict_proba"].as_array().unwrap();
+    rows.iter()
+        .zip(probs)
+        .filter(|(r, _)| r.as_array().unwrap().iter().all(Value::is_number))
+        .map(|(r, p)| (r.clone(), p.clone()))
+        .unzip()
+}
+
+#[test]
+fn autodetect_loads_a_booster_from_bytes() {
+    let exp = &xgb_expected()["iris_xgb"];
+    let (rows, probs) = complete_rows(exp);
+    let flat: Vec<Value> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    let server = serve_module("faulty", Some(&xgb_models()), &[]);
+    let reply = server.post_json(
+        "/score",
+        &json!({ "action": "load", "files": ["iris_xgb.json"], "encoding": "autodetect",
+                 "input": { "name": "input", "shape": [rows.len(), 4], "data": flat } }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    assert_close(&body["predictions"], &Value::Array(probs), 1e-6);
+}
+
+#[test]
+fn a_model_backend_can_be_named_for_a_file() {
+    let dir = std::env::temp_dir().join(format!("sandscore-override-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        xgb_models().join("iris_xgb.json"),
+        dir.join("booster.model"),
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    // Unrecognized by its name, so skipped; named, it loads.
+    let server = Server::start(&["--model-dir", d]);
+    assert_eq!(server.get("/v2/models/booster").status, 404);
+    drop(server);
+    let server = Server::start(&["--model-dir", d, "--model-backend", "booster.model=xgboost"]);
+    let exp = &xgb_expected()["iris_xgb"];
+    let (rows, probs) = complete_rows(exp);
+    let reply = server.post_json("/v2/models/booster/infer", &v2_request(&Value::Array(rows)));
+    assert_close(&predictions(&reply), &Value::Array(probs), 1e-6);
+    drop(server);
+    // A backend the build lacks is refused with the ones it has.
+    let out = common::binary()
+        .args([
+            "check",
+            "--model-dir",
+            d,
+            "--model-backend",
+            "booster.model=catboost",
+        ])
+        .output()
+        .expect("run check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("catboost") && err.contains("xgboost"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -136,12 +136,39 @@ pub trait ExecutionContext: Send {
 #[derive(Clone, Default)]
 pub struct Backends {
     list: Vec<Arc<dyn Backend>>,
+    /// Model files whose backend is set explicitly: file name → backend.
+    overrides: Vec<(String, Arc<dyn Backend>)>,
 }
 
 impl Backends {
     /// Backends from explicit instances.
     pub fn new(list: Vec<Arc<dyn Backend>>) -> Self {
-        Backends { list }
+        Backends {
+            list,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// Sets the backend of model files by name, from `FILE=BACKEND` pairs
+    /// (`--model-backend`), overriding what the files look like; an
+    /// unknown backend is an error that lists the ones there are.
+    pub fn with_overrides(mut self, pairs: &[String]) -> Result<Self, BackendError> {
+        for pair in pairs {
+            let Some((file, name)) = pair.split_once('=') else {
+                return Err(BackendError::Unsupported(format!(
+                    "--model-backend '{pair}' is not FILE=BACKEND"
+                )));
+            };
+            let Some(backend) = self.list.iter().find(|b| b.name() == name) else {
+                let names: Vec<&str> = self.list.iter().map(|b| b.name()).collect();
+                return Err(BackendError::Unsupported(format!(
+                    "--model-backend {pair}: no backend '{name}' in this build (it has {})",
+                    names.join(", ")
+                )));
+            };
+            self.overrides.push((file.to_string(), Arc::clone(backend)));
+        }
+        Ok(self)
     }
 
     /// The backend for a wasi-nn encoding (`autodetect` is resolved by the
@@ -162,9 +189,18 @@ impl Backends {
             })
     }
 
-    /// The backend that recognizes a model file, if any.
+    /// The backend for a model file: the one set for its name (a file name,
+    /// or `FOLDER/FILE`), else the one that recognizes it, if any.
     pub fn for_path(&self, path: &Path) -> Option<&Arc<dyn Backend>> {
-        self.list.iter().find(|b| b.recognizes(path))
+        let named = |want: &str| {
+            let want = Path::new(want);
+            path.ends_with(want)
+        };
+        self.overrides
+            .iter()
+            .find(|(file, _)| named(file))
+            .map(|(_, b)| b)
+            .or_else(|| self.list.iter().find(|b| b.recognizes(path)))
     }
 
     /// Every backend.

@@ -44,6 +44,7 @@ const ERR_LEN: usize = 4096;
 
 struct Api {
     load: unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> Module,
+    load_data: unsafe extern "C" fn(*const u8, usize, *mut c_char, usize) -> Module,
     free: unsafe extern "C" fn(Module),
     #[allow(clippy::type_complexity)]
     forward: unsafe extern "C" fn(
@@ -65,6 +66,7 @@ impl Api {
         unsafe {
             Ok(Api {
                 load: symbol(lib, path, "sst_load")?,
+                load_data: symbol(lib, path, "sst_load_data")?,
                 free: symbol(lib, path, "sst_free")?,
                 forward: symbol(lib, path, "sst_forward")?,
                 free_outputs: symbol(lib, path, "sst_free_outputs")?,
@@ -158,44 +160,65 @@ impl Backend for PyTorch {
             .is_some_and(|e| matches!(e.to_string_lossy().as_ref(), "pt" | "pth" | "torchscript"))
     }
 
-    fn load(&self, _parts: &[&[u8]], _target: Target) -> Result<Arc<dyn Graph>, BackendError> {
-        Err(BackendError::Unsupported(
-            "load TorchScript models by name: put the .pt file in the model directory".into(),
-        ))
+    fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        let [bytes] = parts else {
+            return Err(BackendError::InvalidModel(format!(
+                "a TorchScript model is one builder, got {}",
+                parts.len()
+            )));
+        };
+        let api = self.ready(target)?;
+        let mut err = vec![0 as c_char; ERR_LEN];
+        // SAFETY: the bytes and an ERR_LEN buffer, as the ABI says.
+        let module =
+            unsafe { (api.load_data)(bytes.as_ptr(), bytes.len(), err.as_mut_ptr(), ERR_LEN) };
+        graph(api, module, &err)
     }
 
     fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
-        if target != Target::Cpu {
-            return Err(BackendError::Unsupported(format!(
-                "execution target {target:?} is not available for PyTorch in this build; use cpu"
-            )));
-        }
-        let api = Arc::clone(self.api()?);
+        let api = self.ready(target)?;
         let c_path = CString::new(path.to_string_lossy().as_bytes())
             .map_err(|e| BackendError::InvalidModel(e.to_string()))?;
         let mut err = vec![0 as c_char; ERR_LEN];
         // SAFETY: a NUL-terminated path and an ERR_LEN buffer, as the ABI says.
         let module = unsafe { (api.load)(c_path.as_ptr(), err.as_mut_ptr(), ERR_LEN) };
-        if module.is_null() {
-            return Err(BackendError::InvalidModel(message(&err)));
-        }
-        Ok(Arc::new(TorchGraph {
-            api,
-            module,
-            inputs: vec![TensorInfo {
-                name: "input".into(),
-                ty: None,
-                shape: Vec::new(),
-                native_type: "TorchScript forward arguments (input, or input_0, input_1, …)".into(),
-            }],
-            outputs: vec![TensorInfo {
-                name: "output_0".into(),
-                ty: None,
-                shape: Vec::new(),
-                native_type: "forward's result (output_0, output_1, … for a tuple)".into(),
-            }],
-        }))
+        graph(api, module, &err)
     }
+}
+
+impl PyTorch {
+    /// The library, for a target this build can run.
+    fn ready(&self, target: Target) -> Result<Arc<Api>, BackendError> {
+        if target != Target::Cpu {
+            return Err(BackendError::Unsupported(format!(
+                "execution target {target:?} is not available for PyTorch in this build; use cpu"
+            )));
+        }
+        Ok(Arc::clone(self.api()?))
+    }
+}
+
+/// A graph of a loaded module, or the library's reason for a null one.
+fn graph(api: Arc<Api>, module: Module, err: &[c_char]) -> Result<Arc<dyn Graph>, BackendError> {
+    if module.is_null() {
+        return Err(BackendError::InvalidModel(message(err)));
+    }
+    Ok(Arc::new(TorchGraph {
+        api,
+        module,
+        inputs: vec![TensorInfo {
+            name: "input".into(),
+            ty: None,
+            shape: Vec::new(),
+            native_type: "TorchScript forward arguments (input, or input_0, input_1, …)".into(),
+        }],
+        outputs: vec![TensorInfo {
+            name: "output_0".into(),
+            ty: None,
+            shape: Vec::new(),
+            native_type: "forward's result (output_0, output_1, … for a tuple)".into(),
+        }],
+    }))
 }
 
 struct TorchGraph {

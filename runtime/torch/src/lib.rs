@@ -5,6 +5,8 @@
 //!
 //! ABI (all pointers owned by the caller unless said otherwise):
 //! - `sst_load(path, err, err_len) -> module` (null on failure, message in `err`)
+//! - `sst_load_data(bytes, len, err, err_len) -> module`: the same from a
+//!   TorchScript file's bytes
 //! - `sst_forward(module, inputs, n, outputs, n_out, err, err_len) -> 0 | -1`:
 //!   runs `forward` on the inputs in order; `*outputs` is allocated here and
 //!   released with `sst_free_outputs`
@@ -82,6 +84,15 @@ pub unsafe extern "C" fn sst_load(
         .to_string_lossy()
         .into_owned();
     let loaded = std::panic::catch_unwind(|| CModule::load_on_device(&path, tch::Device::Cpu));
+    finish(loaded, err, err_len)
+}
+
+/// A loaded module in eval mode, or null with the reason in `err`.
+fn finish(
+    loaded: std::thread::Result<Result<CModule, tch::TchError>>,
+    err: *mut c_char,
+    err_len: usize,
+) -> *mut CModule {
     match loaded {
         Ok(Ok(mut m)) => {
             m.set_eval();
@@ -96,6 +107,28 @@ pub unsafe extern "C" fn sst_load(
             std::ptr::null_mut()
         }
     }
+}
+
+/// Loads a TorchScript file's bytes onto the CPU, in inference mode.
+///
+/// # Safety
+/// `bytes` has `len` readable bytes; `err` has `err_len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sst_load_data(
+    bytes: *const u8,
+    len: usize,
+    err: *mut c_char,
+    err_len: usize,
+) -> *mut CModule {
+    // SAFETY: per the contract.
+    let mut data = unsafe { std::slice::from_raw_parts(bytes, len) };
+    finish(
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            CModule::load_data_on_device(&mut data, tch::Device::Cpu)
+        })),
+        err,
+        err_len,
+    )
 }
 
 /// Frees a module from `sst_load`.

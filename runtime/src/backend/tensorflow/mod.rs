@@ -127,10 +127,29 @@ impl Backend for TensorFlow {
         path.file_name().is_some_and(|n| n == "saved_model.pb")
     }
 
-    fn load(&self, _parts: &[&[u8]], _target: Target) -> Result<Arc<dyn Graph>, BackendError> {
-        Err(BackendError::Unsupported(
-            "a TensorFlow SavedModel is a folder: put it in the model directory and open it with load-by-name".into(),
-        ))
+    /// A SavedModel from bytes is three builders, its files in this order:
+    /// `saved_model.pb`, `variables/variables.index`,
+    /// `variables/variables.data-00000-of-00001`. They are written to a
+    /// private temporary folder that TensorFlow reads once.
+    fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        let [pb, index, data] = parts else {
+            return Err(BackendError::InvalidModel(format!(
+                "a SavedModel from bytes is three builders (saved_model.pb, variables.index, variables.data-00000-of-00001), got {}; or put the folder in the model directory and load it by name",
+                parts.len()
+            )));
+        };
+        let io =
+            |e: std::io::Error| BackendError::InvalidModel(format!("staging the SavedModel: {e}"));
+        let dir = tempfile::tempdir().map_err(io)?;
+        std::fs::create_dir(dir.path().join("variables")).map_err(io)?;
+        for (rel, bytes) in [
+            ("saved_model.pb", pb),
+            ("variables/variables.index", index),
+            ("variables/variables.data-00000-of-00001", data),
+        ] {
+            std::fs::write(dir.path().join(rel), bytes).map_err(io)?;
+        }
+        self.load_path(&dir.path().join("saved_model.pb"), target)
     }
 
     fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
