@@ -69,6 +69,12 @@ pub struct RuntimeArgs {
     )]
     pub model_backends: Vec<String>,
 
+    /// Backends whose models a guest may wasi-nn `load` from bytes
+    /// (comma-separated). TensorFlow and PyTorch models are programs that
+    /// can reach host files, so they are off unless named here.
+    #[arg(long = "guest-load", env = "SANDSCORE_GUEST_LOAD", value_delimiter = ',', default_values_t = crate::nn::DEFAULT_GUEST_LOAD.map(String::from))]
+    pub guest_load: Vec<String>,
+
     /// Path of XGBoost's libxgboost.so, in the xgboost-cpu wheel's layout
     /// [default: xgboost/lib/libxgboost.so beside the binary, then ../lib].
     #[arg(long, env = "XGBOOST_LIB_PATH")]
@@ -188,6 +194,7 @@ impl RuntimeArgs {
                 max_tensors: self.max_tensors,
                 max_graphs: self.max_graphs,
                 max_contexts: self.max_contexts,
+                guest_load: self.guest_load.clone(),
                 ..NnLimits::default()
             },
             max_queue: self.max_queue,

@@ -337,3 +337,60 @@ fn deployment_files_follow_their_schema() {
         text(&refused)
     );
 }
+
+#[test]
+fn names_keys_and_images_a_cluster_would_refuse_are_refused_first() {
+    let fx = Fixture::new("k8s-refuse");
+    // Service names must start with a letter.
+    let (out, _) = write(&fx, "1model", &models(), "", "kubernetes");
+    assert!(
+        !out.status.success() && text(&out).contains("starting with a letter"),
+        "{}",
+        text(&out)
+    );
+    // Two model files that would share one ConfigMap key.
+    let dir = fx.dir.join("clash");
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    std::fs::copy(models().join("mlp.onnx"), dir.join("a/b.onnx")).unwrap();
+    std::fs::copy(models().join("mlp.onnx"), dir.join("a_b.onnx")).unwrap();
+    let file = fx.file(&toml("clash", &guest("echo"), &dir, ""));
+    let out = fx.run(&[
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--target",
+        "kubernetes",
+        "--no-apply",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("share the ConfigMap key"),
+        "{}",
+        text(&out)
+    );
+    // An XGBoost model in the ONNX Runtime image would crash-loop in the pod.
+    let file = fx.file(&toml(
+        "wrong-image",
+        &guest("echo"),
+        &common::xgb_models(),
+        "image = \"onnxruntime-cpu\"",
+    ));
+    let out = fx.run(&[
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--target",
+        "kubernetes",
+        "--no-apply",
+    ]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("xgboost")
+            && text(&out).contains("xgboost-cpu"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout).trim(),
+        ""
+    );
+}

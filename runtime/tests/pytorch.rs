@@ -88,12 +88,23 @@ fn wasi_nn_load_reads_torchscript_bytes() {
         .iter()
         .flat_map(|r| r.as_array().unwrap().clone())
         .collect();
+    let request = json!({ "action": "load", "files": ["iris_torch.pt"], "encoding": "pytorch",
+                          "input": { "name": "input", "shape": [rows.len(), 4], "data": flat } });
+    // TorchScript can read host files: off unless the operator allows it.
     let server = serve_module("faulty", Some(&torch_models()), &[]);
-    let reply = server.post_json(
-        "/score",
-        &json!({ "action": "load", "files": ["iris_torch.pt"], "encoding": "pytorch",
-                 "input": { "name": "input", "shape": [rows.len(), 4], "data": flat } }),
+    let refused = server.post_json("/score", &request);
+    assert!(
+        refused.status == 500 && refused.text.contains("--guest-load"),
+        "{}",
+        refused.text
     );
+    drop(server);
+    let server = serve_module(
+        "faulty",
+        Some(&torch_models()),
+        &["--guest-load", "pytorch"],
+    );
+    let reply = server.post_json("/score", &request);
     assert_eq!(reply.status, 200, "{}", reply.text);
     let body: Value = serde_json::from_str(&reply.text).unwrap();
     assert_close(&body["output_0"], &exp["probabilities"], 1e-5);

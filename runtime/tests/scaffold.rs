@@ -119,3 +119,30 @@ fn a_sample_request_that_does_not_score_fails_validation() {
         ""
     );
 }
+
+#[test]
+fn init_takes_only_plain_names_and_picks_the_image_by_model() {
+    let fx = Fixture::new("init-names");
+    let out = fx.run(&[
+        "init",
+        fx.dir.join("quoted").to_str().unwrap(),
+        "--input",
+        "x\"; panic!(\"",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("input name"),
+        "{}",
+        text(&out)
+    );
+    let booster = common::xgb_models().join("iris_xgb.json");
+    let project = fx.dir.join("boosted");
+    let out = fx.run(&[
+        "init",
+        project.to_str().unwrap(),
+        "--model",
+        booster.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let toml = std::fs::read_to_string(project.join("sandscore.toml")).unwrap();
+    assert!(toml.contains("image = \"xgboost-cpu\""), "{toml}");
+}

@@ -124,8 +124,26 @@ fn wasi_nn_load_reads_both_formats_from_bytes() {
         .flat_map(|r| r.as_array().unwrap().clone())
         .collect();
     let input = json!({ "name": "input", "shape": [rows.len(), 4], "data": flat });
-    // A SavedModel is three builders.
+    let files = [
+        "iris_tf/saved_model.pb",
+        "iris_tf/variables/variables.index",
+        "iris_tf/variables/variables.data-00000-of-00001",
+    ];
+    // A TensorFlow graph can read host files: off unless the operator allows it.
     let server = serve_module("faulty", Some(&tf_models()), &[]);
+    let refused = server.post_json(
+        "/score",
+        &json!({ "action": "load", "files": files, "encoding": "tensorflow", "input": input }),
+    );
+    assert_eq!(refused.status, 500, "{}", refused.text);
+    assert!(refused.text.contains("--guest-load"), "{}", refused.text);
+    drop(server);
+    // A SavedModel is three builders.
+    let server = serve_module(
+        "faulty",
+        Some(&tf_models()),
+        &["--guest-load", "tensorflow"],
+    );
     let files = [
         "iris_tf/saved_model.pb",
         "iris_tf/variables/variables.index",

@@ -150,3 +150,20 @@ fn a_model_backend_can_be_named_for_a_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_empty_batch_is_answered_and_the_server_keeps_serving() {
+    let server = Server::start(&["--model-dir", xgb_models().to_str().unwrap()]);
+    let empty =
+        json!({ "inputs": [{ "name": "input", "shape": [0, 4], "datatype": "FP32", "data": [] }] });
+    let reply = server.post_json("/v2/models/iris_xgb/infer", &empty);
+    assert!(
+        reply.status == 200 || reply.status == 400,
+        "{}: {}",
+        reply.status,
+        reply.text
+    );
+    let exp = &xgb_expected()["iris_xgb"];
+    let again = server.post_json("/v2/models/iris_xgb/infer", &v2_request(&exp["input"]));
+    assert_close(&predictions(&again), &exp["predict_proba"], 1e-6);
+}

@@ -205,6 +205,23 @@ pub fn deploy(d: &Deployment, progress: &mut dyn FnMut(&str)) -> Result<Endpoint
         return Err(SdkError::Engine(format!("container start: {why}")));
     }
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // From here on, any failure removes the container it started.
+    let started = finish(d, &engine, &id, progress);
+    if started.is_err() {
+        let _ = remove(&engine, &id);
+    }
+    started
+}
+
+/// Waits for the started container `id` to be ready and records it.
+fn finish(
+    d: &Deployment,
+    engine: &str,
+    id: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Endpoint, SdkError> {
+    let engine = engine.to_string();
+    let id = id.to_string();
     let record = Record {
         container: Some(id.clone()),
         engine: Some(engine.clone()),
@@ -213,7 +230,6 @@ pub fn deploy(d: &Deployment, progress: &mut dyn FnMut(&str)) -> Result<Endpoint
     let mut endpoint = Endpoint { record };
     let fail = |endpoint: &Endpoint, why: &str| {
         let logs = endpoint.logs().unwrap_or_default();
-        let _ = remove(&engine, &id);
         let lines: Vec<&str> = logs.lines().collect();
         SdkError::NotReady(format!(
             "{why}; the container said:\n{}",

@@ -186,6 +186,15 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
             }
             let entries: Vec<(String, PathBuf)> =
                 rels.iter().map(|r| (key(r), dir.join(r))).collect();
+            for (i, (k, _)) in entries.iter().enumerate() {
+                if let Some((_, other)) = entries[..i].iter().find(|(o, _)| o == k) {
+                    return Err(SdkError::Invalid(format!(
+                        "{} and {} would share the ConfigMap key '{k}'; rename one, or use kubernetes.model_claim",
+                        other.display(),
+                        entries[i].1.display()
+                    )));
+                }
+            }
             configmaps.push(binary_configmap(d, &models_cm, &entries)?);
             let items: Vec<Value> = rels
                 .iter()
@@ -357,6 +366,11 @@ fn write_manifests(m: &Manifests, dir: &Path) -> Result<Vec<PathBuf>, SdkError> 
     let mut written = Vec::new();
     for (file, objects) in FILES.iter().zip([&m.configmaps, &m.deployment, &m.kserve]) {
         let path = dir.join(file);
+        // An empty file would make `kubectl apply -f` fail: leave none.
+        if objects.is_empty() {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
         std::fs::write(&path, yaml(objects)?)
             .map_err(|e| SdkError::Invalid(format!("{}: {e}", path.display())))?;
         written.push(path);
@@ -392,12 +406,20 @@ pub fn applied_files(dir: &Path, flavour: &str) -> Vec<PathBuf> {
     } else {
         FILES[1]
     };
-    [FILES[0], second].iter().map(|f| dir.join(f)).collect()
+    [FILES[0], second]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.exists())
+        .collect()
 }
 
 fn kubectl(verb: &str, files: &[PathBuf]) -> Result<(), SdkError> {
     let mut cmd = Command::new("kubectl");
     cmd.arg(verb);
+    if verb == "delete" {
+        // Objects someone already deleted do not block the rest.
+        cmd.arg("--ignore-not-found");
+    }
     for f in files {
         cmd.arg("-f").arg(f);
     }
@@ -430,7 +452,8 @@ pub fn deploy(
     }
     let m = manifests(d)?;
     progress("validating module and models");
-    crate::local::validate(d, runtime)?;
+    let report = crate::local::validate(d, runtime)?;
+    image_reads_models(d, &report)?;
     progress(&format!("writing manifests to {}", dir.display()));
     write_manifests(&m, dir)?;
     let why_not = if apply {
@@ -442,7 +465,12 @@ pub fn deploy(
     let applied = why_not.is_none();
     if applied {
         progress("kubectl apply");
-        kubectl("apply", &applied_files(dir, flavour))?;
+        let files = applied_files(dir, flavour);
+        if let Err(e) = kubectl("apply", &files) {
+            // Take back what a partial apply left in the cluster.
+            let _ = kubectl("delete", &files);
+            return Err(e);
+        }
     }
     let ns = d.kubernetes.namespace.as_deref().unwrap_or("default");
     let url = if flavour == "kserve" {
@@ -457,6 +485,32 @@ pub fn deploy(
     };
     store::save(&record)?;
     Ok((record, why_not))
+}
+
+/// Fails when the image lacks a backend one of the models needs: the local
+/// runtime validated them with every backend, the pods will have only the
+/// image's. `report` is `sandscore check`'s output (`  NAME  BACKEND (… ms)`).
+fn image_reads_models(d: &Deployment, report: &str) -> Result<(), SdkError> {
+    let image = images::resolve(d.image.as_deref(), d.model_dir.is_some())?;
+    for line in report.lines().filter(|l| l.starts_with("  ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [model, backend, timing, ..] = words.as_slice() else {
+            continue;
+        };
+        let is_model = timing.starts_with('(') && words.get(3).is_some_and(|w| *w == "ms)");
+        if is_model && !image.backends.iter().any(|b| b == backend) {
+            let reader = images::all()
+                .into_iter()
+                .find(|i| i.backends.iter().any(|b| b == backend))
+                .map(|i| i.name.trim_start_matches("sandscore/").to_string())
+                .unwrap_or_else(|| "an image with it".into());
+            return Err(SdkError::Invalid(format!(
+                "model '{model}' needs the {backend} backend, which {} lacks; set image = \"{reader}\"",
+                image.reference()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `kubectl delete` of what was applied.

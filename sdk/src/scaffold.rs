@@ -90,6 +90,29 @@ pub fn init(o: &Options) -> Result<Vec<String>, SdkError> {
     if o.features == 0 {
         return Err(SdkError::Invalid("features must be at least 1".into()));
     }
+    // Both go into Rust source and docs as they are, so only plain names.
+    for (what, v) in [("model file name", &model), ("input name", &o.input)] {
+        let plain = !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+        if !plain {
+            return Err(SdkError::Invalid(format!(
+                "the {what} '{v}' may hold only letters, digits and _ . : -"
+            )));
+        }
+    }
+    // The image that reads the model, by its file's extension.
+    let ext = o
+        .model_file
+        .as_ref()
+        .and_then(|f| f.extension())
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let (image, ext) = match ext.as_deref() {
+        Some("json" | "ubj") => ("xgboost-cpu", ext.clone().unwrap_or_default()),
+        Some("tflite") => ("tflite-cpu", "tflite".into()),
+        Some("pt" | "pth") => ("pytorch-cpu", ext.clone().unwrap_or_default()),
+        _ => ("onnxruntime-cpu", "onnx".into()),
+    };
     let version = env!("CARGO_PKG_VERSION");
     let mut written = Vec::new();
     let mut put = |rel: &str, text: &str| -> Result<(), SdkError> {
@@ -173,7 +196,7 @@ name = "{name}"
 module = "target/wasm32-wasip2/release/{wasm}.wasm"
 model_dir = "models"
 sample = "request.json"      # must score before a deployment counts as valid
-image = "onnxruntime-cpu"    # the container and Kubernetes targets run this image
+image = "{image}"    # the container and Kubernetes targets run this image
 
 [limits]
 workers = 2
@@ -198,7 +221,7 @@ timeout_ms = 10000
         None => put(
             "models/README.md",
             &format!(
-                "Put the model here as `{model}.onnx` (its stem is the name `src/lib.rs` opens).\n"
+                "Put the model here as `{model}.{ext}` (its stem is the name `src/lib.rs` opens).\n"
             ),
         )?,
     }

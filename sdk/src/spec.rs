@@ -59,7 +59,7 @@ pub struct KubernetesSettings {
     /// Pods of the Deployment (default 1).
     pub replicas: Option<u32>,
     /// A PersistentVolumeClaim holding the model directory; none puts the
-    /// models in a ConfigMap, which only fits models under ~900 KiB.
+    /// models in a ConfigMap, which only fits models under ~730 KiB.
     pub model_claim: Option<String>,
     /// Where KServe's storage initializer fetches the models from
     /// (`pvc://…`, `s3://…`, `gs://…`); none mounts them like the Deployment.
@@ -146,16 +146,18 @@ impl Deployment {
                 self.api_version
             ));
         }
-        let ok = !self.name.is_empty()
-            && self.name.len() <= 63
+        // A DNS-1035 label short enough for the longest derived Kubernetes
+        // name (`NAME-predictor`, `NAME-runtime`, `NAME-models`).
+        let ok = (1..=40).contains(&self.name.len())
+            && self.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && !self.name.ends_with('-')
             && self
                 .name
                 .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !self.name.starts_with('-');
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !ok {
             return Err(format!(
-                "name '{}' must be 1-63 lower-case letters, digits or '-'",
+                "name '{}' must be 1-40 lower-case letters, digits or '-', starting with a letter and not ending with '-'",
                 self.name
             ));
         }
@@ -169,9 +171,14 @@ impl Deployment {
             ("cpu", &self.resources.cpu),
             ("memory", &self.resources.memory),
         ] {
-            if crate::quantity::parse(q).is_none() {
+            let least = if what == "cpu" {
+                0.001
+            } else {
+                32.0 * 1024.0 * 1024.0
+            };
+            if crate::quantity::parse(q).is_none_or(|v| v < least) {
                 return Err(format!(
-                    "resources.{what} is '{q}'; use a Kubernetes quantity such as \"500m\", \"2\", \"512Mi\" or \"1Gi\""
+                    "resources.{what} is '{q}'; use a Kubernetes quantity such as \"500m\", \"2\", \"512Mi\" or \"1Gi\" (at least 1m CPU and 32Mi memory)"
                 ));
             }
         }

@@ -102,6 +102,19 @@ pub fn open(path: &Path) -> Result<&'static libloading::Library, String> {
     Ok(Box::leak(Box::new(lib)))
 }
 
+/// `len` elements at `ptr` copied out; empty when `len` is 0, where native
+/// libraries may hand back a null or dangling pointer.
+///
+/// # Safety
+/// When `len > 0`, `ptr` points at `len` readable elements.
+pub unsafe fn copied<T: Copy>(ptr: *const T, len: usize) -> Vec<T> {
+    if len == 0 || ptr.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: per the caller.
+    unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec()
+}
+
 /// A function from `lib`, with a message naming the library if it lacks it.
 ///
 /// # Safety

@@ -31,6 +31,7 @@ pub const LIBRARY: LibrarySpec = LibrarySpec {
 
 /// `SstTensor` of runtime/torch.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct SstTensor {
     dtype: i32,
     ndim: u32,
@@ -221,6 +222,31 @@ fn graph(api: Arc<Api>, module: Module, err: &[c_char]) -> Result<Arc<dyn Graph>
     }))
 }
 
+/// Puts inputs in `forward`'s order: `input` alone, or `input_0` …
+/// `input_{n-1}` by number (so `input_10` comes after `input_9`).
+fn order_inputs(inputs: &mut [NamedTensor]) -> Result<(), BackendError> {
+    if let [only] = inputs
+        && only.name == "input"
+    {
+        return Ok(());
+    }
+    let index = |name: &str| {
+        name.strip_prefix("input_")
+            .and_then(|n| n.parse::<usize>().ok())
+    };
+    inputs.sort_by_key(|t| index(&t.name).unwrap_or(usize::MAX));
+    for (k, t) in inputs.iter().enumerate() {
+        if index(&t.name) != Some(k) {
+            let names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
+            return Err(BackendError::InvalidInput(format!(
+                "TorchScript inputs are positional: name them input, or input_0 … input_{} (got {names:?})",
+                inputs.len() - 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 struct TorchGraph {
     api: Arc<Api>,
     module: Module,
@@ -270,7 +296,7 @@ impl ExecutionContext for TorchContext {
                 .validate()
                 .map_err(|e| BackendError::InvalidInput(format!("input '{}': {e}", i.name)))?;
         }
-        inputs.sort_by(|a, b| a.name.cmp(&b.name));
+        order_inputs(&mut inputs)?;
         let mut dims: Vec<Vec<i64>> = inputs
             .iter()
             .map(|i| i.tensor.shape.iter().map(|&d| i64::from(d)).collect())
@@ -307,8 +333,9 @@ impl ExecutionContext for TorchContext {
         if rc != 0 {
             return Err(BackendError::Runtime(message(&err)));
         }
-        // SAFETY: sst_forward returned `n_out` tensors at `out`.
-        let raw = unsafe { std::slice::from_raw_parts(out, n_out) };
+        // SAFETY: sst_forward returned `n_out` tensors at `out` (dangling
+        // when there are none); the records are copied, their buffers read below.
+        let raw: Vec<SstTensor> = unsafe { native::copied(out, n_out) };
         let converted: Result<Vec<NamedTensor>, BackendError> = raw
             .iter()
             .enumerate()
@@ -319,8 +346,8 @@ impl ExecutionContext for TorchContext {
                 // SAFETY: the library filled `ndim` dims and `len` bytes.
                 let (shape, data) = unsafe {
                     (
-                        std::slice::from_raw_parts(t.dims, t.ndim as usize),
-                        std::slice::from_raw_parts(t.data, t.len).to_vec(),
+                        native::copied(t.dims, t.ndim as usize),
+                        native::copied(t.data, t.len),
                     )
                 };
                 let shape = shape.iter().map(|&d| d.max(0) as u32).collect();
@@ -335,5 +362,35 @@ impl ExecutionContext for TorchContext {
         // SAFETY: released once, after the copies above.
         unsafe { (api.free_outputs)(out, n_out) };
         converted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(names: &[&str]) -> Vec<NamedTensor> {
+        names
+            .iter()
+            .map(|n| NamedTensor {
+                name: n.to_string(),
+                tensor: Tensor::new(vec![1], TensorType::Fp32, vec![0; 4]).unwrap(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn inputs_go_in_numeric_order() {
+        let mut v = named(&[
+            "input_10", "input_2", "input_0", "input_1", "input_3", "input_4", "input_5",
+            "input_6", "input_7", "input_8", "input_9",
+        ]);
+        order_inputs(&mut v).unwrap();
+        let order: Vec<&str> = v.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(order[2], "input_2");
+        assert_eq!(order[10], "input_10");
+        assert!(order_inputs(&mut named(&["input"])).is_ok());
+        assert!(order_inputs(&mut named(&["input_0", "input_2"])).is_err());
+        assert!(order_inputs(&mut named(&["x", "y"])).is_err());
     }
 }

@@ -201,7 +201,8 @@ impl Backend for XgBoost {
         let outputs = vec![TensorInfo {
             name: "predictions".into(),
             ty: Some(TensorType::Fp32),
-            shape: if classes > 1 {
+            // multi:softmax gives the class itself, one per row.
+            shape: if classes > 1 && !booster.objective().is_ok_and(|o| o == "multi:softmax") {
                 vec![-1, classes]
             } else {
                 vec![-1]
@@ -242,20 +243,33 @@ impl Drop for Booster {
 }
 
 impl Booster {
+    /// The objective's name (`multi:softprob`, `binary:logistic`, …).
+    fn objective(&self) -> Result<String, String> {
+        Ok(self.config()?["learner"]["objective"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
     /// `num_class` from the model's configuration (0 or 1: one output per row).
     fn num_class(&self) -> Result<i64, String> {
+        Ok(
+            self.config()?["learner"]["learner_model_param"]["num_class"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        )
+    }
+
+    /// The model's configuration as XGBoost saves it.
+    fn config(&self) -> Result<serde_json::Value, String> {
         let mut len: Ulong = 0;
         let mut text: *const c_char = std::ptr::null();
         self.api
             .check(unsafe { (self.api.save_config)(self.handle, &mut len, &mut text) })?;
         // SAFETY: XGBoost returns `len` bytes it owns until the next call.
-        let bytes = unsafe { std::slice::from_raw_parts(text.cast::<u8>(), len as usize) };
-        let config: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("model configuration: {e}"))?;
-        Ok(config["learner"]["learner_model_param"]["num_class"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0))
+        let bytes = unsafe { native::copied(text.cast::<u8>(), len as usize) };
+        serde_json::from_slice(&bytes).map_err(|e| format!("model configuration: {e}"))
     }
 }
 
@@ -331,12 +345,14 @@ impl ExecutionContext for XgbContext {
             )
         };
         api.check(rc).map_err(BackendError::Runtime)?;
-        let shape: Vec<u32> = unsafe { std::slice::from_raw_parts(shape, dims as usize) }
+        // SAFETY: XGBoost returned `dims` dimensions and their product of
+        // results; `copied` handles an empty result's null pointer.
+        let shape: Vec<u32> = unsafe { native::copied(shape, dims as usize) }
             .iter()
             .map(|&d| d as u32)
             .collect();
         let n: usize = shape.iter().map(|&d| d as usize).product();
-        let result = unsafe { std::slice::from_raw_parts(out, n) };
+        let result = unsafe { native::copied(out, n) };
         let bytes: Vec<u8> = result.iter().flat_map(|v| v.to_le_bytes()).collect();
         let tensor = Tensor::new(shape, TensorType::Fp32, bytes)
             .map_err(|e| BackendError::Runtime(e.to_string()))?;

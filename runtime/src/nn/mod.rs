@@ -48,7 +48,16 @@ pub struct NnLimits {
     pub max_contexts: usize,
     /// Largest model a guest may `load` from bytes (larger gets `too-large`).
     pub max_model_bytes: usize,
+    /// Backends whose models a guest may `load` from bytes. TensorFlow
+    /// graphs and TorchScript are programs that can read and write host
+    /// files (`ReadFile`, `aten::from_file`), so they are left out unless
+    /// the operator adds them: a guest's bytes would run outside the sandbox.
+    pub guest_load: Vec<String>,
 }
+
+/// Backends a guest may `load` from bytes unless told otherwise: formats
+/// that describe computation without file or network access.
+pub const DEFAULT_GUEST_LOAD: [&str; 3] = ["onnxruntime", "tflite", "xgboost"];
 
 impl Default for NnLimits {
     fn default() -> Self {
@@ -58,6 +67,7 @@ impl Default for NnLimits {
             max_graphs: 16,
             max_contexts: 32,
             max_model_bytes: 256 << 20,
+            guest_load: DEFAULT_GUEST_LOAD.map(String::from).to_vec(),
         }
     }
 }
@@ -190,6 +200,21 @@ impl graph::Host for HostState {
                 format!("no backend for encoding {wanted:?} in this image"),
             );
         };
+        if !self
+            .nn
+            .limits
+            .guest_load
+            .iter()
+            .any(|b| b == backend.name())
+        {
+            return self.nn_error(
+                errors::ErrorCode::InvalidEncoding,
+                format!(
+                    "loading {} models from bytes is off: their graphs can reach host files outside the sandbox; put the model in the model directory and open it by name, or let the operator allow it (--guest-load)",
+                    backend.name()
+                ),
+            );
+        }
         let target = match target {
             graph::ExecutionTarget::Cpu => Target::Cpu,
             graph::ExecutionTarget::Gpu => Target::Gpu,

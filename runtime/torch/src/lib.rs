@@ -83,7 +83,8 @@ pub unsafe extern "C" fn sst_load(
     let path = unsafe { CStr::from_ptr(path) }
         .to_string_lossy()
         .into_owned();
-    let loaded = std::panic::catch_unwind(|| CModule::load_on_device(&path, tch::Device::Cpu));
+    let loaded =
+        std::panic::catch_unwind(|| CModule::load_on_device(&path, tch::Device::Cpu).map(eval));
     finish(loaded, err, err_len)
 }
 
@@ -94,10 +95,7 @@ fn finish(
     err_len: usize,
 ) -> *mut CModule {
     match loaded {
-        Ok(Ok(mut m)) => {
-            m.set_eval();
-            Box::into_raw(Box::new(m))
-        }
+        Ok(Ok(m)) => Box::into_raw(Box::new(m)),
         Ok(Err(e)) => {
             report(&e.to_string(), err, err_len);
             std::ptr::null_mut()
@@ -124,11 +122,17 @@ pub unsafe extern "C" fn sst_load_data(
     let mut data = unsafe { std::slice::from_raw_parts(bytes, len) };
     finish(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            CModule::load_data_on_device(&mut data, tch::Device::Cpu)
+            CModule::load_data_on_device(&mut data, tch::Device::Cpu).map(eval)
         })),
         err,
         err_len,
     )
+}
+
+/// The module in inference mode (run inside `catch_unwind` by the callers).
+fn eval(mut m: CModule) -> CModule {
+    m.set_eval();
+    m
 }
 
 /// Frees a module from `sst_load`.
@@ -143,15 +147,32 @@ pub unsafe extern "C" fn sst_free(module: *mut CModule) {
     }
 }
 
+/// `n` elements at `p`; empty (whatever `p` is) when `n` is 0.
+///
+/// # Safety
+/// When `n > 0`, `p` points at `n` readable elements.
+unsafe fn slice<'a, T>(p: *const T, n: usize) -> &'a [T] {
+    if n == 0 || p.is_null() {
+        &[]
+    } else {
+        // SAFETY: per the caller.
+        unsafe { std::slice::from_raw_parts(p, n) }
+    }
+}
+
 fn to_tensor(t: &SstTensor) -> Result<Tensor, String> {
     let k = kind(t.dtype).ok_or_else(|| format!("unknown element type {}", t.dtype))?;
+    if (t.ndim > 0 && t.dims.is_null()) || (t.len > 0 && t.data.is_null()) {
+        return Err("null tensor buffer".into());
+    }
     // SAFETY: the caller describes `ndim` dims and `len` bytes.
-    let (dims, data) = unsafe {
-        (
-            std::slice::from_raw_parts(t.dims, t.ndim as usize),
-            std::slice::from_raw_parts(t.data, t.len),
-        )
-    };
+    let (dims, data) = unsafe { (slice(t.dims, t.ndim as usize), slice(t.data, t.len)) };
+    let elements = dims.iter().try_fold(1usize, |n, &d| {
+        usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
+    });
+    if elements.and_then(|n| n.checked_mul(k.elt_size_in_bytes())) != Some(t.len) {
+        return Err(format!("{} bytes do not fill shape {dims:?}", t.len));
+    }
     Ok(Tensor::from_data_size(data, dims, k))
 }
 
@@ -199,8 +220,16 @@ fn forward(m: &CModule, inputs: &[SstTensor]) -> Result<Vec<SstTensor>, String> 
         .iter()
         .map(|t| to_tensor(t).map(IValue::Tensor))
         .collect::<Result<Vec<_>, _>>()?;
-    let out = m.forward_is(&args).map_err(|e| e.to_string())?;
-    tensors(out)?.iter().map(from_tensor).collect()
+    let out = tensors(m.forward_is(&args).map_err(|e| e.to_string())?)?;
+    // Every output's type is checked before any is copied out, so a failure
+    // leaves nothing allocated behind.
+    if let Some(t) = out.iter().find(|t| code(t.kind()).is_none()) {
+        return Err(format!(
+            "output type {:?} has no wasi-nn equivalent",
+            t.kind()
+        ));
+    }
+    out.iter().map(from_tensor).collect()
 }
 
 /// Runs `forward`.

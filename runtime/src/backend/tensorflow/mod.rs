@@ -352,8 +352,10 @@ impl ExecutionContext for TfContext {
                     return Err(runtime(format!("cannot allocate input '{}'", info.name)));
                 }
                 fed.1.push(tensor);
-                let dst = (api.tensor_data)(tensor).cast::<u8>();
-                std::ptr::copy_nonoverlapping(t.data.as_ptr(), dst, t.data.len());
+                if !t.data.is_empty() {
+                    let dst = (api.tensor_data)(tensor).cast::<u8>();
+                    std::ptr::copy_nonoverlapping(t.data.as_ptr(), dst, t.data.len());
+                }
             }
         }
         let mut got = Owned(api, vec![std::ptr::null_mut(); g.fetches.len()]);
@@ -386,7 +388,7 @@ impl ExecutionContext for TfContext {
                     .collect::<Vec<u32>>();
                 let len = (api.tensor_byte_size)(t);
                 let data = (api.tensor_data)(t).cast::<u8>();
-                (ty, dims, std::slice::from_raw_parts(data, len).to_vec())
+                (ty, dims, crate::backend::native::copied(data, len))
             };
             let ty = from_tf(ty).ok_or_else(|| {
                 BackendError::Unsupported(format!(

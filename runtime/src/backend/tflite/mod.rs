@@ -503,7 +503,9 @@ fn write(api: &Api, buffer: Handle, data: &[u8]) -> Result<(), String> {
             (api.lock_buffer)(buffer, &mut host, api::LOCK_WRITE),
             "lock input",
         )?;
-        std::ptr::copy_nonoverlapping(data.as_ptr(), host.cast::<u8>(), data.len());
+        if !data.is_empty() && !host.is_null() {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), host.cast::<u8>(), data.len());
+        }
         api.check((api.unlock_buffer)(buffer), "unlock input")
     }
 }
@@ -518,7 +520,7 @@ fn read(api: &Api, buffer: Handle, len: usize) -> Result<Vec<u8>, String> {
             (api.lock_buffer)(buffer, &mut host, api::LOCK_READ),
             "lock output",
         )?;
-        let data = std::slice::from_raw_parts(host.cast::<u8>(), len.min(size)).to_vec();
+        let data = crate::backend::native::copied(host.cast::<u8>().cast_const(), len.min(size));
         api.check((api.unlock_buffer)(buffer), "unlock output")?;
         Ok(data)
     }

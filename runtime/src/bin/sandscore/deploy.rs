@@ -188,7 +188,12 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let mut shown = 0;
     loop {
         let text = endpoint.logs()?;
-        print!("{}", &text[shown.min(text.len())..]);
+        // A container's log is stdout then stderr, so it does not only grow
+        // at the end: print it whole again when what was shown changed.
+        match text.get(shown..) {
+            Some(new) if text.len() >= shown => print!("{new}"),
+            _ => print!("{text}"),
+        }
         shown = text.len();
         if !args.follow {
             return Ok(());
