@@ -75,6 +75,32 @@ pub struct RuntimeArgs {
     #[arg(long = "guest-load", env = "SANDSCORE_GUEST_LOAD", value_delimiter = ',', default_values_t = crate::nn::DEFAULT_GUEST_LOAD.map(String::from))]
     pub guest_load: Vec<String>,
 
+    /// Where each model runs, as NAME=cpu or NAME=gpu (repeatable, or
+    /// comma-separated in the variable); unnamed models run on the CPU.
+    #[arg(
+        long = "model-device",
+        env = "SANDSCORE_MODEL_DEVICES",
+        value_delimiter = ','
+    )]
+    pub model_devices: Vec<String>,
+
+    /// CUDA device that `gpu` models (and guests asking for target gpu) use.
+    #[arg(long, env = "SANDSCORE_GPU_DEVICE", default_value_t = 0)]
+    pub gpu_device: i32,
+
+    /// ONNX Runtime's GPU memory arena limit per session, in MiB (0 = none).
+    #[arg(
+        long = "gpu-mem-limit",
+        env = "SANDSCORE_GPU_MEM_LIMIT_MB",
+        default_value_t = 0
+    )]
+    pub gpu_mem_limit_mb: usize,
+
+    /// What a `gpu` model does where CUDA cannot be used: `none` fails its
+    /// load, saying what is missing; `cpu` runs it on the CPU with a warning.
+    #[arg(long, env = "SANDSCORE_GPU_FALLBACK", value_parser = ["none", "cpu"], default_value = "none")]
+    pub gpu_fallback: String,
+
     /// Path of XGBoost's libxgboost.so, in the xgboost-cpu wheel's layout
     /// [default: xgboost/lib/libxgboost.so beside the binary, then ../lib].
     #[arg(long, env = "XGBOOST_LIB_PATH")]

@@ -75,6 +75,9 @@ pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
             intra_op_threads: args.intra_op_threads,
             optimization: args.graph_optimization.clone(),
             max_sessions: args.workers as usize,
+            gpu_device: args.gpu_device,
+            gpu_mem_limit: (args.gpu_mem_limit_mb > 0).then_some(args.gpu_mem_limit_mb << 20),
+            gpu_fallback: args.gpu_fallback == "cpu",
         })?));
     }
     #[cfg(feature = "tensorflow")]
@@ -107,7 +110,9 @@ pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
             threads: args.intra_op_threads,
         })));
     }
-    Backends::new(list).with_overrides(&args.model_backends)
+    Backends::new(list)
+        .with_overrides(&args.model_backends)?
+        .with_devices(&args.model_devices)
 }
 
 impl Service {

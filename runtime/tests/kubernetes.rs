@@ -287,7 +287,7 @@ fn deployment_files_follow_their_schema() {
         "everything",
         &guest("onnx_mlp"),
         &models(),
-        "image = \"onnxruntime-cpu\"\nport = 5001\nsample = \"request.json\"\n[env]\nMODE = \"x\"\n[resources]\ncpu = \"500m\"\nmemory = \"1Gi\"\n[kubernetes]\nnamespace = \"ns\"\nreplicas = 2\nmodel_claim = \"c\"\nstorage_uri = \"pvc://c/m\"\nregistry = \"r/\"",
+        "image = \"onnxruntime-cpu\"\nport = 5001\nsample = \"request.json\"\ngpu_fallback = \"cpu\"\n[devices]\nmlp = \"gpu\"\n[env]\nMODE = \"x\"\n[resources]\ncpu = \"500m\"\nmemory = \"1Gi\"\n[kubernetes]\nnamespace = \"ns\"\nreplicas = 2\nmodel_claim = \"c\"\nstorage_uri = \"pvc://c/m\"\nregistry = \"r/\"",
     ) + "timeout_ms = 100\nmemory_mb = 64\nisolation = \"pooled\"\n";
     let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/deployment.schema.json");
     let check = |body: &str| {

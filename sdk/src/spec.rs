@@ -91,6 +91,12 @@ pub struct Deployment {
     /// A request that must score before the deployment counts as valid
     /// (a JSON file, relative to the deployment file).
     pub sample: Option<PathBuf>,
+    /// Where each model runs: model name → `cpu` or `gpu` (default cpu).
+    #[serde(default)]
+    pub devices: BTreeMap<String, String>,
+    /// What a `gpu` model does where CUDA cannot be used: `none` (fail,
+    /// the default) or `cpu`.
+    pub gpu_fallback: Option<String>,
     #[serde(default)]
     pub resources: Resources,
     #[serde(default)]
@@ -110,6 +116,8 @@ impl Deployment {
             limits: Limits::default(),
             port: None,
             sample: None,
+            devices: BTreeMap::new(),
+            gpu_fallback: None,
             resources: Resources::default(),
             kubernetes: KubernetesSettings::default(),
         }
@@ -160,6 +168,20 @@ impl Deployment {
                 "name '{}' must be 1-40 lower-case letters, digits or '-', starting with a letter and not ending with '-'",
                 self.name
             ));
+        }
+        if let Some((m, d)) = self
+            .devices
+            .iter()
+            .find(|(_, d)| *d != "cpu" && *d != "gpu")
+        {
+            return Err(format!("devices.{m} is '{d}'; use cpu or gpu"));
+        }
+        if let Some(f) = self
+            .gpu_fallback
+            .as_deref()
+            .filter(|f| *f != "none" && *f != "cpu")
+        {
+            return Err(format!("gpu_fallback is '{f}'; use none or cpu"));
         }
         if let Some(i) = &self.limits.isolation
             && i != "pooled"
@@ -221,6 +243,12 @@ impl Deployment {
         for (k, v) in &self.env {
             push("--guest-env", format!("{k}={v}"));
         }
+        for (model, device) in &self.devices {
+            push("--model-device", format!("{model}={device}"));
+        }
+        if let Some(f) = &self.gpu_fallback {
+            push("--gpu-fallback", f.clone());
+        }
         a
     }
 }
@@ -265,6 +293,17 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("lower-case")
+        );
+        std::fs::write(
+            &file,
+            "api_version = \"sandscore/v1\"\nname = \"x\"\n[devices]\nmlp = \"tpu\"\n",
+        )
+        .unwrap();
+        assert!(
+            Deployment::from_file(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("use cpu or gpu")
         );
         std::fs::write(
             &file,

@@ -138,6 +138,8 @@ pub struct Backends {
     list: Vec<Arc<dyn Backend>>,
     /// Model files whose backend is set explicitly: file name → backend.
     overrides: Vec<(String, Arc<dyn Backend>)>,
+    /// Models placed on a device by name (the rest run on the CPU).
+    devices: Vec<(String, Target)>,
 }
 
 impl Backends {
@@ -146,6 +148,7 @@ impl Backends {
         Backends {
             list,
             overrides: Vec::new(),
+            devices: Vec::new(),
         }
     }
 
@@ -169,6 +172,31 @@ impl Backends {
             self.overrides.push((file.to_string(), Arc::clone(backend)));
         }
         Ok(self)
+    }
+
+    /// Places models by name from `NAME=cpu|gpu` pairs (`--model-device`).
+    pub fn with_devices(mut self, pairs: &[String]) -> Result<Self, BackendError> {
+        for pair in pairs {
+            let target = match pair.split_once('=') {
+                Some((name, "cpu")) => (name, Target::Cpu),
+                Some((name, "gpu")) => (name, Target::Gpu),
+                _ => {
+                    return Err(BackendError::Unsupported(format!(
+                        "--model-device '{pair}' is not NAME=cpu or NAME=gpu"
+                    )));
+                }
+            };
+            self.devices.push((target.0.to_string(), target.1));
+        }
+        Ok(self)
+    }
+
+    /// Where the model named `name` runs.
+    pub fn target_for(&self, name: &str) -> Target {
+        self.devices
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(Target::Cpu, |(_, t)| *t)
     }
 
     /// The backend for a wasi-nn encoding (`autodetect` is resolved by the

@@ -40,6 +40,20 @@ pub struct OrtOptions {
     pub optimization: String,
     /// Most sessions (concurrent runs) per graph.
     pub max_sessions: usize,
+    /// CUDA device for graphs whose target is `gpu`.
+    pub gpu_device: i32,
+    /// ONNX Runtime's CUDA arena limit per session, in bytes (`None`: no limit).
+    pub gpu_mem_limit: Option<usize>,
+    /// Run a `gpu` graph on the CPU (with a warning) when CUDA cannot be
+    /// used, instead of failing its load.
+    pub gpu_fallback: bool,
+}
+
+/// Where a graph's sessions run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Device {
+    Cpu,
+    Cuda(i32),
 }
 
 impl Default for OrtOptions {
@@ -49,6 +63,9 @@ impl Default for OrtOptions {
             intra_op_threads: 1,
             optimization: "all".into(),
             max_sessions: 1,
+            gpu_device: 0,
+            gpu_mem_limit: None,
+            gpu_fallback: false,
         }
     }
 }
@@ -99,10 +116,11 @@ struct Loaded {
     path: PathBuf,
     level: GraphOptimizationLevel,
     intra_op_threads: usize,
+    gpu_mem_limit: Option<usize>,
 }
 
 impl Loaded {
-    fn new_session(&self, bytes: &[u8]) -> Result<Session, BackendError> {
+    fn new_session(&self, bytes: &[u8], device: Device) -> Result<Session, BackendError> {
         let invalid = |e: ort::Error| BackendError::InvalidModel(e.to_string());
         let mut builder = Session::builder(&self.env)
             .map_err(invalid)?
@@ -112,6 +130,21 @@ impl Loaded {
             builder = builder
                 .with_intra_threads(self.intra_op_threads)
                 .map_err(|e| invalid(e.into()))?;
+        }
+        if let Device::Cuda(id) = device {
+            let mut cuda = ort::ep::CUDA::default().with_device_id(id);
+            if let Some(limit) = self.gpu_mem_limit {
+                cuda = cuda.with_memory_limit(limit);
+            }
+            // Never a silent CPU fallback: registration failing is an error.
+            builder = builder
+                .with_execution_providers([cuda.build().error_on_failure()])
+                .map_err(|e| {
+                    BackendError::Unavailable(format!(
+                        "the model asks for the GPU (CUDA device {id}), and ONNX Runtime's CUDA provider could not start: {}. The provider (libonnxruntime_providers_cuda.so), the CUDA 13 libraries and the driver's libcuda.so.1 come with the sandscore/onnxruntime-gpu image on an NVIDIA host; or run it on the CPU with --gpu-fallback cpu",
+                        ort::Error::<()>::from(e).to_string().trim_end_matches('.')
+                    ))
+                })?;
         }
         builder.commit_from_memory(bytes).map_err(invalid)
     }
@@ -139,7 +172,7 @@ impl OnnxRuntime {
     /// A plain ONNX Runtime session with exactly the options graphs get, for
     /// benchmarks and diagnostics that compare against native ORT.
     pub fn native_session(&self, model: &[u8]) -> Result<Session, BackendError> {
-        self.ensure_loaded()?.new_session(model)
+        self.ensure_loaded()?.new_session(model, Device::Cpu)
     }
 
     fn ensure_loaded(&self) -> Result<&Arc<Loaded>, BackendError> {
@@ -151,6 +184,7 @@ impl OnnxRuntime {
                         path,
                         level: self.level,
                         intra_op_threads: self.options.intra_op_threads,
+                        gpu_mem_limit: self.options.gpu_mem_limit,
                     })
                 })
             })
@@ -234,11 +268,15 @@ impl Backend for OnnxRuntime {
     }
 
     fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError> {
-        if target != Target::Cpu {
-            return Err(BackendError::Unsupported(format!(
-                "execution target {target:?} is not available in this build; use cpu"
-            )));
-        }
+        let wanted = match target {
+            Target::Cpu => Device::Cpu,
+            Target::Gpu => Device::Cuda(self.options.gpu_device),
+            Target::Tpu => {
+                return Err(BackendError::Unsupported(
+                    "execution target tpu is not available for ONNX Runtime; use cpu or gpu".into(),
+                ));
+            }
+        };
         let [bytes] = parts else {
             return Err(BackendError::InvalidModel(format!(
                 "an ONNX graph is one builder, got {}",
@@ -246,7 +284,14 @@ impl Backend for OnnxRuntime {
             )));
         };
         let loaded = Arc::clone(self.ensure_loaded()?);
-        let session = loaded.new_session(bytes)?;
+        let (session, device) = match loaded.new_session(bytes, wanted) {
+            Ok(s) => (s, wanted),
+            Err(BackendError::Unavailable(why)) if self.options.gpu_fallback => {
+                tracing::warn!(reason = %why, "GPU unavailable; running the model on the CPU (--gpu-fallback cpu)");
+                (loaded.new_session(bytes, Device::Cpu)?, Device::Cpu)
+            }
+            Err(e) => return Err(e),
+        };
         let inputs = session
             .inputs()
             .iter()
@@ -260,6 +305,7 @@ impl Backend for OnnxRuntime {
         Ok(Arc::new(OrtGraph {
             loaded,
             bytes: bytes.to_vec(),
+            device,
             inputs,
             outputs,
             pool: SessionPool {
@@ -321,6 +367,8 @@ struct OrtGraph {
     /// Used to create further sessions of this graph.
     loaded: Arc<Loaded>,
     bytes: Vec<u8>,
+    /// Where this graph's sessions run (after any fallback).
+    device: Device,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
     pool: SessionPool,
@@ -337,7 +385,7 @@ impl OrtGraph {
             if state.created < self.pool.max {
                 state.created += 1;
                 drop(state);
-                let made = self.loaded.new_session(&self.bytes);
+                let made = self.loaded.new_session(&self.bytes, self.device);
                 if made.is_err()
                     && let Ok(mut st) = self.pool.idle.lock()
                 {

@@ -82,7 +82,10 @@ impl ModelRegistry {
             let results: Vec<Result<ModelEntry, RegistryError>> = std::thread::scope(|s| {
                 let handles: Vec<_> = batch
                     .iter()
-                    .map(|(name, path, backend)| s.spawn(move || load_one(name, path, backend)))
+                    .map(|(name, path, backend)| {
+                        let target = backends.target_for(name);
+                        s.spawn(move || load_one(name, path, backend, target))
+                    })
                     .collect();
                 handles
                     .into_iter()
@@ -148,6 +151,7 @@ fn load_one(
     name: &str,
     path: &Path,
     backend: &Arc<dyn Backend>,
+    target: Target,
 ) -> Result<ModelEntry, RegistryError> {
     let failed = |reason| RegistryError::Load {
         name: name.to_string(),
@@ -156,7 +160,7 @@ fn load_one(
         reason,
     };
     let started = Instant::now();
-    let graph = backend.load_path(path, Target::Cpu).map_err(failed)?;
+    let graph = backend.load_path(path, target).map_err(failed)?;
     let load_seconds = started.elapsed().as_secs_f64();
     tracing::info!(model = %name, path = %path.display(), backend = backend.name(), load_ms = load_seconds * 1e3, "model loaded");
     Ok(ModelEntry {
