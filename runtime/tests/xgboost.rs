@@ -132,6 +132,24 @@ fn a_model_backend_can_be_named_for_a_file() {
     let reply = server.post_json("/v2/models/booster/infer", &v2_request(&Value::Array(rows)));
     assert_close(&predictions(&reply), &Value::Array(probs), 1e-6);
     drop(server);
+    // A file name that matches nothing is refused, not ignored.
+    let out = common::binary()
+        .args([
+            "check",
+            "--model-dir",
+            d,
+            "--model-backend",
+            "booster.modle=xgboost",
+        ])
+        .output()
+        .expect("run check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("booster.modle")
+            && err.contains("not in the model directory"),
+        "{err}"
+    );
     // A backend the build lacks is refused with the ones it has.
     let out = common::binary()
         .args([

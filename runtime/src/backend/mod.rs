@@ -174,6 +174,11 @@ impl Backends {
         Ok(self)
     }
 
+    /// The file names `--model-backend` set a backend for.
+    pub fn overridden(&self) -> impl Iterator<Item = &str> {
+        self.overrides.iter().map(|(f, _)| f.as_str())
+    }
+
     /// Places models by name from `NAME=cpu|gpu` pairs (`--model-device`).
     pub fn with_devices(mut self, pairs: &[String]) -> Result<Self, BackendError> {
         for pair in pairs {

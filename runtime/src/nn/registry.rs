@@ -54,6 +54,10 @@ pub enum RegistryError {
         framework: &'static str,
         advice: String,
     },
+    #[error(
+        "--model-backend names {file}, which is not in the model directory (its model files: {present})"
+    )]
+    UnknownOverride { file: String, present: String },
     #[error("model '{name}' ({path}) failed to load in {backend}: {reason}")]
     Load {
         name: String,
@@ -74,6 +78,21 @@ impl ModelRegistry {
     /// backend recognizes are skipped (and logged).
     pub fn load_dir(dir: &Path, backends: &Backends) -> Result<Self, RegistryError> {
         let found = discover(dir, backends)?;
+        // A setting that names no file is a typo, not a no-op.
+        if let Some(file) = backends
+            .overridden()
+            .find(|f| !found.iter().any(|(_, p, _)| p.ends_with(f)))
+        {
+            let present: Vec<String> = found
+                .iter()
+                .filter_map(|(_, p, _)| p.strip_prefix(dir).ok())
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(RegistryError::UnknownOverride {
+                file: file.to_string(),
+                present: present.join(", "),
+            });
+        }
         // Loading is CPU work (parsing, graph optimisation): one model per
         // core at a time, so startup takes the longest model, not the sum.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
