@@ -7,17 +7,7 @@ mod common;
 
 use std::path::Path;
 
-fn check(dir: &Path, extra: &[&str]) -> (bool, String) {
-    let out = common::binary()
-        .args(["check", "--model-dir", dir.to_str().unwrap()])
-        .args(extra)
-        .output()
-        .expect("run check");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::check_models as check;
 
 /// A fresh directory holding `files` (relative path, bytes).
 fn model_dir(tag: &str, files: &[(&str, &[u8])]) -> std::path::PathBuf {

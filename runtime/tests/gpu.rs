@@ -12,18 +12,8 @@ use serde_json::{Value, json};
 #[test]
 fn a_gpu_model_without_cuda_says_what_is_missing() {
     let m = models();
-    let out = common::binary()
-        .args([
-            "check",
-            "--model-dir",
-            m.to_str().unwrap(),
-            "--model-device",
-            "mlp=gpu",
-        ])
-        .output()
-        .expect("run check");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "loaded on the GPU without one?");
+    let (ok, err) = common::check_models(&m, &["--model-device", "mlp=gpu"]);
+    assert!(!ok, "loaded on the GPU without one?");
     for needle in [
         "'mlp'",
         "CUDA",
@@ -32,22 +22,8 @@ fn a_gpu_model_without_cuda_says_what_is_missing() {
     ] {
         assert!(err.contains(needle), "no {needle:?} in: {err}");
     }
-    let out = common::binary()
-        .args([
-            "check",
-            "--model-dir",
-            m.to_str().unwrap(),
-            "--model-device",
-            "mlp=tpu",
-        ])
-        .output()
-        .expect("run check");
-    assert!(
-        !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("NAME=cpu or NAME=gpu"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, err) = common::check_models(&m, &["--model-device", "mlp=tpu"]);
+    assert!(!ok && err.contains("NAME=cpu or NAME=gpu"), "{err}");
 }
 
 #[test]

@@ -147,6 +147,19 @@ pub fn expected() -> Value {
     serde_json::from_str(&text).expect("expected.json parses")
 }
 
+/// `sandscore check --model-dir DIR EXTRA…`: whether it passed, and its stderr.
+pub fn check_models(dir: &Path, extra: &[&str]) -> (bool, String) {
+    let out = binary()
+        .args(["check", "--model-dir", dir.to_str().expect("path")])
+        .args(extra)
+        .output()
+        .expect("run check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The sandscore binary.
 pub fn binary() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sandscore"));
