@@ -29,6 +29,7 @@ LIBTORCH_DIR := $(CACHE)/libtorch-2.13.0
 TORCH_SHIM := $(RELEASE)/torch/libsandscore_torch.so
 TORCH_MODELS := $(CARGO_TARGET_DIR)/models-pytorch
 LITERT_LIB := $(RELEASE)/litert/libLiteRt.so
+ORT_GPU := $(RELEASE)/onnxruntime-gpu
 PORT    ?= 5001
 
 GUEST_CRATES := echo onnx-mlp iris-sklearn iris-native token-embed faulty hostile not-a-scorer bench-guest
@@ -41,8 +42,9 @@ export SANDSCORE_TORCH_MODELS := $(TORCH_MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
 export SANDSCORE_K8S_PYTHON := $(K8S_VENV)/bin/python
+export SANDSCORE_ORT_GPU := $(ORT_GPU)
 
-.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow tflite pytorch test-heavy demo test clean fuzz soak images test-images readme-table bench
+.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow tflite pytorch ort-gpu test-heavy images-heavy gpu-check demo test clean fuzz soak images test-images readme-table bench
 
 all: build guests models ort xgboost
 
@@ -132,6 +134,19 @@ $(TORCH_SHIM): $(LIBTORCH_DIR)/.assembled runtime/torch/src/lib.rs runtime/torch
 $(TORCH_MODELS)/expected.json: examples/models/make_pytorch.py examples/models/iris_like.py $(LIBTORCH_DIR)/.assembled
 	LD_LIBRARY_PATH=$(LIBTORCH_DIR)/stubs:$(LIBTORCH_DIR)/lib $(TORCH_VENV)/bin/python examples/models/make_pytorch.py $(TORCH_MODELS)
 
+# ONNX Runtime's CUDA build and the CUDA 13 libraries it needs (heavy:
+# ~2.2 GB), from the wheels pinned in deps/onnxruntime-gpu.lock, for the GPU
+# image and the GPU check.
+ort-gpu: $(ORT_GPU)/.assembled
+$(ORT_GPU)/.assembled: deps/onnxruntime-gpu.lock scripts/ort-gpu.sh
+	scripts/ort-gpu.sh deps/onnxruntime-gpu.lock $(CACHE)/gpu-wheels $(ORT_GPU)
+	touch $@
+
+# The GPU check's kit (images/gpu-check.sh: binary, models, ORT CUDA build
+# in parts small enough to travel to a GPU machine).
+gpu-check: all ort-gpu
+	PY=$(PY) images/gpu-check.sh pack
+
 demo: all
 	scripts/demo.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) examples/onnx-mlp/request.json $(PORT)
 
@@ -174,13 +189,18 @@ images: all
 test-images: images
 	images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1
 
-# The heavy backends (TensorFlow), not part of `make test`: their backend
-# tests, then their images built and tested like the others.
-test-heavy: all tensorflow pytorch
-	cargo test --release --locked -p sandscore --test tensorflow --test pytorch -- --ignored
+# The heavy images (TensorFlow, TFLite, PyTorch, ONNX Runtime GPU).
+images-heavy: all tensorflow pytorch ort-gpu
 	images/install-engine.sh
 	images/engine.sh images/build.sh $(RELEASE)/sandscore $(RELEASE) $(IMAGES_OUT) --heavy
-	SANDSCORE_HEAVY=1 images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1 every_image
+
+# The heavy backends, not part of `make test`: their backend tests (and the
+# CUDA build of ONNX Runtime on this GPU-less machine), then their images
+# built and tested like the others.
+test-heavy: images-heavy gpu-check
+	cargo test --release --locked -p sandscore --test tensorflow --test pytorch --test gpu -- --ignored
+	images/gpu-check.sh rehearse
+	SANDSCORE_HEAVY=1 images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1 every_image the_gpu_image
 
 # The README's image table, from the manifest.
 readme-table:

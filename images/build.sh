@@ -6,8 +6,11 @@
 # Usage: build.sh SANDSCORE_BINARY LIB_DIR OUT_DIR [--heavy | IMAGE…]
 # LIB_DIR holds the backends' libraries as `make ort xgboost tensorflow` lays
 # them out: libonnxruntime.so, xgboost/lib/libxgboost.so, xgboost_cpu.libs/,
-# tensorflow/, litert/, torch/. Images marked heavy in the manifest (TensorFlow) are built
-# only with --heavy (all heavy ones) or when named.
+# tensorflow/, litert/, torch/, onnxruntime-gpu/ (`make ort-gpu`: ORT's CUDA
+# build with cuda/ beside it). Images marked heavy in the manifest
+# (TensorFlow, TFLite, PyTorch, GPU) are built only with --heavy (all heavy
+# ones) or when named. An image whose dockerfile is not images/Dockerfile
+# (the GPU one) is built on top of images/Dockerfile's layout.
 set -euo pipefail
 bin=$1 libs=$2 out=$3
 shift 3
@@ -29,7 +32,10 @@ python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_ver
   ctx="$out/context/${name#sandscore/}"
   rm -rf "$ctx" && mkdir -p "$ctx/bin" "$ctx/lib"
   cp "$bin" "$ctx/bin/sandscore" && strip "$ctx/bin/sandscore"
-  if [[ ",$backends," == *",onnxruntime,"* ]]; then
+  device=$(python3 "$here/manifest.py" get "$name" device)
+  if [ "$device" = gpu ]; then
+    cp -r "$libs/onnxruntime-gpu/." "$ctx/lib/"
+  elif [[ ",$backends," == *",onnxruntime,"* ]]; then
     cp "$libs/libonnxruntime.so" "$ctx/lib/libonnxruntime.so"
   fi
   if [[ ",$backends," == *",pytorch,"* ]]; then
@@ -47,11 +53,22 @@ python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_ver
   framework=$(python3 "$here/manifest.py" get "$name" framework)
   description=$(python3 "$here/manifest.py" get "$name" description)
   echo "building $name:$tag on $base"
-  DOCKER_BUILDKIT=0 docker build --quiet -f "$here/../$dockerfile" \
+  layout="$name:$tag"
+  [ "$dockerfile" = images/Dockerfile ] || layout="$name:$tag-layout"
+  DOCKER_BUILDKIT=0 docker build --quiet -f "$here/Dockerfile" \
     --build-arg BASE="$base" --build-arg IMAGE_NAME="$name" --build-arg IMAGE_TAG="$tag" \
     --build-arg SANDSCORE_VERSION="$version" --build-arg FRAMEWORK="$framework" \
     --build-arg FRAMEWORK_VERSION="$fw_version" --build-arg DESCRIPTION="$description" \
-    -t "$name:$tag" -t "$name:latest" "$ctx" >/dev/null
+    -t "$layout" "$ctx" >/dev/null
+  if [ "$layout" != "$name:$tag" ]; then
+    # Everything is in the layout already: an empty context.
+    mkdir -p "$ctx.overlay"
+    DOCKER_BUILDKIT=0 docker build --quiet -f "$here/../$dockerfile" --build-arg LAYOUT="$layout" \
+      -t "$name:$tag" "$ctx.overlay" >/dev/null
+    docker rmi "$layout" >/dev/null
+  fi
+  docker tag "$name:$tag" "$name:latest"
+  rm -rf "$ctx" "$ctx.overlay"
   bytes=$(docker image inspect -f '{{.Size}}' "$name:$tag")
   mb=$(( (bytes + 524288) / 1048576 ))
   verdict="within"; [ "$mb" -le "$aim" ] || verdict="OVER"

@@ -133,6 +133,7 @@ fn main() {
             intra_op_threads: args.intra_op_threads,
             optimization: args.graph_optimization.clone(),
             max_sessions: 1,
+            ..OrtOptions::default()
         })
         .expect("ORT options"),
     );

@@ -93,6 +93,8 @@ pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
         use crate::backend::pytorch::{PyTorch, TorchOptions};
         list.push(Arc::new(PyTorch::new(TorchOptions {
             library: args.torch_lib.clone(),
+            gpu_device: args.gpu_device,
+            gpu_fallback: args.gpu_fallback == "cpu",
         })));
     }
     #[cfg(feature = "tflite")]

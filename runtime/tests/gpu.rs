@@ -9,6 +9,27 @@ mod common;
 use common::{Server, assert_close, expected, models};
 use serde_json::{Value, json};
 
+/// V2 infer on `mlp` answers ONNX Runtime's CPU probabilities.
+fn scores_mlp_like_the_cpu(server: &Server) {
+    let exp = expected();
+    let rows = exp["mlp"]["input"].as_array().unwrap();
+    let flat: Vec<Value> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    let reply = server.post_json(
+        "/v2/models/mlp/infer",
+        &json!({ "inputs": [{ "name": "input", "shape": [rows.len(), 64], "datatype": "FP32", "data": flat }] }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    assert_close(
+        &body["outputs"][0]["data"],
+        &exp["mlp"]["ort"]["probabilities"],
+        1e-5,
+    );
+}
+
 #[test]
 fn a_gpu_model_without_cuda_says_what_is_missing() {
     let m = models();
@@ -37,22 +58,52 @@ fn the_cpu_fallback_serves_the_cpu_answers_and_says_so() {
         "--gpu-fallback",
         "cpu",
     ]);
-    let exp = expected();
-    let rows = exp["mlp"]["input"].as_array().unwrap();
-    let flat: Vec<Value> = rows
-        .iter()
-        .flat_map(|r| r.as_array().unwrap().clone())
-        .collect();
-    let reply = server.post_json(
-        "/v2/models/mlp/infer",
-        &json!({ "inputs": [{ "name": "input", "shape": [rows.len(), 64], "datatype": "FP32", "data": flat }] }),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    let body: Value = serde_json::from_str(&reply.text).unwrap();
-    assert_close(
-        &body["outputs"][0]["data"],
-        &exp["mlp"]["ort"]["probabilities"],
-        1e-5,
-    );
+    scores_mlp_like_the_cpu(&server);
     assert!(server.log().contains("GPU unavailable"), "{}", server.log());
+}
+
+/// ONNX Runtime's CUDA build (`make ort-gpu`), where the Makefile says.
+fn ort_gpu() -> std::path::PathBuf {
+    std::env::var_os("SANDSCORE_ORT_GPU")
+        .expect("SANDSCORE_ORT_GPU is not set: run with `make test-heavy` (it lays out ORT's CUDA build)")
+        .into()
+}
+
+#[test]
+#[ignore = "needs ONNX Runtime's CUDA build (2.2 GB): make test-heavy"]
+fn the_cuda_build_names_the_library_it_misses_and_serves_cpu_models() {
+    let m = models();
+    let gpu = ort_gpu();
+    let lib = gpu.join("libonnxruntime.so");
+    let lib = lib.to_str().unwrap();
+    // The CUDA libraries off the library path: the first the provider
+    // links is named.
+    let (ok, err) = common::check_models(&m, &["--ort-lib", lib, "--model-device", "mlp=gpu"]);
+    assert!(!ok && err.contains("libcublasLt.so.13"), "{err}");
+    // With them (as the GPU image sets LD_LIBRARY_PATH), only the host
+    // driver is missing here: every CUDA library the image carries resolved.
+    let out = common::binary()
+        .env("LD_LIBRARY_PATH", gpu.join("cuda"))
+        .args([
+            "check",
+            "--model-dir",
+            m.to_str().unwrap(),
+            "--ort-lib",
+            lib,
+        ])
+        .args(["--model-device", "mlp=gpu"])
+        .output()
+        .expect("run check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("libcuda.so.1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("'mlp'") && err.contains("--gpu-fallback cpu"),
+        "{err}"
+    );
+    // CPU models on the CUDA build answer as on the CPU build.
+    let server = Server::start(&["--model-dir", m.to_str().unwrap(), "--ort-lib", lib]);
+    scores_mlp_like_the_cpu(&server);
 }

@@ -636,3 +636,49 @@ fn broken_container_deployments_leave_nothing_behind() {
         ""
     );
 }
+
+#[test]
+#[ignore = "needs the built GPU image (heavy) and Docker: make test-heavy"]
+fn the_gpu_image_carries_every_cuda_library_but_the_driver() {
+    if !heavy_run() {
+        eprintln!("the GPU image is heavy: make test-heavy tests it");
+        return;
+    }
+    let image = "sandscore/onnxruntime-gpu:latest";
+    let env = docker(&["image", "inspect", "-f", "{{json .Config.Env}}", image]);
+    for var in [
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        "LD_LIBRARY_PATH=/opt/sandscore/lib/cuda",
+    ] {
+        assert!(env.contains(var), "no {var} in {env}");
+    }
+    let labels = docker(&["image", "inspect", "-f", "{{json .Config.Labels}}", image]);
+    assert!(
+        labels.contains(r#""io.sandscore.device":"gpu""#),
+        "{labels}"
+    );
+    assert_eq!(
+        docker(&["image", "inspect", "-f", "{{.Config.User}}", image]),
+        "10001:10001"
+    );
+    // No GPU or driver here: loading mlp on the GPU gets as far as the one
+    // library the host provides, so everything the image ships resolved.
+    let m = models().canonicalize().expect("models");
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--read-only", "--network", "none"])
+        .args(["-e", "AZUREML_ENTRY_SCRIPT=", "-v"])
+        .arg(format!("{}:/models:ro", m.display()))
+        .args([image, "check", "--model-device", "mlp=gpu"])
+        .output()
+        .expect("docker run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "loaded on a GPU that is not there? {err}"
+    );
+    assert!(
+        err.contains("libcuda.so.1") && err.contains("'mlp'"),
+        "{err}"
+    );
+}

@@ -248,6 +248,67 @@ fn claims_and_storage_uris_replace_the_model_configmap() {
 }
 
 #[test]
+fn gpu_models_ask_the_cluster_for_a_gpu_and_run_the_gpu_image() {
+    let fx = Fixture::new("k8s-gpu");
+    // No GPU here: the module and models are checked on the CPU, the
+    // manifests keep the GPU placement for the cluster.
+    let (out, dir) = write(
+        &fx,
+        "ongpu",
+        &models(),
+        "[devices]\nmlp = \"gpu\"",
+        "kubernetes",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let checked = validate(&[&dir]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    let deployment = objects(&dir.join("deployment.yaml"));
+    let container = &find(&deployment, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    for side in ["requests", "limits"] {
+        assert_eq!(
+            container["resources"][side]["nvidia.com/gpu"], "1",
+            "{container}"
+        );
+    }
+    assert!(
+        container["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("sandscore/onnxruntime-gpu:"),
+        "{container}"
+    );
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        args.windows(2).any(|w| w == ["--model-device", "mlp=gpu"]),
+        "{args:?}"
+    );
+    assert!(
+        !args.contains(&"--gpu-fallback"),
+        "the check's CPU fallback must not reach the cluster: {args:?}"
+    );
+    let kserve = objects(&dir.join("kserve.yaml"));
+    let runtime = &find(&kserve, "ServingRuntime")["spec"]["containers"][0];
+    assert_eq!(
+        runtime["resources"]["limits"]["nvidia.com/gpu"], "1",
+        "{runtime}"
+    );
+
+    // A CPU image for GPU models is refused before anything is written.
+    let (out, _) = write(
+        &fx,
+        "cpuimage",
+        &models(),
+        "image = \"onnxruntime-cpu\"\n[devices]\nmlp = \"gpu\"",
+        "kubernetes",
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is a CPU image"), "{}", text(&out));
+}
+
+#[test]
 fn models_too_big_for_a_configmap_say_what_to_do() {
     let fx = Fixture::new("k8s-big");
     let big = fx.dir.join("big-models");
@@ -287,7 +348,7 @@ fn deployment_files_follow_their_schema() {
         "everything",
         &guest("onnx_mlp"),
         &models(),
-        "image = \"onnxruntime-cpu\"\nport = 5001\nsample = \"request.json\"\ngpu_fallback = \"cpu\"\n[devices]\nmlp = \"gpu\"\n[env]\nMODE = \"x\"\n[resources]\ncpu = \"500m\"\nmemory = \"1Gi\"\n[kubernetes]\nnamespace = \"ns\"\nreplicas = 2\nmodel_claim = \"c\"\nstorage_uri = \"pvc://c/m\"\nregistry = \"r/\"",
+        "image = \"onnxruntime-cpu\"\nport = 5001\nsample = \"request.json\"\ngpu_fallback = \"cpu\"\n[devices]\nmlp = \"gpu\"\n[env]\nMODE = \"x\"\n[resources]\ncpu = \"500m\"\nmemory = \"1Gi\"\ngpu = 2\n[kubernetes]\nnamespace = \"ns\"\nreplicas = 2\nmodel_claim = \"c\"\nstorage_uri = \"pvc://c/m\"\nregistry = \"r/\"",
     ) + "timeout_ms = 100\nmemory_mb = 64\nisolation = \"pooled\"\n";
     let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/deployment.schema.json");
     let check = |body: &str| {

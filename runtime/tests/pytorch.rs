@@ -109,3 +109,34 @@ fn wasi_nn_load_reads_torchscript_bytes() {
     let body: Value = serde_json::from_str(&reply.text).unwrap();
     assert_close(&body["output_0"], &exp["probabilities"], 1e-5);
 }
+
+#[test]
+#[ignore = "heavy: needs libtorch and runtime/torch: make test-heavy"]
+fn a_gpu_placement_on_cpu_libtorch_fails_clearly_or_falls_back() {
+    let dir = torch_models();
+    let (ok, err) = common::check_models(&dir, &["--model-device", "iris_torch=gpu"]);
+    assert!(!ok, "loaded on a GPU with a CPU libtorch?");
+    for needle in [
+        "'iris_torch'",
+        "CUDA device 0",
+        "0 CUDA device(s)",
+        "--gpu-fallback cpu",
+    ] {
+        assert!(err.contains(needle), "no {needle:?} in: {err}");
+    }
+    let server = Server::start(&[
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--model-device",
+        "iris_torch=gpu",
+        "--gpu-fallback",
+        "cpu",
+    ]);
+    let exp = &torch_expected()["iris_torch"];
+    let rows = exp["input"].as_array().unwrap();
+    let reply = server.post_json("/v2/models/iris_torch/infer", &v2_request(rows, "input"));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    assert_close(&body["outputs"][0]["data"], &exp["probabilities"], 1e-5);
+    assert!(server.log().contains("GPU unavailable"), "{}", server.log());
+}

@@ -62,7 +62,7 @@ fn text(o: &Output) -> String {
 
 /// The image, checked to be present in the engine's store.
 fn present_image(engine: &str, d: &Deployment) -> Result<Image, SdkError> {
-    let image = images::resolve(d.image.as_deref(), d.model_dir.is_some())?;
+    let image = images::for_deployment(d)?;
     let out = run(
         engine,
         &["image".into(), "inspect".into(), image.reference()],
@@ -79,8 +79,9 @@ fn present_image(engine: &str, d: &Deployment) -> Result<Image, SdkError> {
 
 /// The hardening flags and mounts shared by validation and serving:
 /// read-only root, no capabilities, no privilege gain, module and models
-/// read-only, resource limits.
-fn container_args(d: &Deployment) -> Result<Vec<String>, SdkError> {
+/// read-only, resource limits, and the GPUs the deployment asks for
+/// (Docker's `--gpus`; Podman's CDI devices).
+fn container_args(d: &Deployment, engine: &str) -> Result<Vec<String>, SdkError> {
     let mut a: Vec<String> = [
         "--read-only",
         "--cap-drop",
@@ -98,6 +99,7 @@ fn container_args(d: &Deployment) -> Result<Vec<String>, SdkError> {
         a.extend(["--cpus".into(), format!("{cpus}")]);
         a.extend(["--memory".into(), format!("{}b", memory as u64)]);
     }
+    a.extend(gpu_args(d.gpus(), engine));
     let mount = |host: &std::path::Path, inside: &str| -> Result<String, SdkError> {
         let host = host
             .canonicalize()
@@ -121,6 +123,19 @@ fn container_args(d: &Deployment) -> Result<Vec<String>, SdkError> {
     Ok(a)
 }
 
+/// The flags that hand `gpus` NVIDIA GPUs to a container (none for 0).
+fn gpu_args(gpus: u32, engine: &str) -> Vec<String> {
+    if gpus == 0 {
+        Vec::new()
+    } else if engine.ends_with("podman") {
+        (0..gpus)
+            .flat_map(|i| ["--device".into(), format!("nvidia.com/gpu={i}")])
+            .collect()
+    } else {
+        vec!["--gpus".into(), gpus.to_string()]
+    }
+}
+
 /// Runs `sandscore check` (and the sample request, if any) inside the image,
 /// without network: what the image's backends load is what counts.
 pub fn validate(d: &Deployment, engine: &str) -> Result<String, SdkError> {
@@ -129,7 +144,7 @@ pub fn validate(d: &Deployment, engine: &str) -> Result<String, SdkError> {
     let mut args: Vec<String> = ["run", "--rm", "--network", "none"]
         .map(String::from)
         .to_vec();
-    args.extend(container_args(d)?);
+    args.extend(container_args(d, engine)?);
     args.push(image.reference());
     let mut check = args.clone();
     check.push("check".into());
@@ -191,7 +206,7 @@ pub fn deploy(d: &Deployment, progress: &mut dyn FnMut(&str)) -> Result<Endpoint
         "-p".into(),
         publish,
     ];
-    args.extend(container_args(d)?);
+    args.extend(container_args(d, &engine)?);
     args.push(image.reference());
     args.push("serve".into());
     args.extend(d.limit_args());
@@ -306,4 +321,24 @@ pub fn remove(engine: &str, id: &str) -> Result<(), SdkError> {
         return Err(SdkError::Engine(format!("remove {id}: {}", text(&out))));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gpu_args;
+
+    #[test]
+    fn gpus_reach_docker_and_podman_in_their_own_syntax() {
+        assert!(gpu_args(0, "docker").is_empty());
+        assert_eq!(gpu_args(2, "docker"), ["--gpus", "2"]);
+        assert_eq!(
+            gpu_args(2, "/usr/bin/podman"),
+            [
+                "--device",
+                "nvidia.com/gpu=0",
+                "--device",
+                "nvidia.com/gpu=1"
+            ]
+        );
+    }
 }

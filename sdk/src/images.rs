@@ -88,6 +88,26 @@ pub fn resolve(image: Option<&str>, has_models: bool) -> Result<Image, SdkError>
     )))
 }
 
+/// The image deployment `d` runs: its `image`, else the ONNX Runtime GPU
+/// image when a model runs on the GPU, else as [`resolve`] picks. A CPU
+/// image for GPU models is refused unless `gpu_fallback = "cpu"` lets them
+/// run on the CPU.
+pub fn for_deployment(d: &crate::Deployment) -> Result<Image, SdkError> {
+    let gpu = d.gpus() > 0;
+    let image = match (&d.image, gpu) {
+        (None, true) => resolve(Some("onnxruntime-gpu"), true)?,
+        (image, _) => resolve(image.as_deref(), d.model_dir.is_some())?,
+    };
+    let on_gpu = d.devices.values().any(|v| v == "gpu");
+    if on_gpu && image.device != "gpu" && d.gpu_fallback.as_deref() != Some("cpu") {
+        return Err(SdkError::Invalid(format!(
+            "devices put models on the GPU but {} is a CPU image; set image = \"onnxruntime-gpu\" (or gpu_fallback = \"cpu\" to run them on the CPU)",
+            image.reference()
+        )));
+    }
+    Ok(image)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +124,25 @@ mod tests {
             "me/extended:1"
         );
         assert!(resolve(Some("nonesuch"), true).is_err());
+    }
+
+    #[test]
+    fn gpu_models_pick_the_gpu_image_and_refuse_a_cpu_one() {
+        let mut d = crate::Deployment::new("x", None, Some("m".into()));
+        assert_eq!(for_deployment(&d).unwrap().device, "cpu");
+        d.devices.insert("mlp".into(), "gpu".into());
+        let gpu = for_deployment(&d).unwrap();
+        assert_eq!(
+            (gpu.name.as_str(), gpu.device.as_str()),
+            ("sandscore/onnxruntime-gpu", "gpu")
+        );
+        d.image = Some("onnxruntime-cpu".into());
+        let e = for_deployment(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("is a CPU image") && e.contains("onnxruntime-gpu"),
+            "{e}"
+        );
+        d.gpu_fallback = Some("cpu".into());
+        assert_eq!(for_deployment(&d).unwrap().device, "cpu");
     }
 }

@@ -120,8 +120,13 @@ fn security_context() -> Value {
     })
 }
 
+/// Requests equal to limits (Guaranteed QoS); GPUs as the NVIDIA device
+/// plugin's extended resource.
 fn resources(d: &Deployment) -> Value {
-    let r = json!({ "cpu": d.resources.cpu, "memory": d.resources.memory });
+    let mut r = json!({ "cpu": d.resources.cpu, "memory": d.resources.memory });
+    if d.gpus() > 0 {
+        r["nvidia.com/gpu"] = json!(d.gpus().to_string());
+    }
     json!({ "requests": r, "limits": r })
 }
 
@@ -129,7 +134,7 @@ fn resources(d: &Deployment) -> Value {
 /// they are meant to go.
 pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
     d.check_fields().map_err(SdkError::Invalid)?;
-    let image: Image = images::resolve(d.image.as_deref(), d.model_dir.is_some())?;
+    let image: Image = images::for_deployment(d)?;
     let reference = format!(
         "{}{}",
         d.kubernetes.registry.as_deref().unwrap_or(""),
@@ -452,7 +457,13 @@ pub fn deploy(
     }
     let m = manifests(d)?;
     progress("validating module and models");
-    let report = crate::local::validate(d, runtime)?;
+    // The GPU is the cluster's, not this machine's: models placed on it are
+    // checked here on the CPU; the manifests keep the deployment's settings.
+    let here = Deployment {
+        gpu_fallback: Some("cpu".into()),
+        ..d.clone()
+    };
+    let report = crate::local::validate(&here, runtime)?;
     image_reads_models(d, &report)?;
     progress(&format!("writing manifests to {}", dir.display()));
     write_manifests(&m, dir)?;
@@ -491,13 +502,14 @@ pub fn deploy(
 /// runtime validated them with every backend, the pods will have only the
 /// image's. `report` is `sandscore check`'s output (`  NAME  BACKEND (… ms)`).
 fn image_reads_models(d: &Deployment, report: &str) -> Result<(), SdkError> {
-    let image = images::resolve(d.image.as_deref(), d.model_dir.is_some())?;
+    let image = images::for_deployment(d)?;
     for line in report.lines().filter(|l| l.starts_with("  ")) {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let [model, backend, timing, ..] = words.as_slice() else {
+        // `  NAME BACKEND on DEVICE (T ms) in: …`
+        let [model, backend, on, _device, timing, ms, ..] = words.as_slice() else {
             continue;
         };
-        let is_model = timing.starts_with('(') && words.get(3).is_some_and(|w| *w == "ms)");
+        let is_model = *on == "on" && timing.starts_with('(') && *ms == "ms)";
         if is_model && !image.backends.iter().any(|b| b == backend) {
             let reader = images::all()
                 .into_iter()

@@ -31,6 +31,9 @@ pub struct Resources {
     pub cpu: String,
     #[serde(default = "default_memory")]
     pub memory: String,
+    /// NVIDIA GPUs (`nvidia.com/gpu`) for the container and pod; none means
+    /// one when any model's device is `gpu`, else none.
+    pub gpu: Option<u32>,
 }
 
 fn default_cpu() -> String {
@@ -46,6 +49,7 @@ impl Default for Resources {
         Resources {
             cpu: default_cpu(),
             memory: default_memory(),
+            gpu: None,
         }
     }
 }
@@ -121,6 +125,14 @@ impl Deployment {
             resources: Resources::default(),
             kubernetes: KubernetesSettings::default(),
         }
+    }
+
+    /// GPUs the deployment asks the engine or cluster for: `resources.gpu`,
+    /// else one when any model runs on the GPU.
+    pub fn gpus(&self) -> u32 {
+        self.resources
+            .gpu
+            .unwrap_or(u32::from(self.devices.values().any(|d| d == "gpu")))
     }
 
     /// Reads a `sandscore.toml`; relative paths are taken from its folder.

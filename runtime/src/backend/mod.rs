@@ -122,6 +122,10 @@ pub trait Graph: Send + Sync {
     fn inputs(&self) -> &[TensorInfo];
     /// Graph outputs.
     fn outputs(&self) -> &[TensorInfo];
+    /// Where the graph runs, after any fallback: `cpu`, `cuda:0`, ….
+    fn device(&self) -> String {
+        "cpu".into()
+    }
     /// A context in which inputs are bound and inference runs.
     fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError>;
 }

@@ -142,7 +142,7 @@ impl Loaded {
                 .map_err(|e| {
                     BackendError::Unavailable(format!(
                         "the model asks for the GPU (CUDA device {id}), and ONNX Runtime's CUDA provider could not start: {}. The provider (libonnxruntime_providers_cuda.so), the CUDA 13 libraries and the driver's libcuda.so.1 come with the sandscore/onnxruntime-gpu image on an NVIDIA host; or run it on the CPU with --gpu-fallback cpu",
-                        ort::Error::<()>::from(e).to_string().trim_end_matches('.')
+                        ort::Error::<()>::from(e).to_string().trim_end().trim_end_matches('.')
                     ))
                 })?;
         }
@@ -436,6 +436,13 @@ fn run_session(
 }
 
 impl Graph for OrtGraph {
+    fn device(&self) -> String {
+        match self.device {
+            Device::Cpu => "cpu".into(),
+            Device::Cuda(id) => format!("cuda:{id}"),
+        }
+    }
+
     fn inputs(&self) -> &[TensorInfo] {
         &self.inputs
     }

@@ -44,8 +44,9 @@ type Module = *mut std::ffi::c_void;
 const ERR_LEN: usize = 4096;
 
 struct Api {
-    load: unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> Module,
-    load_data: unsafe extern "C" fn(*const u8, usize, *mut c_char, usize) -> Module,
+    load: unsafe extern "C" fn(*const c_char, i32, *mut c_char, usize) -> Module,
+    load_data: unsafe extern "C" fn(*const u8, usize, i32, *mut c_char, usize) -> Module,
+    cuda_devices: unsafe extern "C" fn() -> i64,
     free: unsafe extern "C" fn(Module),
     #[allow(clippy::type_complexity)]
     forward: unsafe extern "C" fn(
@@ -68,6 +69,7 @@ impl Api {
             Ok(Api {
                 load: symbol(lib, path, "sst_load")?,
                 load_data: symbol(lib, path, "sst_load_data")?,
+                cuda_devices: symbol(lib, path, "sst_cuda_devices")?,
                 free: symbol(lib, path, "sst_free")?,
                 forward: symbol(lib, path, "sst_forward")?,
                 free_outputs: symbol(lib, path, "sst_free_outputs")?,
@@ -81,6 +83,11 @@ impl Api {
 pub struct TorchOptions {
     /// Explicit library path; `None` searches the default places.
     pub library: Option<PathBuf>,
+    /// CUDA device for graphs whose target is `gpu`.
+    pub gpu_device: i32,
+    /// Run a `gpu` graph on the CPU (with a warning) when libtorch has no
+    /// CUDA device.
+    pub gpu_fallback: bool,
 }
 
 /// The PyTorch backend; libtorch is loaded on first use.
@@ -168,45 +175,79 @@ impl Backend for PyTorch {
                 parts.len()
             )));
         };
-        let api = self.ready(target)?;
+        let (api, device) = self.ready(target)?;
         let mut err = vec![0 as c_char; ERR_LEN];
         // SAFETY: the bytes and an ERR_LEN buffer, as the ABI says.
-        let module =
-            unsafe { (api.load_data)(bytes.as_ptr(), bytes.len(), err.as_mut_ptr(), ERR_LEN) };
-        graph(api, module, &err)
+        let module = unsafe {
+            (api.load_data)(
+                bytes.as_ptr(),
+                bytes.len(),
+                device,
+                err.as_mut_ptr(),
+                ERR_LEN,
+            )
+        };
+        graph(api, module, device, &err)
     }
 
     fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
-        let api = self.ready(target)?;
+        let (api, device) = self.ready(target)?;
         let c_path = CString::new(path.to_string_lossy().as_bytes())
             .map_err(|e| BackendError::InvalidModel(e.to_string()))?;
         let mut err = vec![0 as c_char; ERR_LEN];
         // SAFETY: a NUL-terminated path and an ERR_LEN buffer, as the ABI says.
-        let module = unsafe { (api.load)(c_path.as_ptr(), err.as_mut_ptr(), ERR_LEN) };
-        graph(api, module, &err)
+        let module = unsafe { (api.load)(c_path.as_ptr(), device, err.as_mut_ptr(), ERR_LEN) };
+        graph(api, module, device, &err)
     }
 }
 
 impl PyTorch {
-    /// The library, for a target this build can run.
-    fn ready(&self, target: Target) -> Result<Arc<Api>, BackendError> {
-        if target != Target::Cpu {
-            return Err(BackendError::Unsupported(format!(
-                "execution target {target:?} is not available for PyTorch in this build; use cpu"
-            )));
+    /// The library and the ABI's device code (-1 for the CPU, else the
+    /// CUDA index) for `target`. A `gpu` target needs libtorch to see that
+    /// CUDA device; without it the load fails saying so, or runs on the
+    /// CPU with a warning under `--gpu-fallback cpu`.
+    fn ready(&self, target: Target) -> Result<(Arc<Api>, i32), BackendError> {
+        let api = Arc::clone(self.api()?);
+        match target {
+            Target::Cpu => Ok((api, -1)),
+            Target::Tpu => Err(BackendError::Unsupported(
+                "execution target tpu is not available for PyTorch; use cpu or gpu".into(),
+            )),
+            Target::Gpu => {
+                let id = self.options.gpu_device;
+                // SAFETY: no arguments; catches libtorch's exceptions itself.
+                let count = unsafe { (api.cuda_devices)() };
+                if i64::from(id) < count {
+                    return Ok((api, id));
+                }
+                let why = format!(
+                    "the model asks for the GPU (CUDA device {id}), and libtorch sees {count} CUDA device(s): the sandscore/pytorch-cpu image's libtorch is a CPU build, and a CUDA libtorch also needs an NVIDIA driver and GPU; or run it on the CPU with --gpu-fallback cpu"
+                );
+                if self.options.gpu_fallback {
+                    tracing::warn!(reason = %why, "GPU unavailable; running the model on the CPU (--gpu-fallback cpu)");
+                    Ok((api, -1))
+                } else {
+                    Err(BackendError::Unavailable(why))
+                }
+            }
         }
-        Ok(Arc::clone(self.api()?))
     }
 }
 
 /// A graph of a loaded module, or the library's reason for a null one.
-fn graph(api: Arc<Api>, module: Module, err: &[c_char]) -> Result<Arc<dyn Graph>, BackendError> {
+fn graph(
+    api: Arc<Api>,
+    module: Module,
+    device: i32,
+    err: &[c_char],
+) -> Result<Arc<dyn Graph>, BackendError> {
     if module.is_null() {
         return Err(BackendError::InvalidModel(message(err)));
     }
     Ok(Arc::new(TorchGraph {
         api,
         module,
+        device,
         inputs: vec![TensorInfo {
             name: "input".into(),
             ty: None,
@@ -250,6 +291,8 @@ fn order_inputs(inputs: &mut [NamedTensor]) -> Result<(), BackendError> {
 struct TorchGraph {
     api: Arc<Api>,
     module: Module,
+    /// The ABI's device code: -1 for the CPU, else the CUDA index.
+    device: i32,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
 }
@@ -267,6 +310,14 @@ impl Drop for TorchGraph {
 }
 
 impl Graph for TorchGraph {
+    fn device(&self) -> String {
+        if self.device < 0 {
+            "cpu".into()
+        } else {
+            format!("cuda:{}", self.device)
+        }
+    }
+
     fn inputs(&self) -> &[TensorInfo] {
         &self.inputs
     }

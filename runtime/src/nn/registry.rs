@@ -181,7 +181,7 @@ fn load_one(
     let started = Instant::now();
     let graph = backend.load_path(path, target).map_err(failed)?;
     let load_seconds = started.elapsed().as_secs_f64();
-    tracing::info!(model = %name, path = %path.display(), backend = backend.name(), load_ms = load_seconds * 1e3, "model loaded");
+    tracing::info!(model = %name, path = %path.display(), backend = backend.name(), device = %graph.device(), load_ms = load_seconds * 1e3, "model loaded");
     Ok(ModelEntry {
         name: name.to_string(),
         version: "1".into(),

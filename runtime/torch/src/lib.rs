@@ -4,20 +4,64 @@
 //! libtorch through `tch` and is built only by `make pytorch`.
 //!
 //! ABI (all pointers owned by the caller unless said otherwise):
-//! - `sst_load(path, err, err_len) -> module` (null on failure, message in `err`)
-//! - `sst_load_data(bytes, len, err, err_len) -> module`: the same from a
-//!   TorchScript file's bytes
+//! - `sst_load(path, device, err, err_len) -> module` (null on failure,
+//!   message in `err`); `device` is -1 for the CPU, else a CUDA device index
+//! - `sst_load_data(bytes, len, device, err, err_len) -> module`: the same
+//!   from a TorchScript file's bytes
 //! - `sst_forward(module, inputs, n, outputs, n_out, err, err_len) -> 0 | -1`:
 //!   runs `forward` on the inputs in order; `*outputs` is allocated here and
 //!   released with `sst_free_outputs`
 //! - `sst_free_outputs(outputs, n)`, `sst_free(module)`
+//! - `sst_cuda_devices() -> count`: CUDA devices libtorch can use (0 on a
+//!   CPU build or without a driver)
+//!
+//! Tensors cross the boundary in host memory; a module on a GPU gets its
+//! inputs copied there and its outputs copied back.
 //!
 //! Element types use the runtime's codes: 0 FP16, 1 FP32, 2 FP64, 3 BF16,
 //! 4 U8, 5 I32, 6 I64.
 
 use std::ffi::{CStr, c_char};
 
-use tch::{CModule, IValue, Kind, Tensor};
+use tch::{CModule, Device, IValue, Kind, Tensor};
+
+/// A loaded module and the device it runs on.
+pub struct Loaded {
+    module: CModule,
+    device: Device,
+}
+
+/// CUDA devices libtorch can use: 0 for a CPU libtorch or without a driver.
+#[unsafe(no_mangle)]
+pub extern "C" fn sst_cuda_devices() -> i64 {
+    std::panic::catch_unwind(|| {
+        if tch::Cuda::is_available() {
+            tch::Cuda::device_count()
+        } else {
+            0
+        }
+    })
+    .unwrap_or(0)
+}
+
+/// The device for the ABI's code, or why it cannot be used.
+fn device(code: i32) -> Result<Device, String> {
+    if code < 0 {
+        return Ok(Device::Cpu);
+    }
+    if !tch::Cuda::is_available() {
+        return Err(format!(
+            "the model asks for the GPU (CUDA device {code}), and libtorch sees no CUDA device: this libtorch is a CPU build (libtorch_cuda.so is a stub), or no NVIDIA driver or GPU is visible"
+        ));
+    }
+    let count = tch::Cuda::device_count();
+    if i64::from(code) >= count {
+        return Err(format!(
+            "the model asks for CUDA device {code}, and libtorch sees {count} device(s)"
+        ));
+    }
+    Ok(Device::Cuda(code as usize))
+}
 
 /// One tensor crossing the boundary.
 #[repr(C)]
@@ -69,35 +113,41 @@ fn report(msg: &str, err: *mut c_char, err_len: usize) {
     }
 }
 
-/// Loads a TorchScript file onto the CPU, in inference mode.
+/// Loads a TorchScript file onto `device` (-1: CPU, else CUDA index), in
+/// inference mode.
 ///
 /// # Safety
 /// `path` is a NUL-terminated string; `err` has `err_len` writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sst_load(
     path: *const c_char,
+    device_code: i32,
     err: *mut c_char,
     err_len: usize,
-) -> *mut CModule {
+) -> *mut Loaded {
     // SAFETY: per the contract.
     let path = unsafe { CStr::from_ptr(path) }
         .to_string_lossy()
         .into_owned();
-    let loaded =
-        std::panic::catch_unwind(|| CModule::load_on_device(&path, tch::Device::Cpu).map(eval));
+    let loaded = std::panic::catch_unwind(|| {
+        let device = device(device_code)?;
+        CModule::load_on_device(&path, device)
+            .map(|m| eval(m, device))
+            .map_err(|e| e.to_string())
+    });
     finish(loaded, err, err_len)
 }
 
 /// A loaded module in eval mode, or null with the reason in `err`.
 fn finish(
-    loaded: std::thread::Result<Result<CModule, tch::TchError>>,
+    loaded: std::thread::Result<Result<Loaded, String>>,
     err: *mut c_char,
     err_len: usize,
-) -> *mut CModule {
+) -> *mut Loaded {
     match loaded {
         Ok(Ok(m)) => Box::into_raw(Box::new(m)),
         Ok(Err(e)) => {
-            report(&e.to_string(), err, err_len);
+            report(&e, err, err_len);
             std::ptr::null_mut()
         }
         Err(_) => {
@@ -107,7 +157,7 @@ fn finish(
     }
 }
 
-/// Loads a TorchScript file's bytes onto the CPU, in inference mode.
+/// Loads a TorchScript file's bytes onto `device`, in inference mode.
 ///
 /// # Safety
 /// `bytes` has `len` readable bytes; `err` has `err_len` writable bytes.
@@ -115,14 +165,18 @@ fn finish(
 pub unsafe extern "C" fn sst_load_data(
     bytes: *const u8,
     len: usize,
+    device_code: i32,
     err: *mut c_char,
     err_len: usize,
-) -> *mut CModule {
+) -> *mut Loaded {
     // SAFETY: per the contract.
-    let mut data = unsafe { std::slice::from_raw_parts(bytes, len) };
+    let mut data = unsafe { slice(bytes, len) };
     finish(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            CModule::load_data_on_device(&mut data, tch::Device::Cpu).map(eval)
+            let device = device(device_code)?;
+            CModule::load_data_on_device(&mut data, device)
+                .map(|m| eval(m, device))
+                .map_err(|e| e.to_string())
         })),
         err,
         err_len,
@@ -130,9 +184,9 @@ pub unsafe extern "C" fn sst_load_data(
 }
 
 /// The module in inference mode (run inside `catch_unwind` by the callers).
-fn eval(mut m: CModule) -> CModule {
-    m.set_eval();
-    m
+fn eval(mut module: CModule, device: Device) -> Loaded {
+    module.set_eval();
+    Loaded { module, device }
 }
 
 /// Frees a module from `sst_load`.
@@ -140,7 +194,7 @@ fn eval(mut m: CModule) -> CModule {
 /// # Safety
 /// `module` came from `sst_load` and is freed once.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sst_free(module: *mut CModule) {
+pub unsafe extern "C" fn sst_free(module: *mut Loaded) {
     if !module.is_null() {
         // SAFETY: per the contract.
         drop(unsafe { Box::from_raw(module) });
@@ -177,7 +231,7 @@ fn to_tensor(t: &SstTensor) -> Result<Tensor, String> {
 }
 
 fn from_tensor(t: &Tensor) -> Result<SstTensor, String> {
-    let t = t.contiguous();
+    let t = t.to_device(Device::Cpu).contiguous();
     let dtype = code(t.kind())
         .ok_or_else(|| format!("output type {:?} has no wasi-nn equivalent", t.kind()))?;
     let mut dims = t.size().into_boxed_slice();
@@ -214,13 +268,13 @@ fn tensors(v: IValue) -> Result<Vec<Tensor>, String> {
     }
 }
 
-fn forward(m: &CModule, inputs: &[SstTensor]) -> Result<Vec<SstTensor>, String> {
+fn forward(m: &Loaded, inputs: &[SstTensor]) -> Result<Vec<SstTensor>, String> {
     let _no_grad = tch::no_grad_guard();
     let args = inputs
         .iter()
-        .map(|t| to_tensor(t).map(IValue::Tensor))
+        .map(|t| to_tensor(t).map(|t| IValue::Tensor(t.to_device(m.device))))
         .collect::<Result<Vec<_>, _>>()?;
-    let out = tensors(m.forward_is(&args).map_err(|e| e.to_string())?)?;
+    let out = tensors(m.module.forward_is(&args).map_err(|e| e.to_string())?)?;
     // Every output's type is checked before any is copied out, so a failure
     // leaves nothing allocated behind.
     if let Some(t) = out.iter().find(|t| code(t.kind()).is_none()) {
@@ -239,7 +293,7 @@ fn forward(m: &CModule, inputs: &[SstTensor]) -> Result<Vec<SstTensor>, String> 
 /// `n_out` are writable; `err` has `err_len` writable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sst_forward(
-    module: *const CModule,
+    module: *const Loaded,
     inputs: *const SstTensor,
     n: usize,
     outputs: *mut *mut SstTensor,

@@ -253,9 +253,10 @@ fn check(args: RuntimeArgs) -> anyhow::Result<()> {
                 .join(", ")
         };
         println!(
-            "  {:<16} {} ({:.1} ms) in: {} | out: {}",
+            "  {:<16} {} on {} ({:.1} ms) in: {} | out: {}",
             m.name,
             m.backend.name(),
+            m.graph.device(),
             m.load_seconds * 1e3,
             io(m.graph.inputs()),
             io(m.graph.outputs())
