@@ -30,6 +30,8 @@ TORCH_SHIM := $(RELEASE)/torch/libsandscore_torch.so
 TORCH_MODELS := $(CARGO_TARGET_DIR)/models-pytorch
 LITERT_LIB := $(RELEASE)/litert/libLiteRt.so
 ORT_GPU := $(RELEASE)/onnxruntime-gpu
+PY_GUESTS := $(CARGO_TARGET_DIR)/python-guests
+PY_SDK := $(wildcard guest/python/sandscore/*.py) deps/componentize-py.lock
 PORT    ?= 5001
 
 GUEST_CRATES := echo onnx-mlp iris-sklearn iris-native token-embed faulty hostile not-a-scorer bench-guest
@@ -43,10 +45,12 @@ export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
 export SANDSCORE_K8S_PYTHON := $(K8S_VENV)/bin/python
 export SANDSCORE_ORT_GPU := $(ORT_GPU)
+export SANDSCORE_PY_GUESTS := $(PY_GUESTS)
+export SANDSCORE_PY_CACHE := $(CACHE)
 
-.PHONY: all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow tflite pytorch ort-gpu test-heavy images-heavy gpu-check demo test clean fuzz soak images test-images readme-table bench
+.PHONY: python-guests all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow tflite pytorch ort-gpu test-heavy images-heavy gpu-check demo test clean fuzz soak images test-images readme-table bench
 
-all: build guests models ort xgboost
+all: build guests models ort xgboost python-guests
 
 setup: venv wasm-target
 
@@ -74,6 +78,17 @@ build:
 
 guests: wasm-target
 	cargo build --locked --profile guest --target wasm32-wasip2 $(addprefix -p ,$(GUEST_CRATES))
+
+# Python scoring scripts built by `sandscore build` (componentize-py from
+# PyPI, pinned in deps/componentize-py.lock, installed into $(CACHE) on
+# first use): the examples and the tests' misbehaving script.
+python-guests: $(PY_GUESTS)/onnx_mlp.wasm $(PY_GUESTS)/iris_sklearn.wasm $(PY_GUESTS)/faulty.wasm
+$(PY_GUESTS)/onnx_mlp.wasm: examples/python/onnx-mlp/score.py $(PY_SDK) $(RELEASE)/sandscore
+	$(RELEASE)/sandscore build --cache-dir $(CACHE) $< -o $@
+$(PY_GUESTS)/iris_sklearn.wasm: examples/python/iris-sklearn/score.py $(PY_SDK) $(RELEASE)/sandscore
+	$(RELEASE)/sandscore build --cache-dir $(CACHE) $< -o $@
+$(PY_GUESTS)/faulty.wasm: tests/guests/python/faulty.py $(PY_SDK) $(RELEASE)/sandscore
+	$(RELEASE)/sandscore build --cache-dir $(CACHE) $< -o $@
 
 models: $(MODELS)/expected.json $(XGB_MODELS)/expected.json
 $(MODELS)/expected.json: examples/models/make_models.py $(VENV)/.installed

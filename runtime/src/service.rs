@@ -51,6 +51,8 @@ pub struct ModuleInfo {
     pub name: String,
     /// Whether the compiled code came from a cache or was compiled now.
     pub origin: Origin,
+    /// Whether it is a Python script built by `sandscore build`.
+    pub python: bool,
 }
 
 /// A ready scoring service.
@@ -125,6 +127,10 @@ impl Service {
         // Models and the module load side by side: neither needs the other
         // until they are linked.
         let sandbox = args.sandbox();
+        let python = args.module.as_deref().is_some_and(compile::is_python);
+        if python {
+            python_fits(&sandbox)?;
+        }
         let (models, compiled) = std::thread::scope(|s| {
             let module = args.module.as_ref().map(|path| {
                 let sandbox = &sandbox;
@@ -162,7 +168,14 @@ impl Service {
                 let pool = Pool::start(Arc::new(factory))?;
                 let name = module_name(path);
                 tracing::info!(module = %name, ?origin, workers = pool.size(), "module ready");
-                (Some(pool), Some(ModuleInfo { name, origin }))
+                (
+                    Some(pool),
+                    Some(ModuleInfo {
+                        name,
+                        origin,
+                        python,
+                    }),
+                )
             }
             _ => (None, None),
         };
@@ -248,4 +261,27 @@ pub fn module_name(path: &Path) -> String {
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned()
+}
+
+/// A Python module's CPython needs 13.25 MiB of linear memory and a
+/// 5684-element table before the script does anything; smaller limits fail
+/// here with the reason rather than as a failed instantiation. Isolated
+/// mode works, at a price worth saying.
+fn python_fits(sandbox: &instance::SandboxConfig) -> Result<(), StartError> {
+    const MEMORY: usize = 14 << 20;
+    const TABLE: usize = 5684;
+    if sandbox.memory_limit < MEMORY || sandbox.table_elements < TABLE {
+        return Err(StartError::Instance(InstanceError::Instantiate(format!(
+            "a Python module needs at least {} MiB of memory (--memory-limit, now {} MiB) and {TABLE} table elements (--table-elements, now {}): CPython alone takes 13.25 MiB",
+            MEMORY >> 20,
+            sandbox.memory_limit >> 20,
+            sandbox.table_elements
+        ))));
+    }
+    if sandbox.isolation == instance::Isolation::Isolated {
+        tracing::warn!(
+            "isolated mode with a Python module: every request instantiates CPython's 13 MiB heap and runs init() again (about 1.5 ms and a fresh model handle per request); pooled mode keeps initialised instances warm"
+        );
+    }
+    Ok(())
 }

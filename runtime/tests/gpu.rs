@@ -6,29 +6,7 @@
 
 mod common;
 
-use common::{Server, assert_close, expected, models};
-use serde_json::{Value, json};
-
-/// V2 infer on `mlp` answers ONNX Runtime's CPU probabilities.
-fn scores_mlp_like_the_cpu(server: &Server) {
-    let exp = expected();
-    let rows = exp["mlp"]["input"].as_array().unwrap();
-    let flat: Vec<Value> = rows
-        .iter()
-        .flat_map(|r| r.as_array().unwrap().clone())
-        .collect();
-    let reply = server.post_json(
-        "/v2/models/mlp/infer",
-        &json!({ "inputs": [{ "name": "input", "shape": [rows.len(), 64], "datatype": "FP32", "data": flat }] }),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    let body: Value = serde_json::from_str(&reply.text).unwrap();
-    assert_close(
-        &body["outputs"][0]["data"],
-        &exp["mlp"]["ort"]["probabilities"],
-        1e-5,
-    );
-}
+use common::{Server, models};
 
 #[test]
 fn a_gpu_model_without_cuda_says_what_is_missing() {
@@ -58,7 +36,7 @@ fn the_cpu_fallback_serves_the_cpu_answers_and_says_so() {
         "--gpu-fallback",
         "cpu",
     ]);
-    scores_mlp_like_the_cpu(&server);
+    common::v2_mlp_answers_like_ort(&server);
     assert!(server.log().contains("GPU unavailable"), "{}", server.log());
 }
 
@@ -105,5 +83,5 @@ fn the_cuda_build_names_the_library_it_misses_and_serves_cpu_models() {
     );
     // CPU models on the CUDA build answer as on the CPU build.
     let server = Server::start(&["--model-dir", m.to_str().unwrap(), "--ort-lib", lib]);
-    scores_mlp_like_the_cpu(&server);
+    common::v2_mlp_answers_like_ort(&server);
 }

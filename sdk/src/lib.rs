@@ -7,7 +7,8 @@
 //! against any installed runtime. Targets: [`local`] processes,
 //! [`container`]s of the prebuilt images, and [`kubernetes`] manifests
 //! (a Deployment, or a KServe runtime and InferenceService). [`scaffold`]
-//! starts a new module project. State of deployments lives in a small
+//! starts a new module project; [`python`] builds an Azure ML `score.py`
+//! into a module. State of deployments lives in a small
 //! store ([`store`]) so a later process can list and delete them.
 
 pub mod container;
@@ -15,6 +16,7 @@ pub mod endpoint;
 pub mod images;
 pub mod kubernetes;
 pub mod local;
+pub mod python;
 pub mod quantity;
 pub mod scaffold;
 pub mod spec;
@@ -54,4 +56,6 @@ pub enum SdkError {
     Http(String),
     #[error("state store: {0}")]
     Store(String),
+    #[error("{0}")]
+    Python(String),
 }

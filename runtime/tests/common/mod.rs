@@ -426,3 +426,26 @@ pub fn column(body: &Value, key: &str) -> Value {
         .unwrap_or_else(|| panic!("no predictions in {body}"));
     Value::Array(rows.iter().map(|p| p[key].clone()).collect())
 }
+
+/// V2 infer on `mlp` (the expected input rows) answers the probabilities
+/// ONNX Runtime's Python API computed.
+#[allow(dead_code)]
+pub fn v2_mlp_answers_like_ort(server: &Server) {
+    let exp = expected();
+    let rows = exp["mlp"]["input"].as_array().unwrap();
+    let flat: Vec<Value> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect();
+    let reply = server.post_json(
+        "/v2/models/mlp/infer",
+        &serde_json::json!({ "inputs": [{ "name": "input", "shape": [rows.len(), 64], "datatype": "FP32", "data": flat }] }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    assert_close(
+        &body["outputs"][0]["data"],
+        &exp["mlp"]["ort"]["probabilities"],
+        1e-5,
+    );
+}

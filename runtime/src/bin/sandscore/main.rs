@@ -1,8 +1,9 @@
 //! The `sandscore` command: serve a scoring module, score one request,
 //! check a deployment, print versions; and the deployment commands
-//! (`deploy.rs`).
+//! (`deploy.rs`); build Python scripts into modules (`python.rs`).
 
 mod deploy;
+mod python;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Command {
     /// Precompile a module for this build's engine, so a server starts
     /// without compiling (the .cwasm is used when it sits beside the .wasm).
     Compile(CompileArgs),
+    /// Build an Azure ML-style score.py (init() and run(raw_data), models
+    /// through `import sandscore`) into a module, and precompile it.
+    Build(python::BuildArgs),
     /// Start a new scoring-module project (Cargo.toml, src/lib.rs, a sample
     /// request, a sandscore.toml).
     Init(deploy::InitArgs),
@@ -140,6 +144,7 @@ fn main() -> ExitCode {
         Command::Score(a) => a.runtime.normalize(),
         Command::Check(a) | Command::Version(a) => a.normalize(),
         Command::Compile(a) => a.runtime.normalize(),
+        Command::Build(a) => a.runtime.normalize(),
         Command::Health(_)
         | Command::Init(_)
         | Command::Deploy(_)
@@ -147,6 +152,20 @@ fn main() -> ExitCode {
         | Command::Invoke(_)
         | Command::Logs(_)
         | Command::Delete(_) => {}
+    }
+    // A score.py given as the module is built into one first (cached).
+    let runtime = match &mut cli.command {
+        Command::Serve(a) => Some(&mut a.runtime),
+        Command::Score(a) => Some(&mut a.runtime),
+        Command::Check(a) => Some(a),
+        Command::Compile(a) => Some(&mut a.runtime),
+        _ => None,
+    };
+    if let Some(r) = runtime
+        && let Err(e) = python::resolve(r)
+    {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
     }
     let result = match cli.command {
         Command::Serve(args) => {
@@ -168,6 +187,7 @@ fn main() -> ExitCode {
         Command::Version(args) => version(args),
         Command::Health(args) => health(args),
         Command::Compile(args) => compile_module(args),
+        Command::Build(args) => python::build(args),
         Command::Init(args) => deploy::init(args),
         Command::Deploy(args) => deploy::deploy(args),
         Command::Endpoints => deploy::endpoints(),
@@ -228,7 +248,8 @@ fn check(args: RuntimeArgs) -> anyhow::Result<()> {
         ..args.clone()
     })?;
     if let Some(m) = &service.module {
-        println!("module     {} ({:?})", m.name, m.origin);
+        let language = if m.python { ", Python" } else { "" };
+        println!("module     {} ({:?}{language})", m.name, m.origin);
         println!(
             "world      sandscore:scoring/scorer@0.1.0: init, score and infer exported; init ran"
         );
@@ -321,18 +342,27 @@ fn compile_module(args: CompileArgs) -> anyhow::Result<()> {
     let Some(module) = &args.runtime.module else {
         bail!("`compile` needs a module: pass --module M.wasm");
     };
-    let engine = sandscore::instance::engine(&args.runtime.sandbox())?;
-    let (component, _) = sandscore::instance::compile::load(&engine, module, None)?;
     let out = args
         .output
         .clone()
         .unwrap_or_else(|| module.with_extension("cwasm"));
+    precompile(&args.runtime, module, &out)?;
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// Compiles `module` for the engine `runtime` configures and writes `out`.
+fn precompile(
+    runtime: &RuntimeArgs,
+    module: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let engine = sandscore::instance::engine(&runtime.sandbox())?;
+    let (component, _) = sandscore::instance::compile::load(&engine, module, None)?;
     let bytes = component
         .serialize()
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
-    println!("{}", out.display());
-    Ok(())
+    std::fs::write(out, bytes).with_context(|| format!("cannot write {}", out.display()))
 }
 
 fn health(args: HealthArgs) -> anyhow::Result<()> {
