@@ -82,7 +82,11 @@ guests: wasm-target
 # Python scoring scripts built by `sandscore build` (componentize-py from
 # PyPI, pinned in deps/componentize-py.lock, installed into $(CACHE) on
 # first use): the examples and the tests' misbehaving script.
-python-guests: $(PY_GUESTS)/onnx_mlp.wasm $(PY_GUESTS)/iris_sklearn.wasm $(PY_GUESTS)/faulty.wasm
+python-guests: $(PY_GUESTS)/onnx_mlp.wasm $(PY_GUESTS)/iris_sklearn.wasm $(PY_GUESTS)/faulty.wasm $(RELEASE)/python/componentize_py
+# componentize-py's package beside the binary, for the images on the Debian base.
+$(RELEASE)/python/componentize_py: $(PY_GUESTS)/onnx_mlp.wasm
+	rm -rf $@ && mkdir -p $(RELEASE)/python
+	cp -r $(CACHE)/componentize-py-0.25.1/lib/python3*/site-packages/componentize_py $@
 $(PY_GUESTS)/onnx_mlp.wasm: examples/python/onnx-mlp/score.py $(PY_SDK) $(RELEASE)/sandscore
 	$(RELEASE)/sandscore build --cache-dir $(CACHE) $< -o $@
 $(PY_GUESTS)/iris_sklearn.wasm: examples/python/iris-sklearn/score.py $(PY_SDK) $(RELEASE)/sandscore

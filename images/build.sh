@@ -6,7 +6,8 @@
 # Usage: build.sh SANDSCORE_BINARY LIB_DIR OUT_DIR [--heavy | IMAGE…]
 # LIB_DIR holds the backends' libraries as `make ort xgboost tensorflow` lays
 # them out: libonnxruntime.so, xgboost/lib/libxgboost.so, xgboost_cpu.libs/,
-# tensorflow/, litert/, torch/, onnxruntime-gpu/ (`make ort-gpu`: ORT's CUDA
+# tensorflow/, litert/, torch/, python/ (componentize-py, for images on the
+# Debian base), onnxruntime-gpu/ (`make ort-gpu`: ORT's CUDA
 # build with cuda/ beside it). Images marked heavy in the manifest
 # (TensorFlow, TFLite, PyTorch, GPU) are built only with --heavy (all heavy
 # ones) or when named. An image whose dockerfile is not images/Dockerfile
@@ -37,6 +38,10 @@ python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_ver
     cp -r "$libs/onnxruntime-gpu/." "$ctx/lib/"
   elif [[ ",$backends," == *",onnxruntime,"* ]]; then
     cp "$libs/libonnxruntime.so" "$ctx/lib/libonnxruntime.so"
+  fi
+  # The Debian base has python3: such images build a score.py at start.
+  if [ "$base" = sandscore/base:bookworm ]; then
+    cp -r "$libs/python" "$ctx/lib/"
   fi
   if [[ ",$backends," == *",pytorch,"* ]]; then
     cp -r "$libs/torch" "$ctx/lib/"

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Builds sandscore's base images from Debian bookworm packages, with no
 # registry (debootstrap + docker import):
-#   sandscore/base:bookworm        minbase, pruned of docs and caches; apt works
+#   sandscore/base:bookworm        minbase + python3-minimal (what builds a
+#                                  score.py at container start), pruned of docs
+#                                  and caches; apt works
 #   sandscore/base:bookworm-glibc  only the C/C++ runtime libraries, /etc/passwd
 #                                  and /tmp: what the sandscore binary needs
 # Both carry the unprivileged user sandscore (uid/gid 10001). Skips an image
-# that already exists. The Debian mirror is the one apt on this machine uses.
+# that already exists at this REVISION (bump it when the contents change).
+# The Debian mirror is the one apt on this machine uses.
 set -euo pipefail
 cache=${CACHE:-$HOME/.cache/sandscore}/base
 mkdir -p "$cache"
-have() { docker image inspect "$1" >/dev/null 2>&1; }
+REVISION=2
+have() {
+  [ "$(docker image inspect -f '{{index .Config.Labels "io.sandscore.base.revision"}}' "$1" 2>/dev/null)" = "$REVISION" ]
+}
 if have sandscore/base:bookworm && have sandscore/base:bookworm-glibc; then
   echo "base images present"; exit 0
 fi
@@ -21,12 +27,12 @@ mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 
 root=$(mktemp -d)
 slim=$(mktemp -d)
 trap 'rm -rf "$root" "$slim"' EXIT
-if [ ! -f "$cache/minbase.tar" ]; then
-  debootstrap --variant=minbase bookworm "$root" "$mirror" >"$cache/debootstrap.log" 2>&1 \
+if [ ! -f "$cache/minbase-python.tar" ]; then
+  debootstrap --variant=minbase --include=python3-minimal bookworm "$root" "$mirror" >"$cache/debootstrap.log" 2>&1 \
     || { tail -20 "$cache/debootstrap.log" >&2; exit 1; }
-  tar --numeric-owner -C "$root" -cf "$cache/minbase.tar" .
+  tar --numeric-owner -C "$root" -cf "$cache/minbase-python.tar" .
 else
-  tar --numeric-owner -C "$root" -xf "$cache/minbase.tar"
+  tar --numeric-owner -C "$root" -xf "$cache/minbase-python.tar"
 fi
 
 # The user every image runs as.
@@ -41,7 +47,7 @@ rm -rf "$root"/usr/share/{doc,man,info,locale,lintian}/* "$root"/usr/lib/x86_64-
 mkdir -p "$root/usr/share/locale"
 tar --numeric-owner -C "$root" -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change 'CMD ["/bin/bash"]' - sandscore/base:bookworm
+  --change 'CMD ["/bin/bash"]' --change "LABEL io.sandscore.base.revision=$REVISION" - sandscore/base:bookworm
 
 # glibc only: the loader, libc, libm, libgcc_s, libstdc++ (ONNX Runtime's), their links.
 lib=usr/lib/x86_64-linux-gnu
@@ -54,5 +60,5 @@ ln -s usr/lib "$slim/lib"
 chmod 1777 "$slim/tmp"
 printf 'root:x:0:0:root:/root:/nonexistent\nsandscore:x:10001:10001:sandscore:/nonexistent:/nonexistent\n' >"$slim/etc/passwd"
 printf 'root:x:0:\nsandscore:x:10001:\n' >"$slim/etc/group"
-tar --numeric-owner -C "$slim" -c . | docker import - sandscore/base:bookworm-glibc
+tar --numeric-owner -C "$slim" -c . | docker import --change "LABEL io.sandscore.base.revision=$REVISION" - sandscore/base:bookworm-glibc
 docker image ls sandscore/base

@@ -682,3 +682,33 @@ fn the_gpu_image_carries_every_cuda_library_but_the_driver() {
         "{err}"
     );
 }
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn a_score_py_is_built_by_the_image_at_start_and_answers_like_the_rust_module() {
+    let exp = expected();
+    let script_dir = repo().join("examples/python/onnx-mlp");
+    let started = Instant::now();
+    let c = Container::run(
+        "sandscore/onnxruntime-cpu:latest",
+        &[(&models(), "/models"), (&script_dir, "/app/src")],
+        &["-e", "AZUREML_ENTRY_SCRIPT=/app/src/score.py"],
+    );
+    let (answer, took) = c.first_score(&json!({ "data": exp["mlp"]["input"] }), started);
+    assert_close(
+        &column(&answer, "probabilities"),
+        &exp["mlp"]["ort"]["probabilities"],
+        1e-5,
+    );
+    println!(
+        "score.py built by the image at start: docker run to first score {:.1} s",
+        took.as_secs_f64()
+    );
+    let logs = Command::new("docker")
+        .args(["logs", &c.id])
+        .output()
+        .expect("docker logs");
+    let logs = String::from_utf8_lossy(&logs.stderr);
+    assert!(logs.contains("building /app/src/score.py"), "{logs}");
+    check_hardening(&c, &["/models", "/app/src"]);
+}

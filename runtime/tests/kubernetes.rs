@@ -309,6 +309,66 @@ fn gpu_models_ask_the_cluster_for_a_gpu_and_run_the_gpu_image() {
 }
 
 #[test]
+fn a_python_script_travels_as_source_and_is_built_by_the_pod() {
+    let fx = Fixture::new("k8s-python");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python/onnx-mlp/score.py");
+    let file = fx.file(&toml("pyscore", &script, &models(), ""));
+    let out_dir = fx.dir.join("k8s/pyscore");
+    let args = |f: &Path| {
+        vec![
+            "deploy".to_string(),
+            "-f".into(),
+            f.display().to_string(),
+            "--target".into(),
+            "kubernetes".into(),
+            "--out".into(),
+            out_dir.display().to_string(),
+            "--no-apply".into(),
+        ]
+    };
+    let out = fx.run(&args(&file).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out));
+    let checked = validate(&[&out_dir]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    let configmaps = objects(&out_dir.join("configmaps.yaml"));
+    let module = configmaps
+        .iter()
+        .find(|c| c["metadata"]["name"] == "pyscore-module")
+        .expect("module ConfigMap");
+    let source = module["binaryData"]["score.py"]
+        .as_str()
+        .expect("score.py in the ConfigMap");
+    let source = base64::engine::general_purpose::STANDARD
+        .decode(source)
+        .unwrap();
+    assert_eq!(source, std::fs::read(&script).unwrap());
+    let deployment = objects(&out_dir.join("deployment.yaml"));
+    let env = &find(&deployment, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "AZUREML_ENTRY_SCRIPT" && e["value"] == "/app/score.py"),
+        "{env}"
+    );
+    // An image without Python cannot build it at start.
+    let file = fx.file(&toml(
+        "pyxgb",
+        &script,
+        &models(),
+        "image = \"xgboost-cpu\"",
+    ));
+    let out = fx.run(&args(&file).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("has no Python") && text(&out).contains("sandscore build"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn models_too_big_for_a_configmap_say_what_to_do() {
     let fx = Fixture::new("k8s-big");
     let big = fx.dir.join("big-models");

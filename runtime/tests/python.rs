@@ -185,7 +185,7 @@ fn limits_too_small_for_cpython_are_refused_and_isolated_mode_warns() {
         &["--module", faulty.to_str().unwrap(), "--memory-limit", "8"],
     );
     assert!(
-        !ok && err.contains("a Python module needs at least 14 MiB"),
+        !ok && err.contains("a Python module needs at least 16 MiB"),
         "{err}"
     );
     let s = serve(&faulty, &["--isolation", "isolated"]);

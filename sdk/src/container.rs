@@ -12,6 +12,8 @@ use crate::{Deployment, Endpoint, SdkError};
 
 /// Where the images expect the module and the models.
 const MODULE_PATH: &str = "/app/score.wasm";
+/// Where a Python script's folder is mounted.
+const SCRIPT_DIR: &str = "/app/src";
 const MODEL_PATH: &str = "/models";
 
 /// The engines tried, in order; `SANDSCORE_ENGINE` picks one.
@@ -107,6 +109,16 @@ fn container_args(d: &Deployment, engine: &str) -> Result<Vec<String>, SdkError>
         Ok(format!("{}:{inside}:ro", host.display()))
     };
     match &d.module {
+        // A script: its folder (what it imports), built by the image on start.
+        Some(m) if crate::python::is_script(m) => {
+            let dir = m.parent().unwrap_or(std::path::Path::new("."));
+            a.extend(["-v".into(), mount(dir, SCRIPT_DIR)?]);
+            let name = m.file_name().unwrap_or_default().to_string_lossy();
+            a.extend([
+                "-e".into(),
+                format!("AZUREML_ENTRY_SCRIPT={SCRIPT_DIR}/{name}"),
+            ]);
+        }
         Some(m) => {
             a.extend(["-v".into(), mount(m, MODULE_PATH)?]);
             let cwasm = m.with_extension("cwasm");

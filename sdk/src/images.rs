@@ -18,7 +18,14 @@ pub struct Image {
     pub device: String,
     /// Backends built into it (`onnxruntime`, …).
     pub backends: Vec<String>,
+    /// The image it is built on; the Debian one has the Python that builds
+    /// a `score.py` at start.
+    #[serde(default)]
+    pub base: String,
 }
+
+/// The base whose images build Python scripts (python3 + componentize-py).
+pub const PYTHON_BASE: &str = "sandscore/base:bookworm";
 
 impl Image {
     /// `name:tag`.
@@ -79,6 +86,7 @@ pub fn resolve(image: Option<&str>, has_models: bool) -> Result<Image, SdkError>
             tag: tag.into(),
             device: "cpu".into(),
             backends: vec!["onnxruntime".into()],
+            base: String::new(),
         });
     }
     let known: Vec<String> = images.iter().map(short).collect();
@@ -102,6 +110,13 @@ pub fn for_deployment(d: &crate::Deployment) -> Result<Image, SdkError> {
     if on_gpu && image.device != "gpu" && d.gpu_fallback.as_deref() != Some("cpu") {
         return Err(SdkError::Invalid(format!(
             "devices put models on the GPU but {} is a CPU image; set image = \"onnxruntime-gpu\" (or gpu_fallback = \"cpu\" to run them on the CPU)",
+            image.reference()
+        )));
+    }
+    let script = d.module.as_deref().is_some_and(crate::python::is_script);
+    if script && !image.base.is_empty() && image.base != PYTHON_BASE {
+        return Err(SdkError::Invalid(format!(
+            "{} has no Python to build a score.py when it starts; build the module first (`sandscore build score.py`) and deploy the .wasm, or use an image on {PYTHON_BASE} (onnxruntime-cpu, sklearn-cpu, pytorch-cpu, onnxruntime-gpu)",
             image.reference()
         )));
     }

@@ -148,9 +148,23 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
     let mut env = vec![json!({ "name": "SANDSCORE_CACHE_DIR", "value": "/tmp/sandscore-cache" })];
     match &d.module {
         Some(m) => {
-            let size = std::fs::metadata(m)
-                .map_err(|e| SdkError::Invalid(format!("{}: {e}", m.display())))?
-                .len();
+            // A Python script travels as its folder's .py files and is built
+            // by the image when the pod starts.
+            let (files, entry) = if crate::python::is_script(m) {
+                let name = m.file_name().unwrap_or_default().to_string_lossy();
+                (crate::python::sources(m)?, format!("/app/{name}"))
+            } else {
+                (
+                    vec![("score.wasm".into(), m.clone())],
+                    "/app/score.wasm".into(),
+                )
+            };
+            let mut size = 0;
+            for (_, f) in &files {
+                size += std::fs::metadata(f)
+                    .map_err(|e| SdkError::Invalid(format!("{}: {e}", f.display())))?
+                    .len();
+            }
             if size > CONFIGMAP_BYTES {
                 return Err(SdkError::Invalid(format!(
                     "the module is {} KiB; a ConfigMap holds at most {} KiB (bake it into an image derived from {})",
@@ -159,14 +173,10 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
                     image.reference()
                 )));
             }
-            configmaps.push(binary_configmap(
-                d,
-                &module_cm,
-                &[("score.wasm".into(), m.clone())],
-            )?);
+            configmaps.push(binary_configmap(d, &module_cm, &files)?);
             volumes.push(json!({ "name": "module", "configMap": { "name": module_cm } }));
             mounts.push(json!({ "name": "module", "mountPath": "/app", "readOnly": true }));
-            env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": "/app/score.wasm" }));
+            env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": entry }));
         }
         None => env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": "" })),
     }

@@ -56,7 +56,7 @@ fn fail(reason: impl Into<String>) -> SdkError {
 
 /// Where componentize-py is, installing it on first use:
 /// `$SANDSCORE_COMPONENTIZE_PY` (an executable), the images' copy in
-/// `../python` beside this binary (run by the system's python3), else a
+/// `../lib/python` beside this binary (run by the system's python3), else a
 /// venv under `cache` with the pinned wheel.
 fn tool(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Tool, SdkError> {
     if let Some(p) = std::env::var_os("SANDSCORE_COMPONENTIZE_PY").filter(|p| !p.is_empty()) {
@@ -68,7 +68,7 @@ fn tool(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Tool, SdkError> 
     }
     let bundled = std::env::current_exe()
         .ok()
-        .and_then(|e| Some(e.parent()?.parent()?.join("python")))
+        .and_then(|e| Some(e.parent()?.parent()?.join("lib/python")))
         .filter(|d| d.join("componentize_py").is_dir());
     if let Some(dir) = bundled {
         return Ok(Tool {
@@ -130,6 +130,27 @@ fn install(venv: &Path) -> Result<(), SdkError> {
         "installing componentize-py from PyPI",
     )?;
     std::fs::write(venv.join(".installed"), COMPONENTIZE_PY).map_err(|e| fail(e.to_string()))
+}
+
+/// Whether `module` is a Python script rather than a component.
+pub fn is_script(module: &Path) -> bool {
+    module.extension().is_some_and(|e| e == "py")
+}
+
+/// The `.py` files of a script's folder (what it may import), by name.
+pub fn sources(script: &Path) -> Result<Vec<(String, PathBuf)>, SdkError> {
+    let dir = match script.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| fail(format!("{}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_script(p) && p.is_file())
+        .filter_map(|p| Some((p.file_name()?.to_str()?.to_string(), p)))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// The script's module name, which must be a Python identifier.
@@ -268,19 +289,8 @@ pub fn cached(
         h.update(text);
     }
     h.update(script.file_name().unwrap_or_default().as_encoded_bytes());
-    let dir = script.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    })
-    .map_err(|e| fail(format!("{}: {e}", dir.display())))?
-    .filter_map(|e| e.ok().map(|e| e.path()))
-    .filter(|p| p.extension().is_some_and(|e| e == "py"))
-    .collect();
-    files.sort();
-    for f in files {
-        h.update(f.file_name().unwrap_or_default().as_encoded_bytes());
+    for (name, f) in sources(script)? {
+        h.update(name.as_bytes());
         h.update(std::fs::read(&f).map_err(|e| fail(format!("{}: {e}", f.display())))?);
     }
     // Named as the script, so logs and metadata call the module `score`.
