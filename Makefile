@@ -239,9 +239,10 @@ bench: all
 	cp $(MODELS)/mlp.onnx $(MODELS)/iris.onnx $(BENCH_MODELS)/
 	test -f $(BENCH_MODELS)/large.onnx || $(PY) bench/make_models.py $(BENCH_MODELS)
 	cargo build --release --locked -p sandscore --example ceiling
+	$(RELEASE)/sandscore build --cache-dir $(CACHE) bench/guest-python/score.py -o $(BENCH_OUT)/bench_python.wasm
 	rm -f $(BENCH_OUT)/inprocess.jsonl
 	SANDSCORE_BENCH_MODELS=$(BENCH_MODELS) BENCH_OUT=$(BENCH_OUT)/inprocess.jsonl cargo bench --locked -p sandscore --bench overhead
-	printf '{"sandscore":"%s","guests":"%s","ort_lib":"%s","bench_models":"%s","azureml_venv":"%s","mlserver_venv":"%s","ceiling":"%s","inprocess":"%s","results":"%s","duration":%s}' \
-	  $(RELEASE)/sandscore $(GUESTS) $(ORT_LIB) $(BENCH_MODELS) $(CACHE)/bench-azureml $(CACHE)/bench-mlserver \
+	printf '{"sandscore":"%s","guests":"%s","python_guest":"%s","ort_lib":"%s","bench_models":"%s","azureml_venv":"%s","mlserver_venv":"%s","ceiling":"%s","inprocess":"%s","results":"%s","duration":%s}' \
+	  $(RELEASE)/sandscore $(GUESTS) $(BENCH_OUT)/bench_python.wasm $(ORT_LIB) $(BENCH_MODELS) $(CACHE)/bench-azureml $(CACHE)/bench-mlserver \
 	  $(RELEASE)/examples/ceiling $(BENCH_OUT)/inprocess.jsonl $(BENCH_OUT)/results.json $(BENCH_SECONDS) > $(BENCH_OUT)/config.json
 	$(CACHE)/bench-azureml/bin/python bench/run.py $(BENCH_OUT)/config.json

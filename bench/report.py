@@ -75,7 +75,9 @@ def main():
         lines.append(f"| {r['server']} | {r['model']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['errors']} |")
     lines += ["", "### Ratios (same run)", "", "| comparison | model | connections | throughput ratio | p99 (sandscore vs peer) |", "| --- | --- | ---: | ---: | --- |"]
     pairs = [("sandscore /score (module)", "Azure ML server (default workers)"), ("sandscore /score (module)", "Azure ML server (WORKER_COUNT=2)"),
-             ("sandscore V2 infer (no module)", "MLServer V2 infer")]
+             ("sandscore V2 infer (no module)", "MLServer V2 infer"),
+             ("sandscore /score (Python module)", "Azure ML server, same score.py natively (WORKER_COUNT=2)"),
+             ("sandscore /score (Python module)", "sandscore /score (module)")]
     for ours, peer in pairs:
         for model in ["mlp", "large"]:
             for c in [1, 16]:

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """sandscore's benchmark harness: every number side by side, one run, one machine.
 
-Starts each server itself (sandscore /score through a module, sandscore V2
-with no module, the Azure ML inference server with default workers and with
-WORKER_COUNT=2, Seldon MLServer, a bare hyper server as the HTTP ceiling),
+Starts each server itself (sandscore /score through a Rust module and
+through the same work as a Python score.py, sandscore V2 with no module, the
+Azure ML inference server with default workers and with WORKER_COUNT=2, and
+running that same score.py natively, Seldon MLServer, a bare hyper server as
+the HTTP ceiling),
 loads each with wrk at fixed concurrency for a fixed time after a warm-up,
 measures cold start and resident memory, reads the in-process results that
 `cargo bench --bench overhead` wrote, and writes docs/BENCHMARKS.md and
@@ -180,16 +182,21 @@ def main():
         cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--model-dir", str(models),
                "--workers", "2", "--cache-dir", str(cache_dir), *root_flag]
         if module:
-            cmd += ["--module", str(guests / "bench_guest.wasm")]
+            cmd += ["--module", CFG["python_guest"] if module == "python" else str(guests / "bench_guest.wasm")]
             return Server(name, cmd, common_env, f"http://127.0.0.1:{port}/score", score_body("mlp"))
         return Server(name, cmd, common_env, f"http://127.0.0.1:{port}/v2/models/mlp/infer", v2_body("mlp"))
 
-    def azureml_server(name, model, workers):
+    def azureml_server(name, model, workers, same_script=False):
         port = free_port()
         env = {"AZUREML_MODEL_DIR": str(bench_models), "BENCH_MODEL": model, "PYTHONUNBUFFERED": "1"}
         if workers:
             env["WORKER_COUNT"] = str(workers)
-        cmd = [str(azure_venv / "bin" / "azmlinfsrv"), "--entry_script", str(ROOT / "bench/peers/azureml/score.py"), "--port", str(port)]
+        script = ROOT / "bench/peers/azureml/score.py"
+        if same_script:
+            # The Python guest's own score.py, its `sandscore` module backed by onnxruntime.
+            script = ROOT / "bench/guest-python/score.py"
+            env["PYTHONPATH"] = str(ROOT / "bench/peers/azureml-python")
+        cmd = [str(azure_venv / "bin" / "azmlinfsrv"), "--entry_script", str(script), "--port", str(port)]
         return Server(name, cmd, env, f"http://127.0.0.1:{port}/score", score_body(model))
 
     def mlserver_server(name):
@@ -239,6 +246,12 @@ def main():
             times.append(s.start())
             s.stop()
         results["cold"].append({"server": label, "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
+    times = []
+    for _ in range(COLD_RUNS):
+        s = sandscore_server("python", "python", cache, small_only)
+        times.append(s.start())
+        s.stop()
+    results["cold"].append({"server": "sandscore /score, Python module (precompiled .cwasm)", "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
     for c in results["cold"]:
         print(f"cold start  {c['server']:<46} {c['median_ms']:>8.0f} ms (median of {c['runs']})", flush=True)
 
@@ -248,6 +261,12 @@ def main():
     results["memory"].append({"server": "sandscore (module + 3 models: small, large, iris; 2 workers)", "rss_mib": tree_rss_mib(s.proc.pid)})
     base = s.url.rsplit("/", 1)[0]
     load(s, "sandscore /score (module)", lambda m: f"{base}/score", score_body, FEATURES)
+    s.stop()
+    s = sandscore_server("sandscore-python", "python", cache)
+    s.start()
+    results["memory"].append({"server": "sandscore, Python module (3 models; 2 workers)", "rss_mib": tree_rss_mib(s.proc.pid)})
+    base = s.url.rsplit("/", 1)[0]
+    load(s, "sandscore /score (Python module)", lambda m: f"{base}/score", score_body, FEATURES)
     s.stop()
     s = sandscore_server("sandscore-v2", False, cache)
     s.start()
@@ -262,6 +281,12 @@ def main():
                 results["memory"].append({"server": label, "rss_mib": tree_rss_mib(s.proc.pid)})
             load(s, label, lambda m, u=s.url: u, score_body, [model])
             s.stop()
+    label = "Azure ML server, same score.py natively (WORKER_COUNT=2)"
+    s = azureml_server(label, "mlp", 2, same_script=True)
+    s.start()
+    results["memory"].append({"server": label, "rss_mib": tree_rss_mib(s.proc.pid)})
+    load(s, label, lambda m, u=s.url: u, score_body, FEATURES)
+    s.stop()
     s = mlserver_server("mlserver")
     s.start()
     results["memory"].append({"server": "MLServer (2 models)", "rss_mib": tree_rss_mib(s.proc.pid)})
