@@ -106,8 +106,11 @@ pub fn for_deployment(d: &crate::Deployment) -> Result<Image, SdkError> {
         (None, true) => resolve(Some("onnxruntime-gpu"), true)?,
         (image, _) => resolve(image.as_deref(), d.model_dir.is_some())?,
     };
+    // A derived image (not in the manifest, so no base known) may be built
+    // on the GPU image: only sandscore's own CPU images are refused.
     let on_gpu = d.devices.values().any(|v| v == "gpu");
-    if on_gpu && image.device != "gpu" && d.gpu_fallback.as_deref() != Some("cpu") {
+    let known_cpu = image.device != "gpu" && !image.base.is_empty();
+    if on_gpu && known_cpu && d.gpu_fallback.as_deref() != Some("cpu") {
         return Err(SdkError::Invalid(format!(
             "devices put models on the GPU but {} is a CPU image; set image = \"onnxruntime-gpu\" (or gpu_fallback = \"cpu\" to run them on the CPU)",
             image.reference()
@@ -157,6 +160,9 @@ mod tests {
             e.contains("is a CPU image") && e.contains("onnxruntime-gpu"),
             "{e}"
         );
+        d.image = Some("me/derived-from-gpu:1".into());
+        assert!(for_deployment(&d).is_ok(), "a derived image may carry CUDA");
+        d.image = Some("onnxruntime-cpu".into());
         d.gpu_fallback = Some("cpu".into());
         assert_eq!(for_deployment(&d).unwrap().device, "cpu");
     }
