@@ -712,3 +712,57 @@ fn a_score_py_is_built_by_the_image_at_start_and_answers_like_the_rust_module() 
     assert!(logs.contains("building /app/src/score.py"), "{logs}");
     check_hardening(&c, &["/models", "/app/src"]);
 }
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn the_container_target_deploys_a_python_script() {
+    use common::fixture::{Fixture, text, toml};
+    let fx = Fixture::new("container-python");
+    let script = repo().join("examples/python/onnx-mlp/score.py");
+    let file = fx.file(&toml(
+        "pyscript",
+        &script,
+        &models(),
+        "image = \"onnxruntime-cpu\"",
+    ));
+    let out = fx.run(&[
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--target",
+        "container",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = labelled("pyscript");
+    let mounts = docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}",
+        &id,
+    ]);
+    assert!(
+        mounts.contains("/app/src=false") && mounts.contains("/models=false"),
+        "the script's folder and the models, read-only: {mounts}"
+    );
+    let exp = expected();
+    let request = fx.dir.join("request.json");
+    std::fs::write(&request, json!({ "data": exp["mlp"]["input"] }).to_string()).unwrap();
+    let out = fx.run(&["invoke", "pyscript", "--data", request.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_close(
+        &column(&answer, "probabilities"),
+        &exp["mlp"]["ort"]["probabilities"],
+        1e-5,
+    );
+    let logs = fx.run(&["logs", "pyscript"]);
+    assert!(
+        String::from_utf8_lossy(&logs.stderr).contains("building /app/src/score.py")
+            || String::from_utf8_lossy(&logs.stdout).contains("building /app/src/score.py"),
+        "{}",
+        text(&logs)
+    );
+    let out = fx.run(&["delete", "pyscript"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(labelled("pyscript"), "", "container left behind");
+}
