@@ -40,7 +40,8 @@ const STAGED: [(&str, &str); 4] = [
     ),
 ];
 
-/// The entry module componentize-py builds from; `{module}` is the script's.
+/// The entry module componentize-py builds from, generated beside the
+/// package: it imports the script and defines the world's `WitWorld`.
 const ENTRY: &str = "sandscore_app";
 
 /// How componentize-py is run: a program and the arguments before its own.
