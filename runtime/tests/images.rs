@@ -508,6 +508,30 @@ fn labelled(name: &str) -> String {
     ])
 }
 
+/// Where a container's mounts go and whether they are writable
+/// (`/models=false …`).
+fn mounts(id: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}",
+        id,
+    ])
+}
+
+/// `sandscore invoke NAME` with the mlp rows of expected.json: the answer.
+fn invoke_mlp(fx: &common::fixture::Fixture, name: &str) -> Value {
+    let request = fx.dir.join("request.json");
+    std::fs::write(
+        &request,
+        json!({ "data": expected()["mlp"]["input"] }).to_string(),
+    )
+    .unwrap();
+    let out = fx.run(&["invoke", name, "--data", request.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", common::fixture::text(&out));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 #[test]
 #[ignore = "needs built images and a Docker engine: make test-images"]
 fn the_container_target_deploys_a_scaffolded_project() {
@@ -552,23 +576,14 @@ fn the_container_target_deploys_a_scaffolded_project() {
         ]),
         "true [ALL] [no-new-privileges]"
     );
-    let mounts = docker(&[
-        "inspect",
-        "-f",
-        "{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}",
-        &id,
-    ]);
+    let mounts = mounts(&id);
     assert!(
         mounts.contains("/app/score.wasm=false") && mounts.contains("/models=false"),
         "module and models must be mounted read-only: {mounts}"
     );
 
     let exp = expected();
-    let request = fx.dir.join("request.json");
-    std::fs::write(&request, json!({ "data": exp["mlp"]["input"] }).to_string()).unwrap();
-    let out = fx.run(&["invoke", "hello-model", "--data", request.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let answer = invoke_mlp(&fx, "hello-model");
     assert_close(
         &answer["probabilities"]["values"],
         &exp["mlp"]["ort"]["probabilities"],
@@ -734,22 +749,13 @@ fn the_container_target_deploys_a_python_script() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let id = labelled("pyscript");
-    let mounts = docker(&[
-        "inspect",
-        "-f",
-        "{{range .Mounts}}{{.Destination}}={{.RW}} {{end}}",
-        &id,
-    ]);
+    let mounts = mounts(&id);
     assert!(
         mounts.contains("/app/src=false") && mounts.contains("/models=false"),
         "the script's folder and the models, read-only: {mounts}"
     );
     let exp = expected();
-    let request = fx.dir.join("request.json");
-    std::fs::write(&request, json!({ "data": exp["mlp"]["input"] }).to_string()).unwrap();
-    let out = fx.run(&["invoke", "pyscript", "--data", request.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let answer = invoke_mlp(&fx, "pyscript");
     assert_close(
         &column(&answer, "probabilities"),
         &exp["mlp"]["ort"]["probabilities"],

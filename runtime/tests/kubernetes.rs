@@ -41,10 +41,10 @@ fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} in {objects:?}"))
 }
 
-fn write(fx: &Fixture, name: &str, models: &Path, extra: &str, target: &str) -> (Output, PathBuf) {
-    let file = fx.file(&toml(name, &guest("onnx_mlp"), models, extra));
-    let out_dir = fx.dir.join("k8s").join(name);
-    let out = fx.run(&[
+/// `deploy --no-apply` of the deployment file `file` to `target`, writing
+/// the manifests into `out_dir`.
+fn deploy(fx: &Fixture, file: &Path, target: &str, out_dir: &Path) -> Output {
+    fx.run(&[
         "deploy",
         "-f",
         file.to_str().unwrap(),
@@ -53,8 +53,15 @@ fn write(fx: &Fixture, name: &str, models: &Path, extra: &str, target: &str) -> 
         "--out",
         out_dir.to_str().unwrap(),
         "--no-apply",
-    ]);
-    (out, out_dir)
+    ])
+}
+
+/// The onnx_mlp module with `models` deployed as `name`: the outcome and
+/// where its manifests went.
+fn write(fx: &Fixture, name: &str, models: &Path, extra: &str, target: &str) -> (Output, PathBuf) {
+    let file = fx.file(&toml(name, &guest("onnx_mlp"), models, extra));
+    let out_dir = fx.dir.join("k8s").join(name);
+    (deploy(fx, &file, target, &out_dir), out_dir)
 }
 
 #[test]
@@ -315,19 +322,7 @@ fn a_python_script_travels_as_source_and_is_built_by_the_pod() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python/onnx-mlp/score.py");
     let file = fx.file(&toml("pyscore", &script, &models(), ""));
     let out_dir = fx.dir.join("k8s/pyscore");
-    let args = |f: &Path| {
-        vec![
-            "deploy".to_string(),
-            "-f".into(),
-            f.display().to_string(),
-            "--target".into(),
-            "kubernetes".into(),
-            "--out".into(),
-            out_dir.display().to_string(),
-            "--no-apply".into(),
-        ]
-    };
-    let out = fx.run(&args(&file).iter().map(String::as_str).collect::<Vec<_>>());
+    let out = deploy(&fx, &file, "kubernetes", &out_dir);
     assert!(out.status.success(), "{}", text(&out));
     let checked = validate(&[&out_dir]);
     assert!(checked.status.success(), "{}", text(&checked));
@@ -359,7 +354,7 @@ fn a_python_script_travels_as_source_and_is_built_by_the_pod() {
         &models(),
         "image = \"xgboost-cpu\"",
     ));
-    let out = fx.run(&args(&file).iter().map(String::as_str).collect::<Vec<_>>());
+    let out = deploy(&fx, &file, "kubernetes", &out_dir);
     assert!(!out.status.success());
     assert!(
         text(&out).contains("has no Python") && text(&out).contains("sandscore build"),
@@ -433,16 +428,12 @@ fn deployment_files_follow_their_schema() {
     )
     .unwrap();
     // The SDK reads the same file (a full run of `deploy` would start it).
-    let out = fx.run(&[
-        "deploy",
-        "-f",
-        fx.dir.join("sandscore.toml").to_str().unwrap(),
-        "--target",
+    let out = deploy(
+        &fx,
+        &fx.dir.join("sandscore.toml"),
         "kubernetes",
-        "--no-apply",
-        "--out",
-        fx.dir.join("out").to_str().unwrap(),
-    ]);
+        &fx.dir.join("out"),
+    );
     assert!(out.status.success(), "{}", text(&out));
     let bad = full.replace("[resources]", "[resources]\ngpus = 1");
     let out = check(&bad);
@@ -475,14 +466,7 @@ fn names_keys_and_images_a_cluster_would_refuse_are_refused_first() {
     std::fs::copy(models().join("mlp.onnx"), dir.join("a/b.onnx")).unwrap();
     std::fs::copy(models().join("mlp.onnx"), dir.join("a_b.onnx")).unwrap();
     let file = fx.file(&toml("clash", &guest("echo"), &dir, ""));
-    let out = fx.run(&[
-        "deploy",
-        "-f",
-        file.to_str().unwrap(),
-        "--target",
-        "kubernetes",
-        "--no-apply",
-    ]);
+    let out = deploy(&fx, &file, "kubernetes", &fx.dir.join("k8s/clash"));
     assert!(
         !out.status.success() && text(&out).contains("share the ConfigMap key"),
         "{}",
@@ -495,14 +479,7 @@ fn names_keys_and_images_a_cluster_would_refuse_are_refused_first() {
         &common::xgb_models(),
         "image = \"onnxruntime-cpu\"",
     ));
-    let out = fx.run(&[
-        "deploy",
-        "-f",
-        file.to_str().unwrap(),
-        "--target",
-        "kubernetes",
-        "--no-apply",
-    ]);
+    let out = deploy(&fx, &file, "kubernetes", &fx.dir.join("k8s/wrong-image"));
     assert!(
         !out.status.success()
             && text(&out).contains("xgboost")
