@@ -519,6 +519,17 @@ fn mounts(id: &str) -> String {
     ])
 }
 
+/// `sandscore deploy -f FILE --target container`.
+fn deploy_container(fx: &common::fixture::Fixture, file: &Path) -> std::process::Output {
+    fx.run(&[
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--target",
+        "container",
+    ])
+}
+
 /// `sandscore invoke NAME` with the mlp rows of expected.json: the answer.
 fn invoke_mlp(fx: &common::fixture::Fixture, name: &str) -> Value {
     let request = fx.dir.join("request.json");
@@ -539,13 +550,7 @@ fn the_container_target_deploys_a_scaffolded_project() {
     let fx = Fixture::new("container");
     let project = scaffold(&fx);
     let file = project.join("sandscore.toml");
-    let out = fx.run(&[
-        "deploy",
-        "-f",
-        file.to_str().unwrap(),
-        "--target",
-        "container",
-    ]);
+    let out = deploy_container(&fx, &file);
     assert!(out.status.success(), "{}", text(&out));
     let progress = String::from_utf8_lossy(&out.stderr).to_string();
     for step in [
@@ -614,13 +619,7 @@ fn broken_container_deployments_leave_nothing_behind() {
     std::fs::create_dir_all(&empty).unwrap();
     let deploy = |name: &str, models: &Path, extra: &str| {
         let file = fx.file(&toml(name, &guest("onnx_mlp"), models, extra));
-        fx.run(&[
-            "deploy",
-            "-f",
-            file.to_str().unwrap(),
-            "--target",
-            "container",
-        ])
+        deploy_container(&fx, &file)
     };
     let out = deploy("no-model", &empty, "image = \"onnxruntime-cpu\"");
     assert!(
@@ -740,13 +739,7 @@ fn the_container_target_deploys_a_python_script() {
         &models(),
         "image = \"onnxruntime-cpu\"",
     ));
-    let out = fx.run(&[
-        "deploy",
-        "-f",
-        file.to_str().unwrap(),
-        "--target",
-        "container",
-    ]);
+    let out = deploy_container(&fx, &file);
     assert!(out.status.success(), "{}", text(&out));
     let id = labelled("pyscript");
     let mounts = mounts(&id);
