@@ -83,7 +83,8 @@ guests: wasm-target
 # PyPI, pinned in deps/componentize-py.lock, installed into $(CACHE) on
 # first use): the examples and the tests' misbehaving script.
 python-guests: $(PY_GUESTS)/onnx_mlp.wasm $(PY_GUESTS)/iris_sklearn.wasm $(PY_GUESTS)/faulty.wasm $(RELEASE)/python/componentize_py
-# componentize-py's package beside the binary, for the images on the Debian base.
+# componentize-py's package beside the binary, for the images on the Debian
+# base (from the venv that building the first script installed).
 $(RELEASE)/python/componentize_py: $(PY_GUESTS)/onnx_mlp.wasm
 	rm -rf $@ && mkdir -p $(RELEASE)/python
 	cp -r $(CACHE)/componentize-py-0.25.1/lib/python3*/site-packages/componentize_py $@

@@ -27,15 +27,8 @@ fn py_guest(name: &str) -> PathBuf {
 }
 
 fn serve(module: &Path, extra: &[&str]) -> Server {
-    let m = models();
-    let mut args = vec![
-        "--module",
-        module.to_str().unwrap(),
-        "--model-dir",
-        m.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    Server::start(&args)
+    common::serve_path(module, None, extra, &[])
+        .unwrap_or_else(|log| panic!("server did not become ready:\n{log}"))
 }
 
 fn repo() -> PathBuf {

@@ -43,13 +43,10 @@ pub enum Origin {
 /// snapshot), so the runtime can size and warn for Python.
 const PYTHON_MARKER: &[u8] = b"sandscore:python-guest";
 
-/// Whether the module at `path` (a `.wasm`, or a `.cwasm` made from one)
-/// is a Python script built by `sandscore build`.
+/// Whether the module at `path` (a `.wasm`, or a `.cwasm` made from one:
+/// both carry the snapshot) is a Python script built by `sandscore build`.
 pub fn is_python(path: &Path) -> bool {
-    let cwasm = path.with_extension("cwasm");
-    [path, cwasm.as_path()]
-        .iter()
-        .any(|p| std::fs::read(p).is_ok_and(|b| memchr::memmem::find(&b, PYTHON_MARKER).is_some()))
+    std::fs::read(path).is_ok_and(|b| memchr::memmem::find(&b, PYTHON_MARKER).is_some())
 }
 
 /// The cache file for a module in `dir`.

@@ -43,11 +43,20 @@ pub fn serve_module_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Result<Server, String> {
-    let g = guest(module);
+    serve_path(&guest(module), model_dir, extra, env)
+}
+
+/// As [`serve_module_env`], for the module file at `module`.
+pub fn serve_path(
+    module: &Path,
+    model_dir: Option<&Path>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Server, String> {
     let m = model_dir.map(Path::to_path_buf).unwrap_or_else(models);
     let mut args = vec![
         "--module",
-        g.to_str().expect("path"),
+        module.to_str().expect("path"),
         "--model-dir",
         m.to_str().expect("path"),
     ];
@@ -429,7 +438,6 @@ pub fn column(body: &Value, key: &str) -> Value {
 
 /// V2 infer on `mlp` (the expected input rows) answers the probabilities
 /// ONNX Runtime's Python API computed.
-#[allow(dead_code)]
 pub fn v2_mlp_answers_like_ort(server: &Server) {
     let exp = expected();
     let rows = exp["mlp"]["input"].as_array().unwrap();
