@@ -20,6 +20,7 @@ MODELS  := $(CARGO_TARGET_DIR)/models
 ORT_LIB := $(RELEASE)/libonnxruntime.so
 XGB_LIB := $(RELEASE)/xgboost/lib/libxgboost.so
 XGB_MODELS := $(CARGO_TARGET_DIR)/models-xgboost
+HOSTILE_MODELS := $(CARGO_TARGET_DIR)/models-hostile
 TF_VENV := $(CACHE)/tf-venv
 TF_LIB := $(RELEASE)/tensorflow/libtensorflow_cc.so.2
 TF_MODELS := $(CARGO_TARGET_DIR)/models-tensorflow
@@ -38,6 +39,7 @@ GUEST_CRATES := echo onnx-mlp iris-sklearn iris-native token-embed faulty hostil
 
 export SANDSCORE_MODELS := $(MODELS)
 export SANDSCORE_XGB_MODELS := $(XGB_MODELS)
+export SANDSCORE_HOSTILE_MODELS := $(HOSTILE_MODELS)
 export SANDSCORE_TF_MODELS := $(TF_MODELS)
 export SANDSCORE_TFLITE_MODELS := $(TFLITE_MODELS)
 export SANDSCORE_TORCH_MODELS := $(TORCH_MODELS)
@@ -95,11 +97,14 @@ $(PY_GUESTS)/iris_sklearn.wasm: examples/python/iris-sklearn/score.py $(PY_SDK) 
 $(PY_GUESTS)/faulty.wasm: tests/guests/python/faulty.py $(PY_SDK) $(RELEASE)/sandscore
 	$(RELEASE)/sandscore build --cache-dir $(CACHE) $< -o $@
 
-models: $(MODELS)/expected.json $(XGB_MODELS)/expected.json
+models: $(MODELS)/expected.json $(XGB_MODELS)/expected.json $(HOSTILE_MODELS)/hostile.json
 $(MODELS)/expected.json: examples/models/make_models.py $(VENV)/.installed
 	$(PY) examples/models/make_models.py $(MODELS)
 $(XGB_MODELS)/expected.json: examples/models/make_xgboost.py $(VENV)/.installed
 	$(PY) examples/models/make_xgboost.py $(XGB_MODELS)
+# Crafted models for the hostile-guest tests (runtime/tests/hostile.rs).
+$(HOSTILE_MODELS)/hostile.json: tests/models/make_hostile.py $(VENV)/.installed
+	$(PY) tests/models/make_hostile.py $(HOSTILE_MODELS)
 
 # libonnxruntime from the pinned wheel, beside the sandscore binary.
 ort: $(ORT_LIB)
@@ -188,7 +193,7 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
-	cd fuzz && for t in v2_request score_query; do \
+	cd fuzz && for t in v2_request score_query onnx_model xgboost_model; do \
 	  cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 || exit 1; \
 	done
 

@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
         for input in &req.inputs {
             assert!(input.tensor.validate().is_ok(), "decoded tensor is well formed");
         }
-        let body = encode_response("m", Some("1"), req.id.as_deref(), req.inputs, None).expect("all outputs exist");
-        let _ = serde_json::to_vec(&body).expect("encodes");
+        match encode_response("m", Some("1"), req.id.as_deref(), &req.inputs, None, 1 << 24) {
+            Ok(body) => {
+                let _: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+            }
+            Err(e) => assert!(matches!(e, sandscore_codec::v2::EncodeError::TooLarge(_)), "{e}"),
+        }
     }
 });

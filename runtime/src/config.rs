@@ -1,11 +1,13 @@
 //! Settings shared by `serve`, `score` and `check`, from flags or the
 //! environment variables Azure ML users already set.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
+use crate::backend::isolated::WorkerCommand;
 use crate::instance::{Isolation, SandboxConfig};
 use crate::nn::NnLimits;
 
@@ -74,6 +76,29 @@ pub struct RuntimeArgs {
     /// can reach host files, so they are off unless named here.
     #[arg(long = "guest-load", env = "SANDSCORE_GUEST_LOAD", value_delimiter = ',', default_values_t = crate::nn::DEFAULT_GUEST_LOAD.map(String::from))]
     pub guest_load: Vec<String>,
+
+    /// Where models a guest loads from bytes run: `process`, a worker
+    /// process per instance (a native crash or hang costs that instance,
+    /// never the server), or `in-process` (faster, for trusted modules).
+    #[arg(long, env = "SANDSCORE_GUEST_MODELS", value_parser = ["process", "in-process"], default_value = "process")]
+    pub guest_models: String,
+
+    /// Memory (data segment) of one guest-model worker process, in MiB.
+    #[arg(
+        long = "guest-model-memory",
+        env = "SANDSCORE_GUEST_MODEL_MEMORY_MB",
+        default_value_t = 2048
+    )]
+    pub guest_model_memory_mb: usize,
+
+    /// Bytes the host may hold for one instance at once — wasi-nn tensors,
+    /// model outputs and error messages together — in MiB.
+    #[arg(
+        long = "max-host-memory",
+        env = "SANDSCORE_MAX_HOST_MEMORY_MB",
+        default_value_t = 256
+    )]
+    pub max_host_memory_mb: usize,
 
     /// Where each model runs, as NAME=cpu or NAME=gpu (repeatable, or
     /// comma-separated in the variable); unnamed models run on the CPU.
@@ -221,11 +246,45 @@ impl RuntimeArgs {
                 max_graphs: self.max_graphs,
                 max_contexts: self.max_contexts,
                 guest_load: self.guest_load.clone(),
+                worker: (self.guest_models == "process").then(|| self.worker_command()),
+                max_host_bytes: self.max_host_memory_mb.saturating_mul(1 << 20),
                 ..NnLimits::default()
             },
             max_queue: self.max_queue,
             max_response_bytes: self.max_response_mb.saturating_mul(1 << 20),
             guest_env: self.guest_env.clone(),
+        }
+    }
+
+    /// The command that starts a worker process for guest-loaded models:
+    /// this binary's `nn-worker`, with the backend settings given here.
+    fn worker_command(&self) -> WorkerCommand {
+        let mut args: Vec<OsString> = vec!["nn-worker".into()];
+        let mut flag = |name: &str, value: OsString| {
+            args.push(format!("--{name}").into());
+            args.push(value);
+        };
+        let libraries = [
+            ("ort-lib", &self.ort_lib),
+            ("xgboost-lib", &self.xgboost_lib),
+            ("tensorflow-lib", &self.tensorflow_lib),
+            ("litert-lib", &self.litert_lib),
+            ("torch-lib", &self.torch_lib),
+        ];
+        for (name, path) in libraries {
+            if let Some(p) = path {
+                flag(name, p.clone().into_os_string());
+            }
+        }
+        flag("intra-op-threads", self.intra_op_threads.to_string().into());
+        flag("graph-optimization", self.graph_optimization.clone().into());
+        flag("gpu-device", self.gpu_device.to_string().into());
+        flag("gpu-mem-limit", self.gpu_mem_limit_mb.to_string().into());
+        flag("gpu-fallback", self.gpu_fallback.clone().into());
+        WorkerCommand {
+            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+            args,
+            memory_limit: self.guest_model_memory_mb.saturating_mul(1 << 20),
         }
     }
 

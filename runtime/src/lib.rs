@@ -16,6 +16,7 @@ pub mod codec {
     pub use sandscore_codec::{query, v2};
 }
 pub mod config;
+pub mod escape;
 pub mod http;
 pub mod instance;
 pub mod metrics;

@@ -4,7 +4,8 @@
 //!
 //! Connections are driven by hyper directly (not `axum::serve`) for the
 //! limits a public endpoint needs: a deadline for request headers (slow
-//! clients holding connections open) and a cap on header size.
+//! clients holding connections open), a cap on header size, and a deadline
+//! on write progress (clients that never read their answers).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+
+mod write_deadline;
 
 use crate::config::RuntimeArgs;
 use crate::http::{AppState, router};
@@ -67,6 +70,15 @@ pub struct ServeArgs {
     )]
     pub body_timeout_ms: u64,
 
+    /// Longest a client may leave a response unread (no byte accepted by
+    /// its socket), in milliseconds; then the connection is closed.
+    #[arg(
+        long = "write-timeout",
+        env = "SANDSCORE_WRITE_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub write_timeout_ms: u64,
+
     /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
     #[arg(
         long = "shutdown-grace",
@@ -90,9 +102,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("listening on http://{bound}");
     tracing::info!(%bound, "listening");
 
+    let max_head = args.max_header_kb.saturating_mul(1024);
     let state = Arc::new(AppState::new(
         args.max_body_mb.saturating_mul(1 << 20),
         Duration::from_millis(args.body_timeout_ms),
+        max_head,
     ));
     let mut loader = {
         let state = Arc::clone(&state);
@@ -109,7 +123,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(args.header_timeout_ms))
-        .max_buf_size(args.max_header_kb.saturating_mul(1024).max(8192));
+        // hyper's read buffer bounds what it holds; the exact head limit is
+        // checked on the parsed head (`http::head_limit`).
+        .max_buf_size(max_head.max(8192));
+    let write_timeout = Duration::from_millis(args.write_timeout_ms.max(1));
     let mut signal = std::pin::pin!(shutdown_signal());
     let mut loading = true;
     loop {
@@ -124,6 +141,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         continue;
                     }
                 };
+                let stream = write_deadline::WriteDeadline::new(stream, write_timeout);
                 let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

@@ -61,6 +61,8 @@ pub struct Service {
     pub backends: Backends,
     pub pool: Option<Pool>,
     pub module: Option<ModuleInfo>,
+    /// Largest response body sent, in bytes (`--max-response`).
+    pub max_response_bytes: usize,
     /// Bounds direct (module-less) inference like the pool bounds guests.
     direct: Admission,
 }
@@ -190,6 +192,7 @@ impl Service {
             backends,
             pool,
             module,
+            max_response_bytes: args.max_response_mb.saturating_mul(1 << 20),
             direct: Admission::new(args.workers as usize, args.max_queue),
         })
     }

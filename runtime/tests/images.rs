@@ -192,6 +192,17 @@ fn check_hardening(c: &Container, mounts: &[&str]) {
         caps.ends_with("0000000000000000"),
         "no capabilities: {caps}"
     );
+    // The working directory is empty: nothing a relative path resolves to.
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("the server's cwd");
+    assert!(
+        cwd.ends_with("opt/sandscore/empty"),
+        "the server runs in its empty directory, not {}",
+        cwd.display()
+    );
+    let inside = std::fs::read_dir(format!("/proc/{pid}/root/opt/sandscore/empty"))
+        .map(|d| d.count())
+        .expect("the working directory, seen from the host");
+    assert_eq!(inside, 0, "the working directory holds nothing");
     docker(&["exec", &c.id, "/opt/sandscore/bin/sandscore", "health"]);
     let changed = docker(&["diff", &c.id]);
     for line in changed.lines() {

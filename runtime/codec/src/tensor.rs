@@ -8,7 +8,7 @@
 use std::fmt;
 
 /// Element types wasi-nn can carry (`wasi:nn/tensor.tensor-type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TensorType {
     Fp16,
     Fp32,

@@ -14,6 +14,7 @@
     feature = "xgboost"
 ))]
 pub mod native;
+pub mod isolated;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 #[cfg(feature = "pytorch")]
@@ -25,6 +26,7 @@ pub mod tflite;
 #[cfg(feature = "xgboost")]
 pub mod xgboost;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -72,6 +74,29 @@ pub enum BackendError {
     /// Inference failed inside the native runtime.
     #[error("inference failed: {0}")]
     Runtime(String),
+    /// A result (a model's outputs) is over the limit of what may be held.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request's deadline passed inside the native runtime, which was
+    /// stopped.
+    #[error("the deadline passed while the model was running; it was stopped")]
+    Deadline,
+    /// The native runtime died (a worker process killed by a signal).
+    #[error("{0}")]
+    Crashed(String),
+}
+
+/// Runs a backend call, turning a panic into a runtime error: the one fence
+/// every call into a backend goes through.
+pub fn fenced<T>(f: impl FnOnce() -> Result<T, BackendError>) -> Result<T, BackendError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Err(BackendError::Runtime(format!("backend panicked: {what}")))
+    })
 }
 
 /// Description of one graph input or output.

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use half::{bf16, f16};
+use sandscore_untrusted::onnx::{self, Policy};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
@@ -120,7 +121,7 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn new_session(&self, bytes: &[u8], device: Device) -> Result<Session, BackendError> {
+    fn new_session(&self, source: &Source, device: Device) -> Result<Session, BackendError> {
         let invalid = |e: ort::Error| BackendError::InvalidModel(e.to_string());
         let mut builder = Session::builder(&self.env)
             .map_err(invalid)?
@@ -146,8 +147,20 @@ impl Loaded {
                     ))
                 })?;
         }
-        builder.commit_from_memory(bytes).map_err(invalid)
+        match source {
+            Source::Memory(bytes) => builder.commit_from_memory(bytes).map_err(invalid),
+            Source::File(path) => builder.commit_from_file(path).map_err(invalid),
+        }
     }
+}
+
+/// Where a graph's sessions are made from. A model with external data is
+/// read from its file, so ONNX Runtime resolves the data against the
+/// model's folder (where the check has confined it), never the server's
+/// working directory; every other model from memory.
+enum Source {
+    Memory(Vec<u8>),
+    File(PathBuf),
 }
 
 /// The ONNX Runtime backend. The library is loaded on first use, so a
@@ -172,7 +185,8 @@ impl OnnxRuntime {
     /// A plain ONNX Runtime session with exactly the options graphs get, for
     /// benchmarks and diagnostics that compare against native ORT.
     pub fn native_session(&self, model: &[u8]) -> Result<Session, BackendError> {
-        self.ensure_loaded()?.new_session(model, Device::Cpu)
+        self.ensure_loaded()?
+            .new_session(&Source::Memory(model.to_vec()), Device::Cpu)
     }
 
     fn ensure_loaded(&self) -> Result<&Arc<Loaded>, BackendError> {
@@ -268,6 +282,36 @@ impl Backend for OnnxRuntime {
     }
 
     fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        let [bytes] = parts else {
+            return Err(BackendError::InvalidModel(format!(
+                "an ONNX graph is one builder, got {}",
+                parts.len()
+            )));
+        };
+        onnx::check(bytes, Policy::Inline).map_err(refused)?;
+        self.load_source(Source::Memory(bytes.to_vec()), target)
+    }
+
+    fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| BackendError::InvalidModel(format!("{}: {e}", path.display())))?;
+        let folder = onnx::folder_of(path);
+        let facts = onnx::check(&bytes, Policy::Within(&folder)).map_err(refused)?;
+        let source = if facts.external_tensors > 0 {
+            Source::File(path.to_path_buf())
+        } else {
+            Source::Memory(bytes)
+        };
+        self.load_source(source, target)
+    }
+}
+
+fn refused(e: onnx::OnnxError) -> BackendError {
+    BackendError::InvalidModel(e.to_string())
+}
+
+impl OnnxRuntime {
+    fn load_source(&self, source: Source, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
         let wanted = match target {
             Target::Cpu => Device::Cpu,
             Target::Gpu => Device::Cuda(self.options.gpu_device),
@@ -277,18 +321,12 @@ impl Backend for OnnxRuntime {
                 ));
             }
         };
-        let [bytes] = parts else {
-            return Err(BackendError::InvalidModel(format!(
-                "an ONNX graph is one builder, got {}",
-                parts.len()
-            )));
-        };
         let loaded = Arc::clone(self.ensure_loaded()?);
-        let (session, device) = match loaded.new_session(bytes, wanted) {
+        let (session, device) = match loaded.new_session(&source, wanted) {
             Ok(s) => (s, wanted),
             Err(BackendError::Unavailable(why)) if self.options.gpu_fallback => {
                 tracing::warn!(reason = %why, "GPU unavailable; running the model on the CPU (--gpu-fallback cpu)");
-                (loaded.new_session(bytes, Device::Cpu)?, Device::Cpu)
+                (loaded.new_session(&source, Device::Cpu)?, Device::Cpu)
             }
             Err(e) => return Err(e),
         };
@@ -304,7 +342,7 @@ impl Backend for OnnxRuntime {
             .collect();
         Ok(Arc::new(OrtGraph {
             loaded,
-            bytes: bytes.to_vec(),
+            source,
             device,
             inputs,
             outputs,
@@ -366,7 +404,7 @@ struct SessionPool {
 struct OrtGraph {
     /// Used to create further sessions of this graph.
     loaded: Arc<Loaded>,
-    bytes: Vec<u8>,
+    source: Source,
     /// Where this graph's sessions run (after any fallback).
     device: Device,
     inputs: Vec<TensorInfo>,
@@ -385,7 +423,7 @@ impl OrtGraph {
             if state.created < self.pool.max {
                 state.created += 1;
                 drop(state);
-                let made = self.loaded.new_session(&self.bytes, self.device);
+                let made = self.loaded.new_session(&self.source, self.device);
                 if made.is_err()
                     && let Ok(mut st) = self.pool.idle.lock()
                 {

@@ -82,15 +82,16 @@ async fn score(
             "no scoring module is loaded (start with --module or AZUREML_ENTRY_SCRIPT); models answer on /v2/models/{name}/infer",
         ));
     };
+    // Only the statuses HTTP defines classes for, and none of 1xx.
     let status = StatusCode::from_u16(answer.status)
         .ok()
-        .filter(|s| !s.is_informational())
+        .filter(|s| (200..600).contains(&s.as_u16()))
         .ok_or_else(|| {
             ApiError::new(
                 Style::AzureMl,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!(
-                    "the scoring module returned invalid HTTP status {}",
+                    "the scoring module returned invalid HTTP status {} (200-599 are allowed)",
                     answer.status
                 ),
             )

@@ -9,8 +9,12 @@ use serde_json::json;
 
 use crate::backend::BackendError;
 use crate::instance::bindings::GuestErrorCode;
+use crate::instance::InstanceError;
 use crate::instance::pool::CallError;
 use crate::service::InferError;
+
+/// Longest error message sent to a client (a module's own included).
+pub const MAX_MESSAGE: usize = 8 << 10;
 
 /// Which protocol's error body to write.
 #[derive(Clone, Copy, Debug)]
@@ -28,11 +32,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with an explicit status.
+    /// An error with an explicit status; its message is capped at
+    /// [`MAX_MESSAGE`] bytes, whoever wrote it.
     pub fn new(style: Style, status: StatusCode, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let message = match crate::escape::capped(&message, MAX_MESSAGE) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
         ApiError {
             status,
-            message: message.into(),
+            message,
             style,
         }
     }
@@ -56,17 +66,21 @@ impl ApiError {
                 GuestErrorCode::Unsupported => StatusCode::NOT_IMPLEMENTED,
                 GuestErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            CallError::Timeout(_) | CallError::Instance(InstanceError::InitTimeout(_)) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             CallError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             CallError::Trap(_)
             | CallError::Instance(_)
             | CallError::Invalid(_)
             | CallError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let error = ApiError::new(style, status, e.to_string());
         if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), error = %e, "scoring failed");
+            let text = crate::escape::log_text(&error.message);
+            tracing::warn!(status = status.as_u16(), error = %text, "scoring failed");
         }
-        ApiError::new(style, status, e.to_string())
+        error
     }
 
     /// A failed tensor request.
@@ -80,6 +94,7 @@ impl ApiError {
                     BackendError::InvalidInput(_) | BackendError::Unsupported(_) => {
                         StatusCode::BAD_REQUEST
                     }
+                    BackendError::Deadline => StatusCode::GATEWAY_TIMEOUT,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 ApiError::new(Style::V2, status, b.to_string())

@@ -16,7 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tracing::Instrument;
 
@@ -37,11 +37,13 @@ pub struct AppState {
     pub max_body: usize,
     /// Longest a client may take to send its body.
     pub body_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_head: usize,
 }
 
 impl AppState {
     /// State for a server that is not ready yet.
-    pub fn new(max_body: usize, body_timeout: Duration) -> Self {
+    pub fn new(max_body: usize, body_timeout: Duration, max_head: usize) -> Self {
         let openapi = serde_yaml_ng::from_str(OPENAPI_YAML).unwrap_or_else(|e| {
             tracing::error!(error = %e, "spec/openapi.yaml does not parse");
             serde_json::Value::Null
@@ -51,6 +53,7 @@ impl AppState {
             openapi,
             max_body,
             body_timeout,
+            max_head,
         }
     }
 
@@ -91,8 +94,40 @@ pub fn router(state: Shared) -> Router {
             post(v2::infer_version),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), head_limit))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Answers 431 to a request whose head (request line and headers, counted
+/// as sent) is over `--max-header`: hyper's buffer only bounds it roughly.
+async fn head_limit(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let size = req
+        .headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4);
+    if size > state.max_head {
+        let style = if req.uri().path().starts_with("/v2") {
+            Style::V2
+        } else {
+            Style::AzureMl
+        };
+        return ApiError::new(
+            style,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request head is {size} bytes, over the {}-byte limit (--max-header)",
+                state.max_head
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn prometheus() -> ([(axum::http::HeaderName, &'static str); 1], String) {
@@ -118,14 +153,15 @@ async fn not_found(req: Request) -> ApiError {
     )
 }
 
-/// Echoes `x-request-id` (or makes one), and logs each request inside a span
+/// Echoes `x-request-id` (or makes one, when the client's is missing or
+/// not made of [`crate::escape::is_safe_id`]'s characters), and logs each request inside a span
 /// that carries it.
 async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 200)
+        .filter(|s| crate::escape::is_safe_id(s))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::error::{ApiError, Style};
 use super::{AppState, RequestId, read_body};
 use crate::backend::TensorInfo;
-use crate::codec::v2::{decode_request, encode_response};
+use crate::codec::v2::{EncodeError, decode_request, encode_response};
 use crate::nn::registry::ModelEntry;
 use crate::service::Service;
 
@@ -176,20 +176,50 @@ async fn run(
         model(service, &name, version.as_deref())?;
     }
     let body = read_body(state, body, &headers, Style::V2).await?;
-    let request = decode_request(&body)
+    // Decoding and encoding are linear but not free: large ones run where
+    // they cannot hold up the async runtime (health checks, other clients).
+    let request = off_runtime(body.len(), move || decode_request(&body))
+        .await?
         .map_err(|e| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, e.to_string()))?;
     let outputs = service
         .infer(&name, request.inputs, request_id)
         .await
         .map_err(ApiError::infer)?;
     let model_version = service.models.get(&name).map(|m| m.version.clone());
-    let body = encode_response(
-        &name,
-        model_version.as_deref(),
-        request.id.as_deref(),
-        outputs,
-        request.outputs.as_deref(),
-    )
-    .map_err(|m| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, m))?;
-    Ok(Json(body).into_response())
+    let max = service.max_response_bytes;
+    let size = outputs.iter().map(|o| o.tensor.data.len()).sum();
+    let body = off_runtime(size, move || {
+        encode_response(
+            &name,
+            model_version.as_deref(),
+            request.id.as_deref(),
+            &outputs,
+            request.outputs.as_deref(),
+            max,
+        )
+    })
+    .await?
+    .map_err(|e| {
+        let status = match e {
+            EncodeError::NoSuchOutput { .. } => StatusCode::BAD_REQUEST,
+            EncodeError::TooLarge(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(Style::V2, status, e.to_string())
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Bytes of input past which codec work leaves the async threads.
+const INLINE_CODEC_BYTES: usize = 64 << 10;
+
+async fn off_runtime<R: Send + 'static>(
+    size: usize,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    if size <= INLINE_CODEC_BYTES {
+        return Ok(f());
+    }
+    crate::blocking::run(f)
+        .await
+        .map_err(|e| ApiError::new(Style::V2, StatusCode::INTERNAL_SERVER_ERROR, e))
 }

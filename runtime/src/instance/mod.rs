@@ -81,6 +81,19 @@ pub struct SandboxConfig {
     pub guest_env: Vec<(String, String)>,
 }
 
+impl SandboxConfig {
+    /// Most bytes one call may copy between guest and host: the largest of
+    /// a model from bytes, a tensor and a response, with room for the rest
+    /// of the call's arguments.
+    pub fn hostcall_bytes(&self) -> usize {
+        self.nn
+            .max_model_bytes
+            .max(self.nn.max_tensor_bytes)
+            .max(self.max_response_bytes)
+            .saturating_add(1 << 20)
+    }
+}
+
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
@@ -114,6 +127,8 @@ pub enum InstanceError {
     Instantiate(String),
     #[error("the module's init failed: {0}")]
     Init(String),
+    #[error("the module's init ran past its {0:?} deadline (--init-timeout) and was stopped")]
+    InitTimeout(Duration),
 }
 
 fn engine_config(cfg: &SandboxConfig, pooling: bool) -> Config {
@@ -337,6 +352,7 @@ impl Factory {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        store.set_hostcall_fuel(self.config.hostcall_bytes());
         store.epoch_deadline_trap();
         Ok(Parts {
             store,
@@ -346,15 +362,24 @@ impl Factory {
         })
     }
 
-    /// A new instance with `init` already run.
+    /// A new instance with `init` already run, within `--init-timeout`.
     pub fn instantiate(&self) -> Result<Worker, InstanceError> {
+        self.instantiate_within(self.config.init_timeout)
+    }
+
+    /// A new instance whose `init` must finish within `limit`.
+    pub fn instantiate_within(&self, limit: Duration) -> Result<Worker, InstanceError> {
         let Parts {
             mut store,
             tag,
             outputs,
             scratch,
         } = self.store()?;
-        store.set_epoch_deadline(ticks(self.config.init_timeout));
+        store.set_epoch_deadline(ticks(limit));
+        store
+            .data_mut()
+            .nn
+            .set_deadline(std::time::Instant::now().checked_add(limit));
         let scorer = self
             .pre
             .instantiate(&mut store)
@@ -371,6 +396,9 @@ impl Factory {
                 scratch,
             }),
             Ok(Err(message)) => Err(InstanceError::Init(message)),
+            Err(trap) if matches!(trap.downcast_ref(), Some(wasmtime::Trap::Interrupt)) => {
+                Err(InstanceError::InitTimeout(limit))
+            }
             Err(trap) => Err(InstanceError::Init(format!("trapped: {trap:#}"))),
         }
     }

@@ -57,7 +57,7 @@ impl GuestOutput {
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches('\r');
+        let text = crate::escape::log_text(text.trim_end_matches('\r'));
         tracing::info!(target: "guest", request_id = %self.tag.get(), stream = self.stream, "{text}");
     }
 

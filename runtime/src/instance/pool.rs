@@ -196,12 +196,19 @@ impl Pool {
         let timeout = factory.config.timeout;
         let scratch_cap = factory.config.scratch_mb.saturating_mul(1 << 20);
         let (worker, result) = crate::blocking::run(move || {
+            // A fresh instance's init runs within the request's deadline
+            // too, when that is the shorter.
             let mut worker = match ready {
                 Some(w) => w,
-                None => factory.instantiate()?,
+                None => factory.instantiate_within(timeout.min(factory.config.init_timeout))?,
             };
             worker.tag.set(&request_id);
             worker.store.set_epoch_deadline(ticks(timeout));
+            worker
+                .store
+                .data_mut()
+                .nn
+                .set_deadline(std::time::Instant::now().checked_add(timeout));
             let result = f(&mut worker);
             worker.outputs.iter().for_each(GuestOutput::flush_partial);
             worker.tag.set("");
@@ -233,6 +240,12 @@ impl Pool {
                     Some(Trap::Interrupt) => {
                         metrics().timeouts.inc();
                         CallError::Timeout(timeout)
+                    }
+                    _ if format!("{e}").contains("fuel allocated for hostcalls") => {
+                        CallError::Invalid(format!(
+                            "the module handed the host more than {} bytes in one call, the most it copies (--max-response, --max-tensor); the instance was replaced",
+                            self.factory.config.hostcall_bytes()
+                        ))
                     }
                     _ => {
                         metrics().traps.inc();

@@ -44,6 +44,7 @@ impl logging::Host for HostState {
             message.truncate(cut);
             message.push('…');
         }
+        let message = crate::escape::log_text(&message);
         let id = self.tag.get();
         let id = id.as_str();
         match level {

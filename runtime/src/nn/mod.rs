@@ -4,16 +4,21 @@
 //! or from bytes (`load`) handed to the backend for the encoding. Every
 //! backend call is checked (inputs against the graph's declared inputs) and
 //! fenced with `catch_unwind`, so a misbehaving backend or guest gets a wasi-nn
-//! error, never a host crash.
+//! error, never a host crash. Models loaded from bytes run in a worker
+//! process ([`crate::backend::isolated`]); everything the host holds for an
+//! instance (tensors, outputs, errors) counts against one byte budget; and
+//! a call past the request's deadline ends as a timeout.
 
 pub mod registry;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::Resource;
 
-use crate::backend::{BackendError, Backends, Encoding, ExecutionContext, Graph, Target};
+use crate::backend::isolated::{Isolated, WorkerCommand};
+use crate::backend::{BackendError, Backends, Encoding, ExecutionContext, Graph, Target, fenced};
 use crate::instance::bindings::wasi::nn::{errors, graph, inference, tensor};
 use crate::instance::state::HostState;
 use crate::tensor::{NamedTensor, Tensor};
@@ -53,6 +58,13 @@ pub struct NnLimits {
     /// files (`ReadFile`, `aten::from_file`), so they are left out unless
     /// the operator adds them: a guest's bytes would run outside the sandbox.
     pub guest_load: Vec<String>,
+    /// Where models loaded from bytes run: a worker process started with
+    /// this command (one per instance), or in-process when `None`.
+    pub worker: Option<WorkerCommand>,
+    /// Bytes the host may hold for one instance at once: tensor data,
+    /// model outputs and error messages together (past it: `too-large`, or
+    /// a trap where WIT allows no error).
+    pub max_host_bytes: usize,
 }
 
 /// Backends a guest may `load` from bytes unless told otherwise: formats
@@ -68,6 +80,8 @@ impl Default for NnLimits {
             max_contexts: 32,
             max_model_bytes: 256 << 20,
             guest_load: DEFAULT_GUEST_LOAD.map(String::from).to_vec(),
+            worker: None,
+            max_host_bytes: 256 << 20,
         }
     }
 }
@@ -80,7 +94,17 @@ pub struct NnState {
     graphs: usize,
     contexts: usize,
     tensors: usize,
+    errors: usize,
+    /// Bytes held in tensors and errors.
+    held: usize,
+    /// The current request's deadline (or `init`'s).
+    deadline: Option<Instant>,
+    /// The worker process of models loaded from bytes, once started.
+    isolated: Option<Arc<Isolated>>,
 }
+
+/// Bytes an error resource is counted as, beyond its message.
+const ERROR_OVERHEAD: usize = 64;
 
 impl NnState {
     /// State over shared models and backends.
@@ -92,7 +116,53 @@ impl NnState {
             graphs: 0,
             contexts: 0,
             tensors: 0,
+            errors: 0,
+            held: 0,
+            deadline: None,
+            isolated: None,
         }
+    }
+
+    /// Sets the deadline that host calls (native compute, the worker
+    /// process) must finish by.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+        if let Some(w) = &self.isolated {
+            w.set_deadline(deadline);
+        }
+    }
+
+    /// Bytes the host holds for this instance now.
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    /// Room for `bytes` more, within the instance's budget.
+    fn fits(&self, bytes: usize) -> bool {
+        self.held.saturating_add(bytes) <= self.limits.max_host_bytes
+    }
+
+    /// The worker process, started on first use.
+    fn isolated(&mut self, command: &WorkerCommand) -> Result<Arc<Isolated>, BackendError> {
+        if let Some(w) = &self.isolated {
+            return Ok(Arc::clone(w));
+        }
+        let w = Isolated::start(command, self.deadline, self.limits.max_host_bytes)?;
+        self.isolated = Some(Arc::clone(&w));
+        Ok(w)
+    }
+}
+
+/// What a backend failure does to the guest's call: a deadline past or a
+/// dead native runtime ends the call (and so the instance); anything else
+/// is a wasi-nn error the guest may handle.
+fn fatal(e: &BackendError) -> Option<wasmtime::Error> {
+    match e {
+        BackendError::Deadline => Some(wasmtime::Trap::Interrupt.into()),
+        BackendError::Crashed(m) => Some(wasmtime::Error::msg(format!(
+            "wasi-nn: {m}; the instance was replaced"
+        ))),
+        _ => None,
     }
 }
 
@@ -103,33 +173,43 @@ fn code_for(e: &BackendError) -> errors::ErrorCode {
         BackendError::InvalidModel(_) => C::InvalidEncoding,
         BackendError::InvalidInput(_) => C::InvalidArgument,
         BackendError::Unsupported(_) => C::UnsupportedOperation,
-        BackendError::Runtime(_) => C::RuntimeError,
+        BackendError::Runtime(_) | BackendError::Crashed(_) => C::RuntimeError,
+        BackendError::TooLarge(_) => C::TooLarge,
+        BackendError::Deadline => C::Timeout,
     }
-}
-
-/// Runs a backend call, turning a panic into a runtime error.
-fn fenced<T>(f: impl FnOnce() -> Result<T, BackendError>) -> Result<T, BackendError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("unknown panic");
-        Err(BackendError::Runtime(format!("backend panicked: {what}")))
-    })
 }
 
 /// A wasi-nn call's result: a trap, a guest-visible error, or `T`.
 type NnCall<T> = wasmtime::Result<Result<T, Resource<NnError>>>;
 type NnResult<T> = NnCall<Resource<T>>;
 
+/// Longest error message handed to a guest.
+const MAX_ERROR_MESSAGE: usize = 4096;
+
 impl HostState {
     fn nn_error<T>(&mut self, code: errors::ErrorCode, message: String) -> NnCall<T> {
-        tracing::debug!(?code, %message, "wasi-nn error");
-        Ok(Err(self.table.push(NnError { code, message })?))
+        // Messages are capped, and count against the instance's budget
+        // until the guest drops them.
+        let message = crate::escape::capped(&message, MAX_ERROR_MESSAGE).into_owned();
+        let cost = message.len() + ERROR_OVERHEAD;
+        if self.nn.errors >= self.nn.limits.max_tensors || !self.nn.fits(cost) {
+            wasmtime::bail!(
+                "wasi-nn: {} error resources are alive, holding {} bytes; the module never drops them",
+                self.nn.errors,
+                self.nn.held
+            );
+        }
+        tracing::debug!(?code, message = %crate::escape::log_text(&message), "wasi-nn error");
+        let r = self.table.push(NnError { code, message })?;
+        self.nn.errors += 1;
+        self.nn.held += cost;
+        Ok(Err(r))
     }
 
     fn backend_error<T>(&mut self, e: BackendError) -> NnCall<T> {
+        if let Some(fatal) = fatal(&e) {
+            return Err(fatal);
+        }
         self.nn_error(code_for(&e), e.to_string())
     }
 
@@ -221,7 +301,14 @@ impl graph::Host for HostState {
             graph::ExecutionTarget::Tpu => Target::Tpu,
         };
         let parts: Vec<&[u8]> = builders.iter().map(Vec::as_slice).collect();
-        match fenced(|| backend.load(&parts, target)) {
+        let loaded = match self.nn.limits.worker.clone() {
+            Some(command) => self
+                .nn
+                .isolated(&command)
+                .and_then(|w| w.load(backend.name(), &parts, target)),
+            None => fenced(|| backend.load(&parts, target)),
+        };
+        match loaded {
             Ok(g) => self.push_graph(g),
             Err(e) => self.backend_error(e),
         }
@@ -283,18 +370,44 @@ impl inference::HostGraphExecutionContext for HostState {
         inputs: Vec<inference::NamedTensor>,
     ) -> wasmtime::Result<Result<Vec<inference::NamedTensor>, Resource<NnError>>> {
         let mut named = Vec::with_capacity(inputs.len());
+        let mut seen = HashSet::with_capacity(inputs.len());
+        let mut duplicate = None;
         for (name, t) in inputs {
             let TensorRes(tensor) = self.table.delete(t)?;
             self.nn.tensors = self.nn.tensors.saturating_sub(1);
+            self.nn.held = self.nn.held.saturating_sub(tensor.data.len());
+            if !seen.insert(name.clone()) {
+                duplicate.get_or_insert_with(|| name.clone());
+            }
             named.push(NamedTensor { name, tensor });
+        }
+        if let Some(name) = duplicate {
+            return self.nn_error(
+                errors::ErrorCode::InvalidArgument,
+                format!("input '{}' is given more than once", crate::escape::capped(&name, 128)),
+            );
         }
         let context = &mut self.table.get_mut(&ctx)?.0;
         match fenced(|| context.compute(named)) {
             Ok(outputs) => {
+                let bytes: usize = outputs.iter().map(|o| o.tensor.data.len()).sum();
+                let count = self.nn.tensors.saturating_add(outputs.len());
+                if !self.nn.fits(bytes) || count > self.nn.limits.max_tensors {
+                    drop(outputs);
+                    return self.nn_error(
+                        errors::ErrorCode::TooLarge,
+                        format!(
+                            "the model's {bytes} bytes of outputs do not fit: this instance holds {} of its {} bytes and {} tensors (--max-host-memory, --max-tensors)",
+                            self.nn.held, self.nn.limits.max_host_bytes, self.nn.tensors
+                        ),
+                    );
+                }
                 let mut out = Vec::with_capacity(outputs.len());
                 for o in outputs {
+                    let len = o.tensor.data.len();
                     out.push((o.name, self.table.push(TensorRes(o.tensor))?));
                     self.nn.tensors += 1;
+                    self.nn.held += len;
                 }
                 Ok(Ok(out))
             }
@@ -334,12 +447,22 @@ impl tensor::HostTensor for HostState {
                 limits.max_tensors
             );
         }
+        if !self.nn.fits(data.len()) {
+            wasmtime::bail!(
+                "wasi-nn: a tensor of {} bytes does not fit: this instance already holds {} of its {} bytes (--max-host-memory)",
+                data.len(),
+                self.nn.held,
+                limits.max_host_bytes
+            );
+        }
+        let len = data.len();
         let r = self.table.push(TensorRes(Tensor {
             shape: dimensions,
             ty: ty.into(),
             data,
         }))?;
         self.nn.tensors += 1;
+        self.nn.held += len;
         Ok(r)
     }
 
@@ -356,8 +479,9 @@ impl tensor::HostTensor for HostState {
     }
 
     fn drop(&mut self, t: Resource<TensorRes>) -> wasmtime::Result<()> {
-        self.table.delete(t)?;
+        let TensorRes(tensor) = self.table.delete(t)?;
         self.nn.tensors = self.nn.tensors.saturating_sub(1);
+        self.nn.held = self.nn.held.saturating_sub(tensor.data.len());
         Ok(())
     }
 }
@@ -374,7 +498,12 @@ impl errors::HostError for HostState {
     }
 
     fn drop(&mut self, e: Resource<NnError>) -> wasmtime::Result<()> {
-        self.table.delete(e)?;
+        let error = self.table.delete(e)?;
+        self.nn.errors = self.nn.errors.saturating_sub(1);
+        self.nn.held = self
+            .nn
+            .held
+            .saturating_sub(error.message.len() + ERROR_OVERHEAD);
         Ok(())
     }
 }

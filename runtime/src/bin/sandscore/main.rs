@@ -71,6 +71,10 @@ enum Command {
     Logs(deploy::LogsArgs),
     /// Stop a deployed endpoint (draining in-flight requests) and forget it.
     Delete(deploy::NameArg),
+    /// Serve models a guest loads from bytes, for a server (started by it,
+    /// one per instance; speaks a private protocol on stdin and stdout).
+    #[command(hide = true)]
+    NnWorker(RuntimeArgs),
     /// Exit 0 when the local server is ready (a container HEALTHCHECK that
     /// needs no shell or curl).
     Health(HealthArgs),
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
         Command::Compile(a) => a.runtime.normalize(),
         Command::Build(a) => a.runtime.normalize(),
         Command::Health(_)
+        | Command::NnWorker(_)
         | Command::Init(_)
         | Command::Deploy(_)
         | Command::Endpoints
@@ -185,6 +190,15 @@ fn main() -> ExitCode {
             check(args)
         }
         Command::Version(args) => version(args),
+        Command::NnWorker(args) => {
+            init_logs(cli.log_format, "warn");
+            backends(&args)
+                .context("cannot set up the backends")
+                .and_then(|b| {
+                    sandscore::backend::isolated::worker::serve(b)
+                        .context("the worker's pipe to the server failed")
+                })
+        }
         Command::Health(args) => health(args),
         Command::Compile(args) => compile_module(args),
         Command::Build(args) => python::build(args),

@@ -124,6 +124,22 @@ impl Scorer for Hostile {
                 Response::json(&json!({ "slept_ms": mb }))
             }
             "count" => Response::json(&json!({ "count": count })),
+            // Error resources kept alive: each is host memory.
+            "leak-errors" => {
+                let mut kept = Vec::new();
+                loop {
+                    if let Err(e) = graph::load_by_name(&"x".repeat(mb)) {
+                        kept.push(e);
+                    }
+                }
+            }
+            "forge-log" => {
+                sandscore_guest::log(sandscore_guest::Level::Info, "harmless\nINFO forged line request_id=admin");
+                print!("out\r\0\u{1b}[2Jforged\n");
+                Response::json(&json!({ "logged": true }))
+            }
+            "status" => Ok(Response::new(mb as u16, "odd", "text/plain")),
+            "huge-error" => Err(Error::internal("e".repeat(mb << 20))),
             other => Err(Error::bad_request(format!("unknown action '{other}'"))),
         }
     }
