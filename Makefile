@@ -177,7 +177,7 @@ demo: all
 
 test: all k8s-venv
 	python3 images/manifest.py check README.md
-	cargo test --release --locked -p sandscore -p sandscore-codec -p sandscore-guest -p sandscore-sdk
+	cargo test --release --locked -p sandscore -p sandscore-codec -p sandscore-guest -p sandscore-sdk -p sandscore-untrusted
 	@if images/install-engine.sh && images/engine.sh true; then \
 	  $(MAKE) --no-print-directory test-images; \
 	else \

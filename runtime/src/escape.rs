@@ -47,7 +47,11 @@ pub fn capped(text: &str, max: usize) -> Cow<'_, str> {
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    Cow::Owned(format!("{}… ({} more bytes)", &text[..cut], text.len() - cut))
+    Cow::Owned(format!(
+        "{}… ({} more bytes)",
+        &text[..cut],
+        text.len() - cut
+    ))
 }
 
 #[cfg(test)]

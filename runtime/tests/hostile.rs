@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 fn hostile_models() -> PathBuf {
     let dir = std::env::var_os("SANDSCORE_HOSTILE_MODELS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/models-hostile"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/models-hostile")
+        });
     assert!(
         dir.join("hostile.json").exists(),
         "{} is missing: run the tests with `make test`",
@@ -32,7 +34,8 @@ fn hostile_models() -> PathBuf {
 
 /// The crafted models' index.
 fn catalogue() -> Vec<Value> {
-    let text = std::fs::read_to_string(hostile_models().join("hostile.json")).expect("hostile.json");
+    let text =
+        std::fs::read_to_string(hostile_models().join("hostile.json")).expect("hostile.json");
     serde_json::from_str(&text).expect("hostile.json parses")
 }
 
@@ -56,7 +59,11 @@ fn model_dir(tag: &str) -> PathBuf {
 fn load(server: &Server, model: &Value) -> common::Reply {
     let shape: Vec<u64> = serde_json::from_value(model["input"]["shape"].clone()).expect("shape");
     let n: u64 = shape.iter().product();
-    let encoding = if model["kind"] == "onnx" { "onnx" } else { "autodetect" };
+    let encoding = if model["kind"] == "onnx" {
+        "onnx"
+    } else {
+        "autodetect"
+    };
     server.post_json(
         "/score",
         &json!({
@@ -75,7 +82,11 @@ fn message(r: &common::Reply) -> String {
 /// The mlp answers through the module, as before the attack.
 fn still_serving(server: &Server) {
     let r = server.post_json("/score", &json!({"action": "load-bytes"}));
-    assert_eq!(r.status, 200, "the next ordinary request must succeed: {}", r.text);
+    assert_eq!(
+        r.status, 200,
+        "the next ordinary request must succeed: {}",
+        r.text
+    );
 }
 
 fn alive(server: &Server) -> bool {
@@ -95,7 +106,10 @@ fn children(server: &Server) -> usize {
 fn onnx_external_data_never_reads_a_host_file() {
     let dir = model_dir("external");
     let server = serve_module("faulty", Some(&dir), &[]);
-    let leaks: Vec<Value> = catalogue().into_iter().filter(|m| m["expect"] == "leak").collect();
+    let leaks: Vec<Value> = catalogue()
+        .into_iter()
+        .filter(|m| m["expect"] == "leak")
+        .collect();
     assert!(leaks.len() >= 8, "every hiding place is tried: {leaks:?}");
     for model in leaks {
         let r = load(&server, &model);
@@ -104,8 +118,16 @@ fn onnx_external_data_never_reads_a_host_file() {
         assert!(message(&r).contains("external file"), "{file}: {}", r.text);
         // Not the file's bytes, not the server's working directory.
         let cwd = std::env::current_dir().expect("cwd");
-        assert!(!r.text.contains(&*cwd.to_string_lossy()), "{file}: {}", r.text);
-        assert!(!r.text.contains("114"), "{file} looks like it leaked 'r' bytes: {}", r.text);
+        assert!(
+            !r.text.contains(&*cwd.to_string_lossy()),
+            "{file}: {}",
+            r.text
+        );
+        assert!(
+            !r.text.contains("114"),
+            "{file} looks like it leaked 'r' bytes: {}",
+            r.text
+        );
         still_serving(&server);
     }
 }
@@ -116,10 +138,17 @@ fn a_model_directory_keeps_external_data_inside_it() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::copy(models().join("mlp.onnx"), dir.join("mlp.onnx")).expect("copy");
-    std::fs::copy(hostile_models().join("onnx-external-dotdot.bin"), dir.join("steal.onnx"))
-        .expect("copy");
+    std::fs::copy(
+        hostile_models().join("onnx-external-dotdot.bin"),
+        dir.join("steal.onnx"),
+    )
+    .expect("copy");
     let out = common::check_models(&dir, &[]);
-    assert!(!out.0, "an operator's model may not read outside its folder: {}", out.1);
+    assert!(
+        !out.0,
+        "an operator's model may not read outside its folder: {}",
+        out.1
+    );
     assert!(out.1.contains("outside the model's folder"), "{}", out.1);
     assert!(!out.1.contains("root:"), "{}", out.1);
 }
@@ -129,7 +158,10 @@ fn crafted_xgboost_models_are_refused_before_libxgboost_reads_them() {
     let dir = model_dir("xgboost");
     let server = serve_module("faulty", Some(&dir), &[]);
     let baseline = rss(server.pid());
-    let crafted: Vec<Value> = catalogue().into_iter().filter(|m| m["kind"] == "xgboost").collect();
+    let crafted: Vec<Value> = catalogue()
+        .into_iter()
+        .filter(|m| m["kind"] == "xgboost")
+        .collect();
     assert!(crafted.len() >= 25, "{crafted:?}");
     for model in crafted {
         let r = load(&server, &model);
@@ -137,21 +169,29 @@ fn crafted_xgboost_models_are_refused_before_libxgboost_reads_them() {
         assert_eq!(r.status, 500, "{file} ({expect}): {}", r.text);
         let m = message(&r);
         assert!(
-            m.contains("inconsistent") || m.contains("not accepted from bytes") || m.contains("not an XGBoost JSON model"),
+            m.contains("inconsistent")
+                || m.contains("not accepted from bytes")
+                || m.contains("not an XGBoost JSON model"),
             "{file} ({expect}) must be refused by the check: {m}"
         );
         assert!(alive(&server), "{file} killed the server");
         still_serving(&server);
     }
     // xgb-cat-huge-category alone costs libxgboost ~2.6 GiB: refused, it costs nothing.
-    assert!(rss(server.pid()) < baseline + (200 << 20), "memory came back");
+    assert!(
+        rss(server.pid()) < baseline + (200 << 20),
+        "memory came back"
+    );
 }
 
 #[test]
 fn a_guest_loaded_model_past_the_deadline_is_stopped_and_the_worker_freed() {
     let dir = model_dir("deadline");
     let server = serve_module("faulty", Some(&dir), &["--timeout", "2000"]);
-    let forever = catalogue().into_iter().find(|m| m["file"] == "onnx-loop-forever.bin").expect("loop");
+    let forever = catalogue()
+        .into_iter()
+        .find(|m| m["file"] == "onnx-loop-forever.bin")
+        .expect("loop");
     let started = Instant::now();
     let r = load(&server, &forever);
     assert_eq!(r.status, 504, "{}", r.text);
@@ -176,29 +216,50 @@ fn model_outputs_and_error_resources_are_bounded_per_instance() {
     let hostile = serve_module("hostile", Some(&dir), &[]);
     let baseline = rss(server.pid());
     // 512 MiB from a 202-byte model: over the instance's 256 MiB budget.
-    let huge = catalogue().into_iter().find(|m| m["file"] == "onnx-huge-output.bin").expect("huge");
+    let huge = catalogue()
+        .into_iter()
+        .find(|m| m["file"] == "onnx-huge-output.bin")
+        .expect("huge");
     let r = load(&server, &huge);
     assert_eq!(r.status, 500, "{}", r.text);
     assert!(message(&r).contains("over the"), "{}", r.text);
     still_serving(&server);
-    assert!(rss(server.pid()) < baseline + (200 << 20), "the output never reached the server");
+    assert!(
+        rss(server.pid()) < baseline + (200 << 20),
+        "the output never reached the server"
+    );
     // Error resources the module never drops.
     let before = rss(hostile.pid());
     let r = hostile.post_json("/score", &json!({"action": "leak-errors", "mb": 4096}));
     assert_eq!(r.status, 500, "{}", r.text);
-    assert!(message(&r).contains("error resources are alive"), "{}", r.text);
+    assert!(
+        message(&r).contains("error resources are alive"),
+        "{}",
+        r.text
+    );
     let r = hostile.post_json("/score", &json!({"action": "count"}));
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(rss(hostile.pid()) < before + (200 << 20), "their memory was freed with the instance");
+    assert!(
+        rss(hostile.pid()) < before + (200 << 20),
+        "their memory was freed with the instance"
+    );
 }
 
 #[test]
 fn logs_cannot_be_forged_and_statuses_and_errors_are_bounded() {
-    let server = common::serve_module_env("hostile", None, &[], &[("RUST_LOG", "info")])
-        .expect("start");
-    let r = server.post_json_with_id("/score", &json!({"action": "forge-log"}), "abc method=FORGED");
+    let server =
+        common::serve_module_env("hostile", None, &[], &[("RUST_LOG", "info")]).expect("start");
+    let r = server.post_json_with_id(
+        "/score",
+        &json!({"action": "forge-log"}),
+        "abc method=FORGED",
+    );
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_ne!(r.header("x-request-id"), Some("abc method=FORGED"), "an unsafe id is replaced");
+    assert_ne!(
+        r.header("x-request-id"),
+        Some("abc method=FORGED"),
+        "an unsafe id is replaced"
+    );
     std::thread::sleep(Duration::from_millis(200));
     let log = server.log();
     assert!(log.contains("harmless\\nINFO forged line"), "{log}");
@@ -212,7 +273,11 @@ fn logs_cannot_be_forged_and_statuses_and_errors_are_bounded() {
     }
     let r = server.post_json("/score", &json!({"action": "huge-error", "mb": 70}));
     assert_eq!(r.status, 500);
-    assert!(r.text.len() < 16 << 10, "a 70 MiB message is capped: {} bytes", r.text.len());
+    assert!(
+        r.text.len() < 16 << 10,
+        "a 70 MiB message is capped: {} bytes",
+        r.text.len()
+    );
     assert!(server.log().len() < 4 << 20, "and so is its log line");
     let r = server.post_json("/score", &json!({"action": "count"}));
     assert_eq!(r.status, 200);
@@ -221,14 +286,20 @@ fn logs_cannot_be_forged_and_statuses_and_errors_are_bounded() {
 #[test]
 fn v2_decoding_is_bounded_and_duplicates_are_refused() {
     let server = Server::start(&["--model-dir", models().to_str().expect("path")]);
-    let input = |i: usize| json!({"name": format!("x{i}"), "shape": [1], "datatype": "FP32", "data": [1]});
+    let input =
+        |i: usize| json!({"name": format!("x{i}"), "shape": [1], "datatype": "FP32", "data": [1]});
     let many: Vec<Value> = (0..40_000).map(input).collect();
     let r = server.post_json("/v2/models/mlp/infer", &json!({"inputs": many}));
     assert_eq!(r.status, 400, "{}", &r.text[..r.text.len().min(300)]);
     assert!(r.text.contains("at most 1024"), "{}", r.text);
     let one = json!({"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.0; 64]});
-    let outputs: Vec<Value> = (0..20_000).map(|_| json!({"name": "probabilities"})).collect();
-    let r = server.post_json("/v2/models/mlp/infer", &json!({"inputs": [one], "outputs": outputs}));
+    let outputs: Vec<Value> = (0..20_000)
+        .map(|_| json!({"name": "probabilities"}))
+        .collect();
+    let r = server.post_json(
+        "/v2/models/mlp/infer",
+        &json!({"inputs": [one], "outputs": outputs}),
+    );
     assert_eq!(r.status, 400, "{}", &r.text[..r.text.len().min(300)]);
     let r = server.post_json(
         "/v2/models/mlp/infer",
@@ -241,7 +312,11 @@ fn v2_decoding_is_bounded_and_duplicates_are_refused() {
 
 #[test]
 fn the_head_limit_is_the_documented_one_and_unread_answers_are_dropped() {
-    let server = serve_module("hostile", None, &["--max-header", "64", "--write-timeout", "1000"]);
+    let server = serve_module(
+        "hostile",
+        None,
+        &["--max-header", "64", "--write-timeout", "1000"],
+    );
     let head = |kb: usize| {
         let r = common::agent()
             .post(server.url("/score"))
@@ -276,7 +351,8 @@ fn the_head_limit_is_the_documented_one_and_unread_answers_are_dropped() {
     std::thread::sleep(Duration::from_secs(4));
     // The server gave up on them: reading now ends (closed), it does not hang.
     for mut s in sockets {
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         let mut sink = Vec::new();
         let read = s.read_to_end(&mut sink);
         assert!(
@@ -285,6 +361,14 @@ fn the_head_limit_is_the_documented_one_and_unread_answers_are_dropped() {
         );
         assert!(sink.len() < 50 << 20, "the whole answer was never sent");
     }
-    assert!(rss(server.pid()) < before + (100 << 20), "their answers' memory was freed");
-    assert_eq!(server.post_json("/score", &json!({"action": "count"})).status, 200);
+    assert!(
+        rss(server.pid()) < before + (100 << 20),
+        "their answers' memory was freed"
+    );
+    assert_eq!(
+        server
+            .post_json("/score", &json!({"action": "count"}))
+            .status,
+        200
+    );
 }

@@ -344,7 +344,9 @@ pub enum EncodeError {
     #[error("requested output '{name}' does not exist; outputs are {have:?}")]
     NoSuchOutput { name: String, have: Vec<String> },
     /// The JSON would be larger than the response limit.
-    #[error("the response would be larger than the {0}-byte limit (--max-response); ask for fewer outputs or smaller batches")]
+    #[error(
+        "the response would be larger than the {0}-byte limit (--max-response); ask for fewer outputs or smaller batches"
+    )]
     TooLarge(usize),
 }
 
@@ -360,13 +362,27 @@ impl Serialize for Data<'_> {
         let float = |x: f64| x.is_finite().then_some(x);
         for c in t.data.chunks_exact(n) {
             match t.ty {
-                TensorType::Fp16 => seq.serialize_element(&float(f16::from_le_bytes([c[0], c[1]]).to_f64()))?,
-                TensorType::Bf16 => seq.serialize_element(&float(bf16::from_le_bytes([c[0], c[1]]).to_f64()))?,
-                TensorType::Fp32 => seq.serialize_element(&float(f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))))?,
-                TensorType::Fp64 => seq.serialize_element(&float(f64::from_le_bytes(c.try_into().unwrap_or_default())))?,
+                TensorType::Fp16 => {
+                    seq.serialize_element(&float(f16::from_le_bytes([c[0], c[1]]).to_f64()))?
+                }
+                TensorType::Bf16 => {
+                    seq.serialize_element(&float(bf16::from_le_bytes([c[0], c[1]]).to_f64()))?
+                }
+                TensorType::Fp32 => {
+                    seq.serialize_element(&float(f64::from(f32::from_le_bytes([
+                        c[0], c[1], c[2], c[3],
+                    ]))))?
+                }
+                TensorType::Fp64 => seq.serialize_element(&float(f64::from_le_bytes(
+                    c.try_into().unwrap_or_default(),
+                )))?,
                 TensorType::U8 => seq.serialize_element(&c[0])?,
-                TensorType::I32 => seq.serialize_element(&i32::from_le_bytes([c[0], c[1], c[2], c[3]]))?,
-                TensorType::I64 => seq.serialize_element(&i64::from_le_bytes(c.try_into().unwrap_or_default()))?,
+                TensorType::I32 => {
+                    seq.serialize_element(&i32::from_le_bytes([c[0], c[1], c[2], c[3]]))?
+                }
+                TensorType::I64 => {
+                    seq.serialize_element(&i64::from_le_bytes(c.try_into().unwrap_or_default()))?
+                }
             }
         }
         seq.end()
@@ -433,10 +449,13 @@ pub fn encode_response(
             names
                 .iter()
                 .map(|n| {
-                    by_name.get(n.as_str()).copied().ok_or_else(|| EncodeError::NoSuchOutput {
-                        name: truncate(n.clone()),
-                        have: outputs.iter().map(|o| o.name.clone()).collect(),
-                    })
+                    by_name
+                        .get(n.as_str())
+                        .copied()
+                        .ok_or_else(|| EncodeError::NoSuchOutput {
+                            name: truncate(n.clone()),
+                            have: outputs.iter().map(|o| o.name.clone()).collect(),
+                        })
                 })
                 .collect::<Result<_, _>>()?
         }
@@ -593,8 +612,15 @@ mod tests {
             json!({"model_name": "m", "model_version": "1", "id": "r", "outputs": [{"name": "o2", "shape": [1], "datatype": "INT64", "data": [2]}]})
         );
         assert!(
-            encode_response("m", None, None, &[t(1)], Some(&["nope".to_string()]), 1 << 20)
-                .is_err()
+            encode_response(
+                "m",
+                None,
+                None,
+                &[t(1)],
+                Some(&["nope".to_string()]),
+                1 << 20
+            )
+            .is_err()
         );
         // The limit holds before the body is built past it.
         assert_eq!(

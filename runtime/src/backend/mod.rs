@@ -7,6 +7,7 @@
 //! file behind one cargo feature and is registered in [`Backends`], so the
 //! wasi-nn host and the HTTP layer never name a concrete runtime.
 
+pub mod isolated;
 #[cfg(any(
     feature = "pytorch",
     feature = "tensorflow",
@@ -14,7 +15,6 @@
     feature = "xgboost"
 ))]
 pub mod native;
-pub mod isolated;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 #[cfg(feature = "pytorch")]

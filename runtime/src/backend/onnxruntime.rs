@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use half::{bf16, f16};
-use sandscore_untrusted::onnx::{self, Policy};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
+use sandscore_untrusted::onnx::{self, Policy};
 
 use super::{
     Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo, check_inputs,

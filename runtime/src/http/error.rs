@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::backend::BackendError;
-use crate::instance::bindings::GuestErrorCode;
 use crate::instance::InstanceError;
+use crate::instance::bindings::GuestErrorCode;
 use crate::instance::pool::CallError;
 use crate::service::InferError;
 

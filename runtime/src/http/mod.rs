@@ -94,7 +94,10 @@ pub fn router(state: Shared) -> Router {
             post(v2::infer_version),
         )
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), head_limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            head_limit,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }

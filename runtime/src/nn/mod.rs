@@ -384,7 +384,10 @@ impl inference::HostGraphExecutionContext for HostState {
         if let Some(name) = duplicate {
             return self.nn_error(
                 errors::ErrorCode::InvalidArgument,
-                format!("input '{}' is given more than once", crate::escape::capped(&name, 128)),
+                format!(
+                    "input '{}' is given more than once",
+                    crate::escape::capped(&name, 128)
+                ),
             );
         }
         let context = &mut self.table.get_mut(&ctx)?.0;

@@ -30,6 +30,20 @@ impl<S> WriteDeadline<S> {
         }
     }
 
+    /// A write's outcome: progress resets the clock; waiting fails once the
+    /// socket has not been ready for the whole timeout.
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_pending() {
+            return self.wait(cx).map(Err);
+        }
+        self.stalled = None;
+        polled
+    }
+
     /// Called when the socket is not ready: fails once it has not been for
     /// the whole timeout.
     fn wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
@@ -59,13 +73,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Pending => self.wait(cx).map(Err),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -73,13 +82,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.wait(cx).map(Err),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -87,13 +91,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending => self.wait(cx).map(Err),
-            done => {
-                self.stalled = None;
-                done
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -120,7 +119,9 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let reader = tokio::spawn(async move {
             let mut sink = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut client, &mut sink).await.map(|_| sink.len())
+            tokio::io::AsyncReadExt::read_to_end(&mut client, &mut sink)
+                .await
+                .map(|_| sink.len())
         });
         let mut w = WriteDeadline::new(server, Duration::from_millis(100));
         w.write_all(&vec![0u8; 1 << 20]).await.unwrap();

@@ -356,7 +356,10 @@ mod tests {
         let attribute = |field| bytes(1, &bytes(5, &bytes(field, &ext)));
         let hiding_places = [
             ("initializer", model_with_graph(bytes(5, &ext))),
-            ("sparse initializer", model_with_graph(bytes(15, &bytes(1, &ext)))),
+            (
+                "sparse initializer",
+                model_with_graph(bytes(15, &bytes(1, &ext))),
+            ),
             ("Constant's value", model_with_graph(attribute(5))),
             ("attribute tensors", model_with_graph(attribute(10))),
             (
@@ -365,7 +368,11 @@ mod tests {
             ),
             (
                 "function",
-                [number(1, 8), bytes(25, &bytes(7, &bytes(5, &bytes(5, &ext))))].concat(),
+                [
+                    number(1, 8),
+                    bytes(25, &bytes(7, &bytes(5, &bytes(5, &ext)))),
+                ]
+                .concat(),
             ),
             (
                 "training graph",
@@ -397,7 +404,13 @@ mod tests {
         let within = Policy::Within(dir.path());
         for ok in ["weights.bin", "./sub/w.bin"] {
             let model = model_with_graph(bytes(5, &external_tensor(ok)));
-            assert_eq!(check(&model, within), Ok(Facts { external_tensors: 1 }), "{ok}");
+            assert_eq!(
+                check(&model, within),
+                Ok(Facts {
+                    external_tensors: 1
+                }),
+                "{ok}"
+            );
         }
         for bad in [
             "/etc/passwd",
@@ -426,6 +439,9 @@ mod tests {
         for _ in 0..MAX_DEPTH {
             g = bytes(1, &bytes(5, &bytes(6, &g)));
         }
-        assert_eq!(check(&model_with_graph(g), Policy::Inline), Err(OnnxError::TooDeep));
+        assert_eq!(
+            check(&model_with_graph(g), Policy::Inline),
+            Err(OnnxError::TooDeep)
+        );
     }
 }

@@ -33,7 +33,9 @@ pub enum XgbError {
     #[error("not an XGBoost JSON model: {0}")]
     Malformed(String),
     /// A format this check does not cover.
-    #[error("{0} are not accepted from bytes; put the model in the model directory and open it by name")]
+    #[error(
+        "{0} are not accepted from bytes; put the model in the model directory and open it by name"
+    )]
     Unchecked(&'static str),
     /// A number or index that does not fit the model.
     #[error("the model is inconsistent: {0}")]
@@ -253,7 +255,10 @@ fn gbtree(booster: &Booster, features: i64, groups: i64) -> Result<usize, XgbErr
         let used = |c: &Option<Count>| c.as_ref().is_some_and(|c| c.0 > 0);
         if used(&cats.enc)
             || used(&cats.sorted_idx)
-            || cats.feature_segments.as_ref().is_some_and(|f| f.iter().any(|&x| x != 0))
+            || cats
+                .feature_segments
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|&x| x != 0))
         {
             return Err(XgbError::Unchecked("categorical encodings"));
         }
@@ -276,9 +281,17 @@ fn gbtree(booster: &Booster, features: i64, groups: i64) -> Result<usize, XgbErr
 }
 
 fn check_tree(tree: &Tree, features: i64) -> Result<(), String> {
-    let nodes = tree.tree_param.num_nodes.trim().parse::<usize>().map_err(|_| {
-        format!("num_nodes '{}' is not a count", cut(&tree.tree_param.num_nodes))
-    })?;
+    let nodes = tree
+        .tree_param
+        .num_nodes
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| {
+            format!(
+                "num_nodes '{}' is not a count",
+                cut(&tree.tree_param.num_nodes)
+            )
+        })?;
     if nodes == 0 {
         return Err("it has no nodes".into());
     }
@@ -290,7 +303,10 @@ fn check_tree(tree: &Tree, features: i64) -> Result<(), String> {
     if !matches!(leaf, "0" | "1") {
         return Err(XgbError::Unchecked("vector-leaf (multi-target) trees").to_string());
     }
-    if tree.split_type.as_ref().is_some_and(|s| s.iter().any(|&t| t != 0))
+    if tree
+        .split_type
+        .as_ref()
+        .is_some_and(|s| s.iter().any(|&t| t != 0))
         || tree.categories_nodes.as_ref().is_some_and(|c| c.0 > 0)
     {
         return Err(XgbError::Unchecked("categorical splits").to_string());
@@ -303,9 +319,18 @@ fn check_tree(tree: &Tree, features: i64) -> Result<(), String> {
         ("split_conditions", tree.split_conditions.0),
         ("default_left", tree.default_left.0),
         ("base_weights", tree.base_weights.0),
-        ("split_type", tree.split_type.as_ref().map_or(nodes, Vec::len)),
-        ("loss_changes", tree.loss_changes.as_ref().map_or(nodes, |c| c.0)),
-        ("sum_hessian", tree.sum_hessian.as_ref().map_or(nodes, |c| c.0)),
+        (
+            "split_type",
+            tree.split_type.as_ref().map_or(nodes, Vec::len),
+        ),
+        (
+            "loss_changes",
+            tree.loss_changes.as_ref().map_or(nodes, |c| c.0),
+        ),
+        (
+            "sum_hessian",
+            tree.sum_hessian.as_ref().map_or(nodes, |c| c.0),
+        ),
     ];
     if let Some((name, len)) = lengths.iter().find(|(_, len)| *len != nodes) {
         return Err(format!("{name} has {len} entries for {nodes} nodes"));
@@ -404,33 +429,88 @@ mod tests {
 
     #[test]
     fn a_saved_model_passes() {
-        assert_eq!(checked(|_| {}), Ok(Facts { features: 4, trees: 1 }));
+        assert_eq!(
+            checked(|_| {}),
+            Ok(Facts {
+                features: 4,
+                trees: 1
+            })
+        );
     }
 
     #[test]
     fn every_index_and_count_is_checked() {
         let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
-            ("child past the tree", Box::new(|m| tree(m)["left_children"][0] = json!(1000000))),
-            ("child cycle", Box::new(|m| tree(m)["right_children"][0] = json!(0))),
-            ("self child", Box::new(|m| {
-                tree(m)["left_children"][1] = json!(1);
-                tree(m)["right_children"][1] = json!(2);
-            })),
-            ("one-sided leaf", Box::new(|m| tree(m)["left_children"][2] = json!(1))),
-            ("split feature", Box::new(|m| tree(m)["split_indices"][0] = json!(100000000))),
-            ("negative feature", Box::new(|m| tree(m)["split_indices"][0] = json!(-1))),
-            ("tree_info longer", Box::new(|m| m["learner"]["gradient_booster"]["model"]["tree_info"] = json!([0, 0, 0]))),
-            ("tree_info group", Box::new(|m| m["learner"]["gradient_booster"]["model"]["tree_info"] = json!([5]))),
-            ("num_trees", Box::new(|m| m["learner"]["gradient_booster"]["model"]["gbtree_model_param"]["num_trees"] = json!("9"))),
-            ("short array", Box::new(|m| tree(m)["split_conditions"] = json!([0.5]))),
-            ("num_nodes", Box::new(|m| tree(m)["tree_param"]["num_nodes"] = json!("4"))),
-            ("num_feature", Box::new(|m| m["learner"]["learner_model_param"]["num_feature"] = json!("-4"))),
+            (
+                "child past the tree",
+                Box::new(|m| tree(m)["left_children"][0] = json!(1000000)),
+            ),
+            (
+                "child cycle",
+                Box::new(|m| tree(m)["right_children"][0] = json!(0)),
+            ),
+            (
+                "self child",
+                Box::new(|m| {
+                    tree(m)["left_children"][1] = json!(1);
+                    tree(m)["right_children"][1] = json!(2);
+                }),
+            ),
+            (
+                "one-sided leaf",
+                Box::new(|m| tree(m)["left_children"][2] = json!(1)),
+            ),
+            (
+                "split feature",
+                Box::new(|m| tree(m)["split_indices"][0] = json!(100000000)),
+            ),
+            (
+                "negative feature",
+                Box::new(|m| tree(m)["split_indices"][0] = json!(-1)),
+            ),
+            (
+                "tree_info longer",
+                Box::new(|m| {
+                    m["learner"]["gradient_booster"]["model"]["tree_info"] = json!([0, 0, 0])
+                }),
+            ),
+            (
+                "tree_info group",
+                Box::new(|m| m["learner"]["gradient_booster"]["model"]["tree_info"] = json!([5])),
+            ),
+            (
+                "num_trees",
+                Box::new(|m| {
+                    m["learner"]["gradient_booster"]["model"]["gbtree_model_param"]["num_trees"] =
+                        json!("9")
+                }),
+            ),
+            (
+                "short array",
+                Box::new(|m| tree(m)["split_conditions"] = json!([0.5])),
+            ),
+            (
+                "num_nodes",
+                Box::new(|m| tree(m)["tree_param"]["num_nodes"] = json!("4")),
+            ),
+            (
+                "num_feature",
+                Box::new(|m| m["learner"]["learner_model_param"]["num_feature"] = json!("-4")),
+            ),
             ("parents", Box::new(|m| tree(m)["parents"][1] = json!(7))),
-            ("indptr", Box::new(|m| m["learner"]["gradient_booster"]["model"]["iteration_indptr"] = json!([0, 5]))),
+            (
+                "indptr",
+                Box::new(|m| {
+                    m["learner"]["gradient_booster"]["model"]["iteration_indptr"] = json!([0, 5])
+                }),
+            ),
         ];
         for (what, edit) in cases {
             assert!(
-                matches!(checked(edit), Err(XgbError::Inconsistent(_) | XgbError::Malformed(_))),
+                matches!(
+                    checked(edit),
+                    Err(XgbError::Inconsistent(_) | XgbError::Malformed(_))
+                ),
                 "{what} was not refused"
             );
         }
@@ -439,8 +519,15 @@ mod tests {
     #[test]
     fn formats_it_does_not_check_are_refused_with_a_reason() {
         for (what, edit) in [
-            ("categorical", Box::new(|m: &mut Value| tree(m)["split_type"][0] = json!(1)) as Box<dyn FnOnce(&mut Value)>),
-            ("vector leaf", Box::new(|m: &mut Value| tree(m)["tree_param"]["size_leaf_vector"] = json!("3"))),
+            (
+                "categorical",
+                Box::new(|m: &mut Value| tree(m)["split_type"][0] = json!(1))
+                    as Box<dyn FnOnce(&mut Value)>,
+            ),
+            (
+                "vector leaf",
+                Box::new(|m: &mut Value| tree(m)["tree_param"]["size_leaf_vector"] = json!("3")),
+            ),
         ] {
             let e = checked(edit).unwrap_err().to_string();
             assert!(e.contains("not accepted from bytes"), "{what}: {e}");
@@ -448,6 +535,9 @@ mod tests {
         let ubj = b"{L\x00\x00\x00\x00\x00\x00\x00\x07learner{";
         assert!(matches!(check(ubj), Err(XgbError::Unchecked(_))));
         assert!(matches!(check(b"[1,2]"), Err(XgbError::Unchecked(_))));
-        assert!(matches!(check(b"{\"learner\": 1}"), Err(XgbError::Malformed(_))));
+        assert!(matches!(
+            check(b"{\"learner\": 1}"),
+            Err(XgbError::Malformed(_))
+        ));
     }
 }

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::backend::{BackendError, TensorInfo};
-use crate::tensor::TensorType;
+use crate::tensor::{NamedTensor, TensorType};
 
 /// Longest header accepted.
 const MAX_HEADER: usize = 4 << 20;
@@ -30,10 +30,7 @@ pub struct Budget {
 #[derive(Serialize, Deserialize, Debug)]
 pub enum Request {
     /// Load a graph from the blobs with this backend.
-    Load {
-        backend: String,
-        gpu: bool,
-    },
+    Load { backend: String, gpu: bool },
     /// Run graph `id` on the named tensors; blob `i` is tensor `i`'s data.
     Compute {
         id: u64,
@@ -71,6 +68,23 @@ pub struct TensorHead {
     pub name: String,
     pub shape: Vec<u32>,
     pub ty: TensorType,
+}
+
+impl TensorHead {
+    /// The heads of `tensors` and their data, blob `i` for head `i`.
+    pub fn split(tensors: &[NamedTensor]) -> (Vec<TensorHead>, Vec<&[u8]>) {
+        tensors
+            .iter()
+            .map(|n| {
+                let head = TensorHead {
+                    name: n.name.clone(),
+                    shape: n.tensor.shape.clone(),
+                    ty: n.tensor.ty,
+                };
+                (head, n.tensor.data.as_slice())
+            })
+            .unzip()
+    }
 }
 
 /// [`TensorInfo`] on the wire.
@@ -171,7 +185,10 @@ fn too_big(what: &str) -> io::Error {
 }
 
 /// Reads one frame, within `budget`.
-pub fn read<T: DeserializeOwned>(r: &mut impl Read, budget: Budget) -> io::Result<(T, Vec<Vec<u8>>)> {
+pub fn read<T: DeserializeOwned>(
+    r: &mut impl Read,
+    budget: Budget,
+) -> io::Result<(T, Vec<Vec<u8>>)> {
     let mut word = [0u8; 4];
     r.read_exact(&mut word)?;
     let n = u32::from_le_bytes(word) as usize;
@@ -180,8 +197,8 @@ pub fn read<T: DeserializeOwned>(r: &mut impl Read, budget: Budget) -> io::Resul
     }
     let mut head = vec![0u8; n];
     r.read_exact(&mut head)?;
-    let header = serde_json::from_slice(&head)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let header =
+        serde_json::from_slice(&head).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     r.read_exact(&mut word)?;
     let count = u32::from_le_bytes(word) as usize;
     if count > MAX_BLOBS {
@@ -193,7 +210,9 @@ pub fn read<T: DeserializeOwned>(r: &mut impl Read, budget: Budget) -> io::Resul
         let mut len = [0u8; 8];
         r.read_exact(&mut len)?;
         let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| too_big("a blob"))?;
-        left = left.checked_sub(len).ok_or_else(|| too_big("a frame's data"))?;
+        left = left
+            .checked_sub(len)
+            .ok_or_else(|| too_big("a frame's data"))?;
         let mut blob = vec![0u8; len];
         r.read_exact(&mut blob)?;
         blobs.push(blob);

@@ -309,11 +309,7 @@ fn forward_log(stderr: std::process::ChildStderr, pid: u32) {
             let mut line = Vec::new();
             loop {
                 line.clear();
-                match reader
-                    .by_ref()
-                    .take(16 * 1024)
-                    .read_until(b'\n', &mut line)
-                {
+                match reader.by_ref().take(16 * 1024).read_until(b'\n', &mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&line);
@@ -371,15 +367,7 @@ struct RemoteContext {
 
 impl ExecutionContext for RemoteContext {
     fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        let heads = inputs
-            .iter()
-            .map(|n| TensorHead {
-                name: n.name.clone(),
-                shape: n.tensor.shape.clone(),
-                ty: n.tensor.ty,
-            })
-            .collect();
-        let blobs: Vec<&[u8]> = inputs.iter().map(|n| n.tensor.data.as_slice()).collect();
+        let (heads, blobs) = TensorHead::split(&inputs);
         let mut conn = self.graph.worker.lock()?;
         let budget = Budget {
             bytes: conn.max_output_bytes,
@@ -433,12 +421,18 @@ mod tests {
     #[test]
     fn a_worker_killed_by_a_signal_is_reported_and_stays_dead() {
         let w = Isolated::start(&worker("kill -SEGV $$"), None, 1 << 20).expect("ready");
-        let e = w.load("onnxruntime", &[b"model"], Target::Cpu).err().expect("crashed");
+        let e = w
+            .load("onnxruntime", &[b"model"], Target::Cpu)
+            .err()
+            .expect("crashed");
         assert!(
             matches!(&e, BackendError::Crashed(m) if m.contains("signal 11 (SIGSEGV)")),
             "{e}"
         );
-        let again = w.load("onnxruntime", &[b"model"], Target::Cpu).err().expect("dead");
+        let again = w
+            .load("onnxruntime", &[b"model"], Target::Cpu)
+            .err()
+            .expect("dead");
         assert!(matches!(again, BackendError::Crashed(_)), "{again}");
     }
 
@@ -447,7 +441,10 @@ mod tests {
         let w = Isolated::start(&worker("sleep 600"), None, 1 << 20).expect("ready");
         w.set_deadline(Instant::now().checked_add(Duration::from_millis(300)));
         let started = Instant::now();
-        let e = w.load("onnxruntime", &[b"model"], Target::Cpu).err().expect("stopped");
+        let e = w
+            .load("onnxruntime", &[b"model"], Target::Cpu)
+            .err()
+            .expect("stopped");
         assert!(matches!(e, BackendError::Deadline), "{e}");
         assert!(started.elapsed() < Duration::from_secs(30));
         let pid = w.lock().expect("conn").child.id();

@@ -75,16 +75,7 @@ pub fn serve(backends: Backends) -> io::Result<()> {
                 max_bytes,
             } => match compute(&graphs, id, inputs, blobs, max_bytes) {
                 Ok(outputs) => {
-                    let heads: Vec<TensorHead> = outputs
-                        .iter()
-                        .map(|n| TensorHead {
-                            name: n.name.clone(),
-                            shape: n.tensor.shape.clone(),
-                            ty: n.tensor.ty,
-                        })
-                        .collect();
-                    let data: Vec<&[u8]> =
-                        outputs.iter().map(|n| n.tensor.data.as_slice()).collect();
+                    let (heads, data) = TensorHead::split(&outputs);
                     frame::write(&mut out, &Reply::Outputs { outputs: heads }, &data)?;
                 }
                 Err(e) => frame::write(&mut out, &Reply::failed(&e), &[])?,
@@ -123,7 +114,9 @@ fn compute(
         .get(&id)
         .ok_or_else(|| BackendError::Runtime(format!("no graph {id} in the worker")))?;
     if heads.len() != blobs.len() {
-        return Err(BackendError::InvalidInput("inputs and data differ in count".into()));
+        return Err(BackendError::InvalidInput(
+            "inputs and data differ in count".into(),
+        ));
     }
     let inputs = heads
         .into_iter()

@@ -134,7 +134,10 @@ impl Scorer for Hostile {
                 }
             }
             "forge-log" => {
-                sandscore_guest::log(sandscore_guest::Level::Info, "harmless\nINFO forged line request_id=admin");
+                sandscore_guest::log(
+                    sandscore_guest::Level::Info,
+                    "harmless\nINFO forged line request_id=admin",
+                );
                 print!("out\r\0\u{1b}[2Jforged\n");
                 Response::json(&json!({ "logged": true }))
             }
