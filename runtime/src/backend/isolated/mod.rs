@@ -7,8 +7,9 @@
 //! `nn-worker` command) that holds those graphs: a crash there kills the
 //! worker, the instance that fed it is replaced, and the server and every
 //! other request go on. The worker's memory is capped (`RLIMIT_DATA`), it
-//! dies with the server (`PR_SET_PDEATHSIG`), and every call waits only
-//! until the request's deadline: past it the worker is killed.
+//! exits when the server does (its stdin closes, or its parent changes), and
+//! every call waits only until the request's deadline: past it the worker is
+//! killed.
 //!
 //! Models the operator put in the model directory stay in-process, at full
 //! speed; the price of isolation is paid only by guest-loaded models (one
@@ -202,9 +203,6 @@ impl Isolated {
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
                 if limit > 0 {
                     let r = libc::rlimit {
                         rlim_cur: limit,

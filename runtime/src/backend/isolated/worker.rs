@@ -31,6 +31,23 @@ pub fn serve(backends: Backends) -> io::Result<()> {
         }
         File::from_raw_fd(fd)
     };
+    // The server may die without closing our stdin in time (killed while we
+    // compute): once we are re-parented, we go too. (`PR_SET_PDEATHSIG`
+    // would follow the thread that spawned us, which may end before the
+    // server does.)
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    std::thread::Builder::new()
+        .name("nn-worker-parent".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                // SAFETY: as above.
+                if unsafe { libc::getppid() } != parent {
+                    std::process::exit(1);
+                }
+            }
+        })?;
     let home = tempfile::Builder::new()
         .prefix("sandscore-nn-worker-")
         .tempdir()?;
