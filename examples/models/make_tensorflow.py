@@ -8,7 +8,9 @@ Writes OUT_DIR/iris_tf/ (a SavedModel written by Keras' ExportArchive: a small
 Keras network trained on iris-like data, exported with a serving_default signature
 that takes `input` FP32 [batch, 4] and returns `probabilities` FP32
 [batch, 3] and `logits`) and OUT_DIR/expected.json with sample inputs and
-what the reloaded SavedModel's own signature returns for them; then
+what the reloaded SavedModel's own signature returns for them, and
+OUT_DIR/hostile/spin/ (a while loop of as many steps as its INT64 input
+`steps` says, for the deadline test); then
 TFLITE_DIR/iris_tflite.tflite (the same SavedModel through TFLiteConverter)
 and TFLITE_DIR/expected.json with what LiteRT's own Python interpreter
 returns for the same inputs. Fixed seeds. Two folders, because each image
@@ -71,6 +73,20 @@ def main():
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
     print(f"TensorFlow model written to {out}")
+
+    # For the deadline test (runtime/tests/tensorflow.rs): a while loop that
+    # runs as many steps as its input says. Two levels down, so serving
+    # `out` does not list it.
+    class Spin(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1], tf.int64, name="steps")])
+        def serve(self, steps):
+            done = tf.while_loop(lambda i: i < steps[0], lambda i: i + 1,
+                                 [tf.constant(0, tf.int64)])[0]
+            return {"done": tf.reshape(done, [1])}
+
+    spin = Spin()
+    tf.saved_model.save(spin, os.path.join(out, "hostile", "spin"),
+                        signatures={"serving_default": spin.serve})
 
     from ai_edge_litert.interpreter import Interpreter
 

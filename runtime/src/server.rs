@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod write_deadline;
 
@@ -79,6 +80,16 @@ pub struct ServeArgs {
     )]
     pub write_timeout_ms: u64,
 
+    /// Most connections served at once; further clients wait in the
+    /// kernel's accept queue until one closes. With the response and head
+    /// limits, this bounds what connections can make the server hold.
+    #[arg(
+        long = "max-connections",
+        env = "SANDSCORE_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_connections: usize,
+
     /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
     #[arg(
         long = "shutdown-grace",
@@ -129,10 +140,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let write_timeout = Duration::from_millis(args.write_timeout_ms.max(1));
     let mut signal = std::pin::pin!(shutdown_signal());
     let mut loading = true;
+    let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+            accepted = accept(&listener, &slots) => {
+                let (stream, slot) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
@@ -148,6 +160,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection closed with an error");
                     }
+                    drop(slot);
                 });
             }
             loaded = &mut loader, if loading => {
@@ -164,6 +177,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over with requests still in flight; stopping"),
     }
     Ok(())
+}
+
+/// The next connection, once one of the `slots` is free.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, OwnedSemaphorePermit)> {
+    let slot = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (stream, _peer) = listener.accept().await?;
+    Ok((stream, slot))
 }
 
 async fn shutdown_signal() {

@@ -65,6 +65,8 @@ pub struct Service {
     pub max_response_bytes: usize,
     /// Bounds direct (module-less) inference like the pool bounds guests.
     direct: Admission,
+    /// How long one direct inference may run (`--timeout`).
+    direct_timeout: std::time::Duration,
 }
 
 /// The backends compiled into this build, configured from `args`.
@@ -194,6 +196,7 @@ impl Service {
             module,
             max_response_bytes: args.max_response_mb.saturating_mul(1 << 20),
             direct: Admission::new(args.workers as usize, args.max_queue),
+            direct_timeout: std::time::Duration::from_millis(args.timeout_ms.max(1)),
         })
     }
 
@@ -233,7 +236,8 @@ impl Service {
             .ok_or_else(|| InferError::UnknownModel(model.to_string()))?;
         let graph = Arc::clone(&entry.graph);
         let _slot = self.direct.enter().await?;
-        crate::blocking::run(move || run_direct(graph, inputs))
+        let deadline = std::time::Instant::now() + self.direct_timeout;
+        crate::blocking::run(move || run_direct(graph, inputs, deadline))
             .await
             .map_err(|e| {
                 InferError::Backend(BackendError::Runtime(format!(
@@ -246,16 +250,14 @@ impl Service {
 fn run_direct(
     graph: Arc<dyn crate::backend::Graph>,
     inputs: Vec<NamedTensor>,
+    deadline: std::time::Instant,
 ) -> Result<Vec<NamedTensor>, InferError> {
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        graph.init_execution_context()?.compute(inputs)
-    }));
-    match run {
-        Ok(r) => r.map_err(InferError::from),
-        Err(_) => Err(InferError::Backend(BackendError::Runtime(
-            "backend panicked".into(),
-        ))),
-    }
+    crate::backend::fenced(|| {
+        graph
+            .init_execution_context()?
+            .compute_until(inputs, Some(deadline))
+    })
+    .map_err(InferError::from)
 }
 
 /// A module's display name: its file stem.

@@ -55,6 +55,17 @@ fn model_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// A model directory as an operator might set it up: the mlp, and one
+/// crafted model under a model's name.
+fn operator_dir(tag: &str, crafted: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sandscore-hostile-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(models().join("mlp.onnx"), dir.join("mlp.onnx")).expect("copy");
+    std::fs::copy(hostile_models().join(crafted), dir.join(name)).expect("copy");
+    dir
+}
+
 /// The faulty guest's `load` action on one crafted file.
 fn load(server: &Server, model: &Value) -> common::Reply {
     let shape: Vec<u64> = serde_json::from_value(model["input"]["shape"].clone()).expect("shape");
@@ -73,10 +84,6 @@ fn load(server: &Server, model: &Value) -> common::Reply {
             "input": {"name": model["input"]["name"], "shape": shape, "data": vec![0.0; n as usize]},
         }),
     )
-}
-
-fn message(r: &common::Reply) -> String {
-    r.json()["message"].as_str().unwrap_or_default().to_string()
 }
 
 /// The mlp answers through the module, as before the attack.
@@ -115,7 +122,7 @@ fn onnx_external_data_never_reads_a_host_file() {
         let r = load(&server, &model);
         let file = &model["file"];
         assert_eq!(r.status, 500, "{file}: {}", r.text);
-        assert!(message(&r).contains("external file"), "{file}: {}", r.text);
+        assert!(r.message().contains("external file"), "{file}: {}", r.text);
         // Not the file's bytes, not the server's working directory.
         let cwd = std::env::current_dir().expect("cwd");
         assert!(
@@ -134,15 +141,7 @@ fn onnx_external_data_never_reads_a_host_file() {
 
 #[test]
 fn a_model_directory_keeps_external_data_inside_it() {
-    let dir = std::env::temp_dir().join(format!("sandscore-hostile-dir-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::copy(models().join("mlp.onnx"), dir.join("mlp.onnx")).expect("copy");
-    std::fs::copy(
-        hostile_models().join("onnx-external-dotdot.bin"),
-        dir.join("steal.onnx"),
-    )
-    .expect("copy");
+    let dir = operator_dir("dir", "onnx-external-dotdot.bin", "steal.onnx");
     let out = common::check_models(&dir, &[]);
     assert!(
         !out.0,
@@ -167,7 +166,7 @@ fn crafted_xgboost_models_are_refused_before_libxgboost_reads_them() {
         let r = load(&server, &model);
         let (file, expect) = (&model["file"], &model["expect"]);
         assert_eq!(r.status, 500, "{file} ({expect}): {}", r.text);
-        let m = message(&r);
+        let m = r.message();
         assert!(
             m.contains("inconsistent")
                 || m.contains("not accepted from bytes")
@@ -210,6 +209,50 @@ fn a_guest_loaded_model_past_the_deadline_is_stopped_and_the_worker_freed() {
 }
 
 #[test]
+fn a_guest_asleep_in_wasi_is_woken_at_the_deadline() {
+    // One worker: if the sleeper held it, the next request would wait.
+    let server = serve_module("hostile", None, &["--timeout", "1000", "--workers", "1"]);
+    let started = Instant::now();
+    let r = server.post_json("/score", &json!({"action": "sleep", "mb": 60_000}));
+    assert_eq!(r.status, 504, "{}", r.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a blocking WASI sleep ends at the deadline (took {:?})",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let r = server.post_json("/score", &json!({"action": "count"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the worker is free again"
+    );
+    // A sleep inside the deadline still sleeps its full time.
+    let r = server.post_json("/score", &json!({"action": "sleep", "mb": 300}));
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn an_operator_model_past_the_deadline_is_stopped_inside_onnx_runtime() {
+    // In-process ORT: its terminate flag, set by a timer at the deadline.
+    let dir = operator_dir("loop", "onnx-loop-forever.bin", "loop.onnx");
+    let server = common::serve_models_within(&dir, 1500);
+    let body =
+        json!({"inputs": [{"name": "input", "shape": [1], "datatype": "FP32", "data": [0.0]}]});
+    let started = Instant::now();
+    let r = server.post_json("/v2/models/loop/infer", &body);
+    assert_eq!(r.status, 504, "{}", r.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "stopped at the deadline (took {:?})",
+        started.elapsed()
+    );
+    assert!(r.message().contains("deadline"), "{}", r.text);
+    // The one worker is free: the next inference answers at once.
+    common::v2_mlp_answers_like_ort(&server);
+}
+
+#[test]
 fn model_outputs_and_error_resources_are_bounded_per_instance() {
     let dir = model_dir("memory");
     let server = serve_module("faulty", Some(&dir), &[]);
@@ -222,7 +265,7 @@ fn model_outputs_and_error_resources_are_bounded_per_instance() {
         .expect("huge");
     let r = load(&server, &huge);
     assert_eq!(r.status, 500, "{}", r.text);
-    assert!(message(&r).contains("over the"), "{}", r.text);
+    assert!(r.message().contains("over the"), "{}", r.text);
     still_serving(&server);
     assert!(
         rss(server.pid()) < baseline + (200 << 20),
@@ -233,7 +276,7 @@ fn model_outputs_and_error_resources_are_bounded_per_instance() {
     let r = hostile.post_json("/score", &json!({"action": "leak-errors", "mb": 4096}));
     assert_eq!(r.status, 500, "{}", r.text);
     assert!(
-        message(&r).contains("error resources are alive"),
+        r.message().contains("error resources are alive"),
         "{}",
         r.text
     );
@@ -269,7 +312,7 @@ fn logs_cannot_be_forged_and_statuses_and_errors_are_bounded() {
     for status in [600, 999, 100] {
         let r = server.post_json("/score", &json!({"action": "status", "mb": status}));
         assert_eq!(r.status, 500, "{status}: {}", r.text);
-        assert!(message(&r).contains("invalid HTTP status"), "{}", r.text);
+        assert!(r.message().contains("invalid HTTP status"), "{}", r.text);
     }
     let r = server.post_json("/score", &json!({"action": "huge-error", "mb": 70}));
     assert_eq!(r.status, 500);
@@ -370,5 +413,45 @@ fn the_head_limit_is_the_documented_one_and_unread_answers_are_dropped() {
             .post_json("/score", &json!({"action": "count"}))
             .status,
         200
+    );
+}
+
+#[test]
+fn connections_past_the_cap_wait_until_one_closes() {
+    let server = Server::start(&[
+        "--model-dir",
+        models().to_str().expect("path"),
+        "--max-connections",
+        "2",
+        "--header-timeout",
+        "60000",
+    ]);
+    let addr = server.url("").trim_start_matches("http://").to_string();
+    let idle: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = std::net::TcpStream::connect(&addr).expect("the kernel queues it");
+    third
+        .write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    third
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let mut first = [0u8; 1];
+    let waited = third.read(&mut first);
+    assert!(
+        matches!(&waited, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "past the cap a connection is not served: {waited:?}"
+    );
+    drop(idle);
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = String::new();
+    third.read_to_string(&mut answer).expect("answered");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "served once a slot is free: {answer}"
     );
 }

@@ -24,10 +24,6 @@ fn hostile(dir: &std::path::Path, extra: &[&str]) -> Server {
     serve_module("hostile", Some(dir), extra)
 }
 
-fn message(r: &common::Reply) -> String {
-    r.json()["message"].as_str().unwrap_or_default().to_string()
-}
-
 fn still_serving(server: &Server) {
     let r = server.post_json("/score", &json!({"action": "count"}));
     assert_eq!(
@@ -52,7 +48,7 @@ fn the_file_system_outside_the_model_directory_is_invisible() {
         let r = server.post_json("/score", &json!({"action": "read", "path": path}));
         assert_eq!(r.status, 500, "{path}: {}", r.text);
         assert!(
-            message(&r).contains(&format!("reading {path} refused")),
+            r.message().contains(&format!("reading {path} refused")),
             "{path}: {}",
             r.text
         );
@@ -84,7 +80,7 @@ fn the_model_directory_is_read_only() {
     for path in ["/models/pwned.txt", "/models/mlp.onnx"] {
         let r = server.post_json("/score", &json!({"action": "write", "path": path}));
         assert_eq!(r.status, 500, "{path}: {}", r.text);
-        assert!(message(&r).contains("refused"), "{}", r.text);
+        assert!(r.message().contains("refused"), "{}", r.text);
     }
     assert!(!dir.join("pwned.txt").exists());
     assert_eq!(
@@ -108,7 +104,8 @@ fn no_sockets_and_no_host_environment() {
     let r = server.post_json("/score", &json!({"action": "socket", "addr": addr}));
     assert_eq!(r.status, 500, "{}", r.text);
     assert!(
-        message(&r).contains(&format!("connecting to {addr} refused")),
+        r.message()
+            .contains(&format!("connecting to {addr} refused")),
         "{}",
         r.text
     );
@@ -174,7 +171,7 @@ fn hostile_guests_get_clear_errors_and_memory_comes_back() {
             let r = server.post_json("/score", body);
             assert_eq!(r.status, *status, "round {round} {body}: {}", r.text);
             assert!(
-                message(&r).contains(needle),
+                r.message().contains(needle),
                 "round {round} {body}: {}",
                 r.text
             );
@@ -223,7 +220,7 @@ fn scratch_space_is_writable_and_capped() {
     );
     assert_eq!(r.status, 500, "{}", r.text);
     assert!(
-        message(&r).contains("over its 2097152-byte cap"),
+        r.message().contains("over its 2097152-byte cap"),
         "{}",
         r.text
     );

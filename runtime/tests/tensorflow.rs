@@ -177,3 +177,30 @@ fn wasi_nn_load_reads_both_formats_from_bytes() {
         );
     }
 }
+
+#[test]
+#[ignore = "heavy: needs the TensorFlow library and models: make test-heavy"]
+fn a_savedmodel_past_the_deadline_is_cancelled_by_tensorflow() {
+    // TF_SessionRun's RunOptions.timeout_in_ms, set from the deadline.
+    let dir = tf_models().join("hostile");
+    let server = common::serve_models_within(&dir, 1500);
+    let infer = |steps: i64| {
+        server.post_json(
+            "/v2/models/spin/infer",
+            &json!({"inputs": [{"name": "steps", "shape": [1], "datatype": "INT64", "data": [steps]}]}),
+        )
+    };
+    let r = infer(1000);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(output(&r.json(), "done")["data"], json!([1000]));
+    let started = std::time::Instant::now();
+    let r = infer(1 << 60);
+    assert_eq!(r.status, 504, "{}", r.text);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "cancelled at the deadline (took {:?})",
+        started.elapsed()
+    );
+    let r = infer(10);
+    assert_eq!(r.status, 200, "the one worker is free again: {}", r.text);
+}

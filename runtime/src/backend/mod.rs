@@ -29,6 +29,7 @@ pub mod xgboost;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::tensor::{NamedTensor, TensorType};
 
@@ -159,6 +160,18 @@ pub trait Graph: Send + Sync {
 pub trait ExecutionContext: Send {
     /// Runs the graph on named inputs, returning every output by name.
     fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError>;
+    /// [`ExecutionContext::compute`], stopped with [`BackendError::Deadline`]
+    /// once `deadline` passes, where the native runtime can be stopped from
+    /// outside (ONNX Runtime's terminate flag). By default the deadline is
+    /// not seen: the runtime has no such hook.
+    fn compute_until(
+        &mut self,
+        inputs: Vec<NamedTensor>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<NamedTensor>, BackendError> {
+        let _ = deadline;
+        self.compute(inputs)
+    }
 }
 
 /// The backends compiled into this binary, in the order discovery tries them.

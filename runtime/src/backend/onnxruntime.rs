@@ -15,10 +15,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
 
 use half::{bf16, f16};
-use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 use sandscore_untrusted::onnx::{self, Policy};
 
@@ -442,26 +443,81 @@ impl OrtGraph {
         self.pool.returned.notify_one();
     }
 
-    fn run(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+    fn run(
+        &self,
+        inputs: Vec<NamedTensor>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<NamedTensor>, BackendError> {
         check_inputs(&self.inputs, &inputs)?;
         let values = inputs
             .into_iter()
             .map(|i| Ok((i.name, to_value(i.tensor)?)))
             .collect::<Result<Vec<(String, DynValue)>, BackendError>>()?;
         let mut session = self.take_session()?;
-        let result = run_session(&mut session, values);
+        let result = run_session(&mut session, values, deadline);
         self.give_back(session);
         result
+    }
+}
+
+/// Stops a run at its deadline through ORT's terminate flag: a timer on the
+/// async runtime the call came from (a request's), cancelled when the run
+/// ends first. Without a runtime (benchmarks, tools) there is no deadline.
+struct Watchdog {
+    options: Arc<RunOptions>,
+    timer: Option<tokio::task::JoinHandle<()>>,
+    deadline: Instant,
+}
+
+impl Watchdog {
+    fn arm(deadline: Instant) -> Result<Self, BackendError> {
+        let options = Arc::new(
+            RunOptions::new().map_err(|e| BackendError::Runtime(format!("run options: {e}")))?,
+        );
+        let timer = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let flag = Arc::clone(&options);
+            rt.spawn(async move {
+                tokio::time::sleep_until(deadline.into()).await;
+                if let Err(e) = flag.terminate() {
+                    tracing::warn!("cannot stop an ONNX Runtime run at its deadline: {e}");
+                }
+            })
+        });
+        Ok(Watchdog {
+            options,
+            timer,
+            deadline,
+        })
+    }
+
+    /// Whether the run was (or would now be) stopped by the deadline.
+    fn fired(&self) -> bool {
+        self.timer.is_some() && Instant::now() >= self.deadline
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
     }
 }
 
 fn run_session(
     session: &mut Session,
     values: Vec<(String, DynValue)>,
+    deadline: Option<Instant>,
 ) -> Result<Vec<NamedTensor>, BackendError> {
-    let outputs = session
-        .run(values)
-        .map_err(|e| BackendError::Runtime(e.to_string()))?;
+    let watchdog = deadline.map(Watchdog::arm).transpose()?;
+    let outputs = match &watchdog {
+        Some(w) => session.run_with_options(values, &*w.options),
+        None => session.run(values),
+    };
+    let outputs = outputs.map_err(|e| match &watchdog {
+        Some(w) if w.fired() => BackendError::Deadline,
+        _ => BackendError::Runtime(e.to_string()),
+    })?;
     outputs
         .into_iter()
         .map(|(name, value)| {
@@ -500,7 +556,15 @@ struct OrtContext {
 
 impl ExecutionContext for OrtContext {
     fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        self.graph.run(inputs)
+        self.graph.run(inputs, None)
+    }
+
+    fn compute_until(
+        &mut self,
+        inputs: Vec<NamedTensor>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<NamedTensor>, BackendError> {
+        self.graph.run(inputs, deadline)
     }
 }
 

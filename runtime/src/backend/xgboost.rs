@@ -177,7 +177,7 @@ impl Backend for XgBoost {
     fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
         let bytes = std::fs::read(path)
             .map_err(|e| BackendError::InvalidModel(format!("{}: {e}", path.display())))?;
-        if bytes.first() == Some(&b'{') && bytes.get(1) != Some(&b'L') {
+        if sandscore_untrusted::xgboost::is_json(&bytes) {
             return self.load(&[&bytes], target);
         }
         self.load_unchecked(&[&bytes], target)

@@ -109,7 +109,9 @@ async fn head_limit(
     req: Request,
     next: Next,
 ) -> Response {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    // The request line: method, target (origin form, as sent), version.
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
     let size = req
         .headers()
         .iter()

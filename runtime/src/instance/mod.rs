@@ -9,6 +9,7 @@
 pub mod bindings;
 pub mod compile;
 pub mod output;
+mod poll;
 pub mod pool;
 pub mod state;
 
@@ -281,6 +282,7 @@ impl Factory {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         let world = |e: wasmtime::Error| InstanceError::World(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(world)?;
+        poll::shadow(&mut linker).map_err(world)?;
         Scorer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(world)?;
         let pre = linker.instantiate_pre(component).map_err(world)?;

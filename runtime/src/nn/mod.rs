@@ -123,6 +123,11 @@ impl NnState {
         }
     }
 
+    /// The deadline of the call in progress, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// Sets the deadline that host calls (native compute, the worker
     /// process) must finish by.
     pub fn set_deadline(&mut self, deadline: Option<Instant>) {
@@ -390,8 +395,9 @@ impl inference::HostGraphExecutionContext for HostState {
                 ),
             );
         }
+        let deadline = self.nn.deadline;
         let context = &mut self.table.get_mut(&ctx)?.0;
-        match fenced(|| context.compute(named)) {
+        match fenced(|| context.compute_until(named, deadline)) {
             Ok(outputs) => {
                 let bytes: usize = outputs.iter().map(|o| o.tensor.data.len()).sum();
                 let count = self.nn.tensors.saturating_add(outputs.len());

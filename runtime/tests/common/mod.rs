@@ -169,6 +169,14 @@ pub fn check_models(dir: &Path, extra: &[&str]) -> (bool, String) {
     )
 }
 
+/// `sandscore serve` of the models in `dir` alone, with a short deadline
+/// and one worker: what the deadline tests need.
+pub fn serve_models_within(dir: &Path, timeout_ms: u64) -> Server {
+    let timeout = timeout_ms.to_string();
+    let dir = dir.to_str().expect("a UTF-8 path");
+    Server::start(&["--model-dir", dir, "--timeout", &timeout, "--workers", "1"])
+}
+
 /// The sandscore binary.
 pub fn binary() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sandscore"));
@@ -375,6 +383,17 @@ impl Reply {
     /// The body as JSON.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// The error text of an Azure ML (`message`) or V2 (`error`) error
+    /// body; empty when there is none.
+    pub fn message(&self) -> String {
+        let body: Value = serde_json::from_str(&self.text).unwrap_or_default();
+        body["message"]
+            .as_str()
+            .or_else(|| body["error"].as_str())
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// A header's value.

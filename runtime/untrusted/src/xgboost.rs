@@ -178,9 +178,15 @@ fn bad(msg: String) -> XgbError {
     XgbError::Inconsistent(msg)
 }
 
+/// Whether `bytes` is a JSON booster, the one form [`check`] reads
+/// (UBJSON also starts with `{`, followed by a length marker `L`).
+pub fn is_json(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&b'{') && bytes.get(1) != Some(&b'L')
+}
+
 /// Checks `bytes` (an XGBoost JSON booster).
 pub fn check(bytes: &[u8]) -> Result<Facts, XgbError> {
-    if bytes.first() != Some(&b'{') || bytes.get(1) == Some(&b'L') {
+    if !is_json(bytes) {
         return Err(XgbError::Unchecked(
             "UBJSON and binary XGBoost models (save it as .json)",
         ));

@@ -134,6 +134,14 @@ impl<'a> StatusBox<'a> {
         }
     }
 
+    /// Whether the status is `TF_DEADLINE_EXCEEDED` (a run past its
+    /// `timeout_in_ms`).
+    pub fn deadline_exceeded(&self) -> bool {
+        const TF_DEADLINE_EXCEEDED: c_int = 4;
+        // SAFETY: the status is live.
+        unsafe { (self.api.get_code)(self.ptr) == TF_DEADLINE_EXCEEDED }
+    }
+
     /// `Err` with TensorFlow's message when the status is not OK.
     pub fn check(&self) -> Result<(), String> {
         // SAFETY: the status is live; the message is owned by it.

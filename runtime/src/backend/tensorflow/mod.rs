@@ -16,6 +16,7 @@ mod signature;
 use std::ffi::{CString, c_int};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use prost::Message;
 
@@ -323,8 +324,41 @@ impl Drop for Owned<'_> {
     }
 }
 
+/// A serialized `tensorflow.RunOptions` with `timeout_in_ms` (field 2, an
+/// int64) set: TensorFlow cancels the run itself when it passes.
+fn run_options(timeout_ms: u64) -> Vec<u8> {
+    let mut proto = Vec::with_capacity(11);
+    prost::encoding::uint64::encode(2, &timeout_ms, &mut proto);
+    proto
+}
+
 impl ExecutionContext for TfContext {
     fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        self.compute_until(inputs, None)
+    }
+
+    fn compute_until(
+        &mut self,
+        inputs: Vec<NamedTensor>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<NamedTensor>, BackendError> {
+        let options = match deadline {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(BackendError::Deadline);
+                }
+                Some(run_options(
+                    u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1),
+                ))
+            }
+            None => None,
+        };
+        let options = options.as_ref().map(|proto| api::Buffer {
+            data: proto.as_ptr().cast(),
+            length: proto.len(),
+            deallocator: None,
+        });
         let g = &self.graph;
         let api = &*g.api;
         check_inputs(&g.inputs, &inputs)?;
@@ -364,7 +398,9 @@ impl ExecutionContext for TfContext {
         unsafe {
             (api.session_run)(
                 g.session,
-                std::ptr::null(),
+                options
+                    .as_ref()
+                    .map_or(std::ptr::null(), |b| b as *const api::Buffer),
                 g.feeds.as_ptr(),
                 fed.1.as_ptr(),
                 fed.1.len() as c_int,
@@ -376,6 +412,9 @@ impl ExecutionContext for TfContext {
                 std::ptr::null_mut(),
                 status.ptr,
             );
+        }
+        if options.is_some() && status.deadline_exceeded() {
+            return Err(BackendError::Deadline);
         }
         status.check().map_err(runtime)?;
         let mut out = Vec::with_capacity(g.outputs.len());
