@@ -102,7 +102,7 @@ $(MODELS)/expected.json: examples/models/make_models.py $(VENV)/.installed
 	$(PY) examples/models/make_models.py $(MODELS)
 $(XGB_MODELS)/expected.json: examples/models/make_xgboost.py $(VENV)/.installed
 	$(PY) examples/models/make_xgboost.py $(XGB_MODELS)
-# Crafted models for the hostile-guest tests (runtime/tests/hostile.rs).
+# Crafted models for the hostile-guest tests (cli/tests/hostile.rs).
 $(HOSTILE_MODELS)/hostile.json: tests/models/make_hostile.py $(VENV)/.installed
 	$(PY) tests/models/make_hostile.py $(HOSTILE_MODELS)
 
@@ -177,7 +177,7 @@ demo: all
 
 test: all k8s-venv
 	python3 images/manifest.py check README.md
-	cargo test --release --locked -p sandscore -p sandscore-codec -p sandscore-guest -p sandscore-sdk -p sandscore-untrusted
+	cargo test --release --locked -p sandscore -p sandscore-runtime -p sandscore-codec -p sandscore-guest -p sandscore-sdk -p sandscore-untrusted
 	@if images/install-engine.sh && images/engine.sh true; then \
 	  $(MAKE) --no-print-directory test-images; \
 	else \
@@ -202,7 +202,7 @@ MINUTES ?= 2
 CONCURRENCY ?= 16
 WORKERS ?= 2
 soak: all
-	cargo build --release --locked -p sandscore --example soak
+	cargo build --release --locked -p sandscore-runtime --example soak
 	scripts/soak.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) $(RELEASE)/examples/soak $(MINUTES) $(CONCURRENCY) $(WORKERS)
 
 # Container images (images/images.toml). Starts dockerd when no engine answers.
@@ -244,10 +244,10 @@ bench: all
 	mkdir -p $(BENCH_MODELS)
 	cp $(MODELS)/mlp.onnx $(MODELS)/iris.onnx $(BENCH_MODELS)/
 	test -f $(BENCH_MODELS)/large.onnx || $(PY) bench/make_models.py $(BENCH_MODELS)
-	cargo build --release --locked -p sandscore --example ceiling
+	cargo build --release --locked -p sandscore-runtime --example ceiling
 	$(RELEASE)/sandscore build --cache-dir $(CACHE) bench/guest-python/score.py -o $(BENCH_OUT)/bench_python.wasm
 	rm -f $(BENCH_OUT)/inprocess.jsonl
-	SANDSCORE_BENCH_MODELS=$(BENCH_MODELS) BENCH_OUT=$(BENCH_OUT)/inprocess.jsonl cargo bench --locked -p sandscore --bench overhead
+	SANDSCORE_BENCH_MODELS=$(BENCH_MODELS) BENCH_OUT=$(BENCH_OUT)/inprocess.jsonl cargo bench --locked -p sandscore-runtime --bench overhead
 	printf '{"sandscore":"%s","guests":"%s","python_guest":"%s","ort_lib":"%s","bench_models":"%s","azureml_venv":"%s","mlserver_venv":"%s","ceiling":"%s","inprocess":"%s","results":"%s","duration":%s}' \
 	  $(RELEASE)/sandscore $(GUESTS) $(BENCH_OUT)/bench_python.wasm $(ORT_LIB) $(BENCH_MODELS) $(CACHE)/bench-azureml $(CACHE)/bench-mlserver \
 	  $(RELEASE)/examples/ceiling $(BENCH_OUT)/inprocess.jsonl $(BENCH_OUT)/results.json $(BENCH_SECONDS) > $(BENCH_OUT)/config.json

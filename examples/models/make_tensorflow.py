@@ -74,7 +74,7 @@ def main():
         json.dump(expected, f, indent=1)
     print(f"TensorFlow model written to {out}")
 
-    # For the deadline test (runtime/tests/tensorflow.rs): a while loop that
+    # For the deadline test (cli/tests/tensorflow.rs): a while loop that
     # runs as many steps as its input says. Two levels down, so serving
     # `out` does not list it.
     class Spin(tf.Module):

@@ -13,19 +13,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use sandscore::backend::onnxruntime::{OnnxRuntime, OrtOptions};
-use sandscore::config::RuntimeArgs;
-use sandscore::instance::bindings::{WitTensor, WitTensorType};
-use sandscore::instance::{self, Factory, compile, ticks};
-use sandscore::nn::registry::ModelRegistry;
-use sandscore::tensor::{NamedTensor, Tensor, TensorType};
-
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    runtime: RuntimeArgs,
-}
+use sandscore_runtime::backend::onnxruntime::{OnnxRuntime, OrtOptions};
+use sandscore_runtime::instance::{self, Factory, SandboxConfig, compile, ticks};
+use sandscore_runtime::models::ModelRegistry;
+use sandscore_runtime::tensor::{NamedTensor, Tensor, TensorType};
+use sandscore_runtime::wit::{WitTensor, WitTensorType};
 
 struct Stats {
     median_us: f64,
@@ -102,15 +94,6 @@ fn main() {
             .unwrap_or(3000),
     );
     let module = guests.join("bench_guest.wasm");
-    let args = Args::parse_from([
-        "bench",
-        "--module",
-        module.to_str().expect("path"),
-        "--model-dir",
-        models.to_str().expect("path"),
-        "--no-cache",
-    ])
-    .runtime;
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -129,17 +112,15 @@ fn main() {
     // same backend the guest path uses.
     let ort = Arc::new(
         OnnxRuntime::new(OrtOptions {
-            library: args.ort_lib.clone(),
-            intra_op_threads: args.intra_op_threads,
-            optimization: args.graph_optimization.clone(),
+            intra_op_threads: 1,
             max_sessions: 1,
             ..OrtOptions::default()
         })
         .expect("ORT options"),
     );
-    let backends = sandscore::backend::Backends::new(vec![ort.clone()]);
+    let backends = sandscore_runtime::backend::Backends::new(vec![ort.clone()]);
     let registry = Arc::new(ModelRegistry::load_dir(&models, &backends).expect("models"));
-    let sandbox = args.sandbox();
+    let sandbox = SandboxConfig::default();
     let engine = instance::engine(&sandbox).expect("engine");
     let (component, _) = compile::load(&engine, &module, None).expect("module");
     let factory = Factory::new(

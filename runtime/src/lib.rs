@@ -1,12 +1,15 @@
-//! sandscore's host: serves a WebAssembly scoring module and its models over
-//! HTTP, with the module sandboxed in wasmtime and models reachable only
-//! through wasi-nn.
+//! sandscore's host as a library: serves a WebAssembly scoring module and
+//! its models, with the module sandboxed in wasmtime and models reachable
+//! only through wasi-nn. The `sandscore` command (`cli/`) is one program
+//! over it; nothing here reads flags.
 //!
-//! The data path, one folder per step:
-//! [`http`] (routes) → [`codec`] (wire formats to tensors) → [`service`]
-//! (who answers) → [`instance`] (the module's sandboxed instances) → [`nn`]
-//! (the wasi-nn host) → [`backend`] (native runtimes) → and back out through
-//! [`codec`].
+//! The data path, one module per step, each naming only those after it:
+//! [`server`] (connections) → [`http`] (routes; [`codec`] for wire
+//! formats) → [`service`] (who answers; the only thing front ends see) →
+//! [`instance`] (the module's sandboxed instances) → [`nn`] (the wasi-nn
+//! host, on a view of the store) → [`models`] and [`backend`] (native
+//! runtimes). [`wit`] holds the generated bindings both `instance` and
+//! `nn` implement.
 
 pub mod admission;
 pub mod backend;
@@ -15,15 +18,16 @@ pub mod blocking;
 pub mod codec {
     pub use sandscore_codec::{query, v2};
 }
-pub mod config;
 pub mod escape;
 pub mod http;
 pub mod instance;
 pub mod metrics;
+pub mod models;
 pub mod nn;
 pub mod server;
 pub mod service;
 pub use sandscore_codec::tensor;
+pub mod wit;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

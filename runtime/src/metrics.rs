@@ -118,50 +118,9 @@ impl Metrics {
     }
 }
 
-/// The route template and model of a request path, as metric labels
-/// (bounded: unknown paths are `other`).
-pub fn route_of(path: &str) -> (&'static str, Option<&str>) {
-    let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    match parts.as_slice() {
-        [] | [""] => ("/", None),
-        ["score"] => ("/score", None),
-        ["swagger.json"] => ("/swagger.json", None),
-        ["metrics"] => ("/metrics", None),
-        ["v2"] => ("/v2", None),
-        ["v2", "health", "live"] => ("/v2/health/live", None),
-        ["v2", "health", "ready"] => ("/v2/health/ready", None),
-        ["v2", "models", m] => ("/v2/models/{name}", Some(m)),
-        ["v2", "models", m, "ready"] => ("/v2/models/{name}/ready", Some(m)),
-        ["v2", "models", m, "infer"] => ("/v2/models/{name}/infer", Some(m)),
-        ["v2", "models", m, "versions", _] => ("/v2/models/{name}/versions/{version}", Some(m)),
-        ["v2", "models", m, "versions", _, "ready"] => {
-            ("/v2/models/{name}/versions/{version}/ready", Some(m))
-        }
-        ["v2", "models", m, "versions", _, "infer"] => {
-            ("/v2/models/{name}/versions/{version}/infer", Some(m))
-        }
-        _ => ("other", None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_are_templates() {
-        assert_eq!(route_of("/"), ("/", None));
-        assert_eq!(route_of("/score"), ("/score", None));
-        assert_eq!(
-            route_of("/v2/models/mlp/infer"),
-            ("/v2/models/{name}/infer", Some("mlp"))
-        );
-        assert_eq!(
-            route_of("/v2/models/mlp/versions/1/infer"),
-            ("/v2/models/{name}/versions/{version}/infer", Some("mlp"))
-        );
-        assert_eq!(route_of("/etc/passwd"), ("other", None));
-    }
 
     #[test]
     fn render_has_the_metric_families() {

@@ -1,27 +1,53 @@
-//! The scoring service behind every front end (HTTP, `score`, `check`):
-//! models, the module's instance pool, and the rule that decides who answers
-//! a tensor request.
+//! The scoring service behind every front end (HTTP today, gRPC next, the
+//! `score` and `check` commands): models, the module's instance pool, and
+//! the rule that decides who answers a tensor request.
+//!
+//! Front ends see only what this file defines: score and infer requests and
+//! answers, model descriptions, and one [`ServiceError`] whose
+//! [`ErrorKind`] each front end maps to its own status (HTTP status, gRPC
+//! code). What lies below (instances, wasi-nn, backends) stays below.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::admission::{Admission, Overloaded};
-use crate::backend::{BackendError, Backends};
-use crate::config::RuntimeArgs;
-use crate::instance::bindings::{GuestErrorCode, WitRequest, WitResponse};
+use crate::backend::configure::{BackendConfig, configure};
+use crate::backend::{BackendError, Backends, TensorInfo};
 use crate::instance::compile::{self, Origin};
 use crate::instance::pool::{CallError, Pool};
-use crate::instance::{self, Factory, InstanceError};
-use crate::nn::registry::{ModelRegistry, RegistryError};
+use crate::instance::{self, Factory, InstanceError, SandboxConfig};
+use crate::models::{ModelEntry, ModelRegistry, RegistryError};
 use crate::tensor::NamedTensor;
+use crate::wit::{GuestErrorCode, WitRequest};
+
+/// What the service is started with.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceConfig {
+    /// The scoring module (a component, a `.cwasm` of this build, or a
+    /// module built from a score.py); without one, models answer V2
+    /// directly.
+    pub module: Option<PathBuf>,
+    /// The model directory, read once at start.
+    pub model_dir: Option<PathBuf>,
+    /// Where compiled modules are cached; `None` never caches.
+    pub cache_dir: Option<PathBuf>,
+    /// The sandbox every instance runs in.
+    pub sandbox: SandboxConfig,
+    /// How the native runtimes are found and run.
+    pub backends: BackendConfig,
+}
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A backend could not be set up.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The model directory could not be loaded.
     #[error(transparent)]
     Models(#[from] RegistryError),
+    /// The module could not be compiled, linked or initialised.
     #[error(transparent)]
     Instance(#[from] InstanceError),
 }
@@ -32,20 +58,195 @@ impl From<compile::CompileError> for StartError {
     }
 }
 
-/// Why a tensor request produced no outputs.
+/// What kind of failure a request met: each front end maps it to its own
+/// status (HTTP status, gRPC code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or does not fit the model (400).
+    BadRequest,
+    /// No such model, version or module (404).
+    NotFound,
+    /// The module does not read this content type (415).
+    UnsupportedMediaType,
+    /// The module does not implement what was asked (501).
+    NotImplemented,
+    /// The deadline passed (504).
+    Timeout,
+    /// Too many requests are running and waiting (503, retry soon).
+    Overloaded,
+    /// The module or a native runtime failed (500).
+    Internal,
+}
+
+/// A failed request: what kind, and a message for the client.
 #[derive(Debug, thiserror::Error)]
-pub enum InferError {
-    #[error("model '{0}' is not loaded; GET /v2 lists the models")]
-    UnknownModel(String),
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-    #[error(transparent)]
-    Call(#[from] CallError),
-    #[error(transparent)]
-    Overloaded(#[from] Overloaded),
+#[error("{message}")]
+pub struct ServiceError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What happened, for the client.
+    pub message: String,
+}
+
+impl ServiceError {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ServiceError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CallError> for ServiceError {
+    fn from(e: CallError) -> Self {
+        let kind = match &e {
+            CallError::Guest(g) => match g.code {
+                GuestErrorCode::BadRequest => ErrorKind::BadRequest,
+                GuestErrorCode::NotFound => ErrorKind::NotFound,
+                GuestErrorCode::UnsupportedMediaType => ErrorKind::UnsupportedMediaType,
+                GuestErrorCode::Unsupported => ErrorKind::NotImplemented,
+                GuestErrorCode::Internal => ErrorKind::Internal,
+            },
+            CallError::Timeout(_) | CallError::Instance(InstanceError::InitTimeout(_)) => {
+                ErrorKind::Timeout
+            }
+            CallError::Overloaded(_) => ErrorKind::Overloaded,
+            CallError::Trap(_)
+            | CallError::Instance(_)
+            | CallError::Invalid(_)
+            | CallError::Host(_) => ErrorKind::Internal,
+        };
+        ServiceError::new(kind, e.to_string())
+    }
+}
+
+impl From<BackendError> for ServiceError {
+    fn from(e: BackendError) -> Self {
+        let kind = match e {
+            BackendError::InvalidInput(_) | BackendError::Unsupported(_) => ErrorKind::BadRequest,
+            BackendError::Deadline => ErrorKind::Timeout,
+            _ => ErrorKind::Internal,
+        };
+        ServiceError::new(kind, e.to_string())
+    }
+}
+
+impl From<Overloaded> for ServiceError {
+    fn from(e: Overloaded) -> Self {
+        ServiceError::new(ErrorKind::Overloaded, e.to_string())
+    }
+}
+
+/// An Azure ML `/score` request, as the module's `score` receives it.
+#[derive(Clone, Debug)]
+pub struct ScoreRequest {
+    /// The body as sent.
+    pub body: Vec<u8>,
+    /// Its content type.
+    pub content_type: String,
+    /// The request's headers, those with text values.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The module's answer to a `/score` request.
+#[derive(Clone, Debug)]
+pub struct ScoreAnswer {
+    /// The status the module chose (the front end checks its range).
+    pub status: u16,
+    /// The body's content type.
+    pub content_type: String,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// A tensor request for one model.
+#[derive(Clone, Debug)]
+pub struct InferRequest {
+    /// The model's name.
+    pub model: String,
+    /// The version asked for, if any.
+    pub version: Option<String>,
+    /// Named input tensors.
+    pub inputs: Vec<NamedTensor>,
+}
+
+/// The outputs of a tensor request.
+#[derive(Debug)]
+pub struct InferAnswer {
+    /// Every output the model (or module) produced.
+    pub outputs: Vec<NamedTensor>,
+    /// The version of the model that answered, when it is a loaded model.
+    pub model_version: Option<String>,
+}
+
+/// One tensor of a model's signature, as the protocols describe it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TensorSpec {
+    /// Its name.
+    pub name: String,
+    /// V2 datatype (`FP32`, …), or the runtime's own type name where V2
+    /// has none.
+    pub datatype: String,
+    /// Dimensions; `-1` where dynamic.
+    pub shape: Vec<i64>,
+}
+
+/// A loaded model, as front ends describe it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModelInfo {
+    /// The name clients and modules use.
+    pub name: String,
+    /// Its one version.
+    pub version: String,
+    /// The platform string V2 metadata reports (Triton's names).
+    pub platform: String,
+    /// The backend that runs it.
+    pub backend: String,
+    /// Where it runs: `cpu`, `cuda:0`, ….
+    pub device: String,
+    /// Its file in the model directory.
+    pub path: PathBuf,
+    /// How long loading took, in milliseconds.
+    pub load_ms: f64,
+    /// Inputs.
+    pub inputs: Vec<TensorSpec>,
+    /// Outputs.
+    pub outputs: Vec<TensorSpec>,
+}
+
+fn specs(infos: &[TensorInfo]) -> Vec<TensorSpec> {
+    infos
+        .iter()
+        .map(|i| TensorSpec {
+            name: i.name.clone(),
+            datatype: i
+                .ty
+                .map(|t| t.v2_name().to_string())
+                .unwrap_or_else(|| i.native_type.clone()),
+            shape: i.shape.clone(),
+        })
+        .collect()
+}
+
+impl ModelInfo {
+    fn of(m: &ModelEntry) -> Self {
+        ModelInfo {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            platform: m.backend.platform().to_string(),
+            backend: m.backend.name().to_string(),
+            device: m.graph.device(),
+            path: m.path.clone(),
+            load_ms: m.load_seconds * 1e3,
+            inputs: specs(m.graph.inputs()),
+            outputs: specs(m.graph.outputs()),
+        }
+    }
 }
 
 /// The loaded module, when there is one.
+#[derive(Clone, Debug)]
 pub struct ModuleInfo {
     /// File stem of the module, its name in logs and metadata.
     pub name: String,
@@ -57,95 +258,44 @@ pub struct ModuleInfo {
 
 /// A ready scoring service.
 pub struct Service {
-    pub models: Arc<ModelRegistry>,
-    pub backends: Backends,
-    pub pool: Option<Pool>,
-    pub module: Option<ModuleInfo>,
-    /// Largest response body sent, in bytes (`--max-response`).
-    pub max_response_bytes: usize,
+    models: Arc<ModelRegistry>,
+    backends: Backends,
+    pool: Option<Pool>,
+    module: Option<ModuleInfo>,
+    max_response_bytes: usize,
     /// Bounds direct (module-less) inference like the pool bounds guests.
     direct: Admission,
-    /// How long one direct inference may run (`--timeout`).
-    direct_timeout: std::time::Duration,
-}
-
-/// The backends compiled into this build, configured from `args`.
-pub fn backends(args: &RuntimeArgs) -> Result<Backends, BackendError> {
-    #[allow(unused_mut)]
-    let mut list: Vec<Arc<dyn crate::backend::Backend>> = Vec::new();
-    #[cfg(feature = "onnxruntime")]
-    {
-        use crate::backend::onnxruntime::{OnnxRuntime, OrtOptions};
-        list.push(Arc::new(OnnxRuntime::new(OrtOptions {
-            library: args.ort_lib.clone(),
-            intra_op_threads: args.intra_op_threads,
-            optimization: args.graph_optimization.clone(),
-            max_sessions: args.workers as usize,
-            gpu_device: args.gpu_device,
-            gpu_mem_limit: (args.gpu_mem_limit_mb > 0).then_some(args.gpu_mem_limit_mb << 20),
-            gpu_fallback: args.gpu_fallback == "cpu",
-        })?));
-    }
-    #[cfg(feature = "tensorflow")]
-    {
-        use crate::backend::tensorflow::{TensorFlow, TfOptions};
-        list.push(Arc::new(TensorFlow::new(TfOptions {
-            library: args.tensorflow_lib.clone(),
-            threads: args.intra_op_threads,
-        })));
-    }
-    #[cfg(feature = "pytorch")]
-    {
-        use crate::backend::pytorch::{PyTorch, TorchOptions};
-        list.push(Arc::new(PyTorch::new(TorchOptions {
-            library: args.torch_lib.clone(),
-            gpu_device: args.gpu_device,
-            gpu_fallback: args.gpu_fallback == "cpu",
-        })));
-    }
-    #[cfg(feature = "tflite")]
-    {
-        use crate::backend::tflite::{Tflite, TfliteOptions};
-        list.push(Arc::new(Tflite::new(TfliteOptions {
-            library: args.litert_lib.clone(),
-        })));
-    }
-    #[cfg(feature = "xgboost")]
-    {
-        use crate::backend::xgboost::{XgBoost, XgbOptions};
-        list.push(Arc::new(XgBoost::new(XgbOptions {
-            library: args.xgboost_lib.clone(),
-            threads: args.intra_op_threads,
-        })));
-    }
-    Backends::new(list)
-        .with_overrides(&args.model_backends)?
-        .with_devices(&args.model_devices)
+    /// How long one direct inference may run.
+    direct_timeout: Duration,
 }
 
 impl Service {
-    /// Loads models, compiles and links the module, and starts its instances.
-    /// Blocking: call it from a blocking thread.
-    pub fn start(args: &RuntimeArgs) -> Result<Service, StartError> {
-        let backends = backends(args)?;
+    /// Loads models, compiles and links the module, and starts its
+    /// instances. Blocking: call it from a blocking thread.
+    pub fn start(config: &ServiceConfig) -> Result<Service, StartError> {
+        let backends = configure(&config.backends)?;
+        Service::start_with(config, backends)
+    }
+
+    /// [`Service::start`] with the backends given (a test's, an embedder's).
+    pub fn start_with(config: &ServiceConfig, backends: Backends) -> Result<Service, StartError> {
         // Models and the module load side by side: neither needs the other
         // until they are linked.
-        let sandbox = args.sandbox();
-        let python = args.module.as_deref().is_some_and(compile::is_python);
+        let sandbox = &config.sandbox;
+        let python = config.module.as_deref().is_some_and(compile::is_python);
         if python {
-            python_fits(&sandbox)?;
+            python_fits(sandbox)?;
         }
         let (models, compiled) = std::thread::scope(|s| {
-            let module = args.module.as_ref().map(|path| {
-                let sandbox = &sandbox;
+            let module = config.module.as_ref().map(|path| {
                 s.spawn(move || -> Result<_, StartError> {
                     let engine = instance::engine(sandbox)?;
                     let (component, origin) =
-                        compile::load(&engine, path, args.cache().as_deref())?;
+                        compile::load(&engine, path, config.cache_dir.as_deref())?;
                     Ok((engine, component, origin))
                 })
             });
-            let models = match &args.model_dir {
+            let models = match &config.model_dir {
                 Some(dir) => ModelRegistry::load_dir(dir, &backends).map_err(StartError::from),
                 None => Ok(ModelRegistry::default()),
             };
@@ -159,15 +309,15 @@ impl Service {
             (models, compiled)
         });
         let models = Arc::new(models?);
-        let (pool, module) = match (compiled.transpose()?, &args.module) {
+        let (pool, module) = match (compiled.transpose()?, &config.module) {
             (Some((engine, component, origin)), Some(path)) => {
                 let factory = Factory::new(
                     engine,
                     &component,
                     Arc::clone(&models),
                     backends.clone(),
-                    args.model_dir.as_deref(),
-                    sandbox,
+                    config.model_dir.as_deref(),
+                    sandbox.clone(),
                 )?;
                 let pool = Pool::start(Arc::new(factory))?;
                 let name = module_name(path);
@@ -194,70 +344,144 @@ impl Service {
             backends,
             pool,
             module,
-            max_response_bytes: args.max_response_mb.saturating_mul(1 << 20),
-            direct: Admission::new(args.workers as usize, args.max_queue),
-            direct_timeout: std::time::Duration::from_millis(args.timeout_ms.max(1)),
+            max_response_bytes: sandbox.max_response_bytes,
+            direct: Admission::new(sandbox.workers.max(1), sandbox.max_queue),
+            direct_timeout: sandbox.timeout,
         })
+    }
+
+    /// The module, when one is loaded.
+    pub fn module(&self) -> Option<&ModuleInfo> {
+        self.module.as_ref()
+    }
+
+    /// Every loaded model, by name.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        self.models.iter().map(ModelInfo::of).collect()
+    }
+
+    /// The names of the loaded models, sorted.
+    pub fn model_names(&self) -> Vec<String> {
+        self.models.names()
+    }
+
+    /// The backends of this build, with their library versions.
+    pub fn backends(&self) -> Vec<(&'static str, String)> {
+        self.backends
+            .iter()
+            .map(|b| (b.name(), b.version()))
+            .collect()
+    }
+
+    /// Largest response body sent, in bytes.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// `model` at `version` (any, when `None`), or why not.
+    pub fn model(&self, name: &str, version: Option<&str>) -> Result<ModelInfo, ServiceError> {
+        self.entry(name, version).map(ModelInfo::of)
+    }
+
+    fn entry(&self, name: &str, version: Option<&str>) -> Result<&ModelEntry, ServiceError> {
+        let entry = self.models.get(name).ok_or_else(|| {
+            ServiceError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "model '{name}' is not loaded; loaded models: {:?}",
+                    self.models.names()
+                ),
+            )
+        })?;
+        match version {
+            Some(v) if v != entry.version => Err(ServiceError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "model '{name}' has no version '{v}'; it has version '{}'",
+                    entry.version
+                ),
+            )),
+            _ => Ok(entry),
+        }
     }
 
     /// Scores one `/score` request through the module.
     pub async fn score(
         &self,
-        request: WitRequest,
+        request: ScoreRequest,
         request_id: String,
-    ) -> Result<Option<WitResponse>, CallError> {
-        match &self.pool {
-            Some(pool) => pool.score(request, request_id).await.map(Some),
-            None => Ok(None),
-        }
+    ) -> Result<ScoreAnswer, ServiceError> {
+        let Some(pool) = &self.pool else {
+            return Err(ServiceError::new(
+                ErrorKind::NotFound,
+                "no scoring module is loaded (start with --module or AZUREML_ENTRY_SCRIPT); models answer on /v2/models/{name}/infer",
+            ));
+        };
+        let request = WitRequest {
+            body: request.body,
+            content_type: request.content_type,
+            headers: request.headers,
+        };
+        let answer = pool.score(request, request_id).await?;
+        Ok(ScoreAnswer {
+            status: answer.status,
+            content_type: answer.content_type,
+            body: answer.body,
+        })
     }
 
-    /// Runs a tensor request for `model`: the module's `infer` answers when
-    /// it implements it; otherwise (or without a module) the model runs
-    /// directly, as Triton would.
+    /// Runs a tensor request: the module's `infer` answers when there is a
+    /// module and it implements `infer`; otherwise the model runs directly.
     pub async fn infer(
         &self,
-        model: &str,
-        inputs: Vec<NamedTensor>,
+        request: InferRequest,
         request_id: String,
-    ) -> Result<Vec<NamedTensor>, InferError> {
+    ) -> Result<InferAnswer, ServiceError> {
+        if request.version.is_some() {
+            self.entry(&request.model, request.version.as_deref())?;
+        }
+        let model_version = self.models.get(&request.model).map(|m| m.version.clone());
         if let Some(pool) = &self.pool {
             match pool
-                .infer(model.to_string(), inputs.clone(), request_id)
+                .infer(request.model.clone(), request.inputs.clone(), request_id)
                 .await
             {
                 Err(CallError::Guest(e)) if e.code == GuestErrorCode::Unsupported => {}
-                other => return other.map_err(InferError::from),
+                other => {
+                    return Ok(InferAnswer {
+                        outputs: other?,
+                        model_version,
+                    });
+                }
             }
         }
-        let entry = self
-            .models
-            .get(model)
-            .ok_or_else(|| InferError::UnknownModel(model.to_string()))?;
-        let graph = Arc::clone(&entry.graph);
+        let graph = Arc::clone(&self.entry(&request.model, None)?.graph);
         let _slot = self.direct.enter().await?;
-        let deadline = std::time::Instant::now() + self.direct_timeout;
-        crate::blocking::run(move || run_direct(graph, inputs, deadline))
+        let deadline = Instant::now() + self.direct_timeout;
+        let inputs = request.inputs;
+        let outputs = crate::blocking::run(move || run_direct(graph, inputs, deadline))
             .await
             .map_err(|e| {
-                InferError::Backend(BackendError::Runtime(format!(
-                    "inference thread failed: {e}"
-                )))
-            })?
+                ServiceError::new(ErrorKind::Internal, format!("inference thread failed: {e}"))
+            })??;
+        Ok(InferAnswer {
+            outputs,
+            model_version,
+        })
     }
 }
 
 fn run_direct(
     graph: Arc<dyn crate::backend::Graph>,
     inputs: Vec<NamedTensor>,
-    deadline: std::time::Instant,
-) -> Result<Vec<NamedTensor>, InferError> {
+    deadline: Instant,
+) -> Result<Vec<NamedTensor>, ServiceError> {
     crate::backend::fenced(|| {
         graph
             .init_execution_context()?
             .compute_until(inputs, Some(deadline))
     })
-    .map_err(InferError::from)
+    .map_err(ServiceError::from)
 }
 
 /// A module's display name: its file stem.
@@ -273,7 +497,7 @@ pub fn module_name(path: &Path) -> String {
 /// and a 5686-element table; limits below these, with some headroom, fail
 /// here with the reason rather than as a failed instantiation. Isolated
 /// mode works, at a price worth saying.
-fn python_fits(sandbox: &instance::SandboxConfig) -> Result<(), StartError> {
+fn python_fits(sandbox: &SandboxConfig) -> Result<(), StartError> {
     const MEMORY: usize = 16 << 20;
     const TABLE: usize = 8192;
     if sandbox.memory_limit < MEMORY || sandbox.table_elements < TABLE {

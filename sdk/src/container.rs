@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::check::CheckReport;
 use crate::images::{self, Image};
 use crate::store::{self, Record};
 use crate::{Deployment, Endpoint, SdkError};
@@ -150,7 +151,7 @@ fn gpu_args(gpus: u32, engine: &str) -> Vec<String> {
 
 /// Runs `sandscore check` (and the sample request, if any) inside the image,
 /// without network: what the image's backends load is what counts.
-pub fn validate(d: &Deployment, engine: &str) -> Result<String, SdkError> {
+pub fn validate(d: &Deployment, engine: &str) -> Result<CheckReport, SdkError> {
     d.check_fields().map_err(SdkError::Invalid)?;
     let image = present_image(engine, d)?;
     let mut args: Vec<String> = ["run", "--rm", "--network", "none"]
@@ -159,13 +160,13 @@ pub fn validate(d: &Deployment, engine: &str) -> Result<String, SdkError> {
     args.extend(container_args(d, engine)?);
     args.push(image.reference());
     let mut check = args.clone();
-    check.push("check".into());
+    check.extend(["check", "--format", "json"].map(String::from));
     check.extend(d.limit_args());
     let out = run(engine, &check, "validation")?;
     if !out.status.success() {
         return Err(SdkError::Invalid(text(&out)));
     }
-    let mut report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = CheckReport::parse(&out.stdout).map_err(SdkError::Engine)?;
     if let Some(sample) = &d.sample {
         let input = std::fs::File::open(sample)
             .map_err(|e| SdkError::Invalid(format!("sample {}: {e}", sample.display())))?;
@@ -177,7 +178,7 @@ pub fn validate(d: &Deployment, engine: &str) -> Result<String, SdkError> {
             .stdin(input)
             .output()
             .map_err(|e| SdkError::Engine(format!("sample request: {e}")))?;
-        report.push_str(&crate::local::sample_result(sample, &out)?);
+        crate::local::sample_result(sample, &out)?;
     }
     Ok(report)
 }

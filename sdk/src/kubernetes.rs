@@ -14,6 +14,7 @@ use std::process::Command;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::check::CheckReport;
 use crate::images::{self, Image};
 use crate::store::{self, Record};
 use crate::{Deployment, SdkError};
@@ -510,17 +511,12 @@ pub fn deploy(
 
 /// Fails when the image lacks a backend one of the models needs: the local
 /// runtime validated them with every backend, the pods will have only the
-/// image's. `report` is `sandscore check`'s output (`  NAME  BACKEND (… ms)`).
-fn image_reads_models(d: &Deployment, report: &str) -> Result<(), SdkError> {
+/// image's.
+fn image_reads_models(d: &Deployment, report: &CheckReport) -> Result<(), SdkError> {
     let image = images::for_deployment(d)?;
-    for line in report.lines().filter(|l| l.starts_with("  ")) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        // `  NAME BACKEND on DEVICE (T ms) in: …`
-        let [model, backend, on, _device, timing, ms, ..] = words.as_slice() else {
-            continue;
-        };
-        let is_model = *on == "on" && timing.starts_with('(') && *ms == "ms)";
-        if is_model && !image.backends.iter().any(|b| b == backend) {
+    for m in &report.models {
+        let (model, backend) = (&m.name, &m.backend);
+        if !image.backends.iter().any(|b| b == backend) {
             let reader = images::all()
                 .into_iter()
                 .find(|i| i.backends.iter().any(|b| b == backend))

@@ -2,7 +2,8 @@
 //! describe a deployment (in code or a `sandscore.toml`), validate it, deploy
 //! it to a target, then invoke it, read its logs and delete it.
 //!
-//! The SDK drives the `sandscore` runtime binary (`check` to validate,
+//! The SDK drives the `sandscore` runtime binary (`check --format json`
+//! to validate ([`check`]),
 //! `serve` to run), so it needs nothing of the runtime's internals and works
 //! against any installed runtime. Targets: [`local`] processes,
 //! [`container`]s of the prebuilt images, and [`kubernetes`] manifests
@@ -11,6 +12,7 @@
 //! into a module. State of deployments lives in a small
 //! store ([`store`]) so a later process can list and delete them.
 
+pub mod check;
 pub mod container;
 pub mod endpoint;
 pub mod images;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::check::CheckReport;
 use crate::endpoint::alive;
 use crate::store::{self, Record};
 use crate::{Deployment, Endpoint, SdkError};
@@ -13,7 +14,7 @@ use crate::{Deployment, Endpoint, SdkError};
 /// Runs `sandscore check` for the deployment (the module implements the
 /// world, every model loads, `init` runs), then scores its sample request
 /// when it names one.
-pub fn validate(d: &Deployment, runtime: &Path) -> Result<String, SdkError> {
+pub fn validate(d: &Deployment, runtime: &Path) -> Result<CheckReport, SdkError> {
     d.check_fields().map_err(SdkError::Invalid)?;
     let run = |cmd: &mut Command| {
         cmd.output().map_err(|e| SdkError::Runtime {
@@ -21,28 +22,35 @@ pub fn validate(d: &Deployment, runtime: &Path) -> Result<String, SdkError> {
             reason: e.to_string(),
         })
     };
-    let out = run(Command::new(runtime).arg("check").args(d.runtime_args()))?;
+    let out = run(Command::new(runtime)
+        .arg("check")
+        .arg("--format")
+        .arg("json")
+        .args(d.runtime_args()))?;
     if !out.status.success() {
         return Err(SdkError::Invalid(
             String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ));
     }
-    let mut report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = CheckReport::parse(&out.stdout).map_err(|reason| SdkError::Runtime {
+        binary: runtime.to_path_buf(),
+        reason,
+    })?;
     if let Some(sample) = &d.sample {
         let scored = run(Command::new(runtime)
             .arg("score")
             .args(d.runtime_args())
             .arg("--input")
             .arg(sample))?;
-        report.push_str(&sample_result(sample, &scored)?);
+        sample_result(sample, &scored)?;
     }
     Ok(report)
 }
 
-/// The line `validate` adds for a scored sample, or why it failed.
-pub(crate) fn sample_result(sample: &Path, out: &std::process::Output) -> Result<String, SdkError> {
+/// Whether the sample request scored, or why it failed.
+pub(crate) fn sample_result(sample: &Path, out: &std::process::Output) -> Result<(), SdkError> {
     if out.status.success() {
-        Ok(format!("sample {} scored\n", sample.display()))
+        Ok(())
     } else {
         // The module's answer is on stdout, the runtime's verdict on stderr.
         Err(SdkError::Invalid(format!(

@@ -7,8 +7,11 @@
 //! file behind one cargo feature and is registered in [`Backends`], so the
 //! wasi-nn host and the HTTP layer never name a concrete runtime.
 
+pub mod configure;
+pub mod formats;
 pub mod isolated;
 #[cfg(any(
+    feature = "onnxruntime",
     feature = "pytorch",
     feature = "tensorflow",
     feature = "tflite",
@@ -32,6 +35,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::tensor::{NamedTensor, TensorType};
+pub use formats::Format;
 
 /// Model formats, as wasi-nn's `graph-encoding` names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -115,16 +119,26 @@ pub struct TensorInfo {
 
 /// A native inference runtime that turns model bytes into graphs.
 pub trait Backend: Send + Sync {
+    /// The format it reads: its name, platform, encoding and files.
+    fn format(&self) -> &'static Format;
     /// Short name used in logs, metadata and `sandscore version`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.format().backend
+    }
     /// The platform string V2 model metadata reports (Triton's names).
-    fn platform(&self) -> &'static str;
+    fn platform(&self) -> &'static str {
+        self.format().platform
+    }
     /// The wasi-nn encoding this backend reads.
-    fn encoding(&self) -> Encoding;
+    fn encoding(&self) -> Encoding {
+        self.format().encoding
+    }
     /// The native library version, when it is loaded.
     fn version(&self) -> String;
     /// Whether a file in the model directory is a model for this backend.
-    fn recognizes(&self, path: &Path) -> bool;
+    fn recognizes(&self, path: &Path) -> bool {
+        self.format().recognizes(path)
+    }
     /// Whether model bytes look like this backend's format (wasi-nn
     /// `autodetect`).
     fn sniff(&self, _bytes: &[u8]) -> bool {
@@ -282,23 +296,6 @@ impl Backends {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Backend>> {
         self.list.iter()
     }
-}
-
-/// Whether bytes look like a saved XGBoost booster: JSON or UBJSON, both
-/// objects whose first key is `learner`. (Here, not in the XGBoost backend,
-/// so a build without it can still say what a file is.)
-pub fn looks_like_xgboost(bytes: &[u8]) -> bool {
-    let head = &bytes[..bytes.len().min(64)];
-    head.first() == Some(&b'{') && head.windows(7).any(|w| w == b"learner")
-}
-
-/// The first bytes of a file (empty when it cannot be read).
-pub fn file_head(path: &Path) -> Vec<u8> {
-    let mut head = [0u8; 64];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .unwrap_or(0);
-    head[..n].to_vec()
 }
 
 /// Checks named inputs against a graph's declared inputs before a backend

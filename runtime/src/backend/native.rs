@@ -16,10 +16,12 @@ pub struct LibrarySpec {
     pub framework: &'static str,
     /// Environment variable naming the library.
     pub env: &'static str,
-    /// Path relative to the binary's folder (and to `../lib`).
-    pub relative: &'static str,
-    /// The image that carries it, and the `make` target that fetches it.
+    /// Paths relative to the binary's folder (and to `../lib`), tried in
+    /// order.
+    pub relative: &'static [&'static str],
+    /// The image that carries it.
     pub image: &'static str,
+    /// The `make` target that fetches it into a checkout.
     pub make: &'static str,
 }
 
@@ -36,12 +38,29 @@ impl LibrarySpec {
             .ok()
             .and_then(|e| e.parent().map(Path::to_path_buf))
             .map(|dir| {
-                vec![
-                    dir.join(self.relative),
-                    dir.join("../lib").join(self.relative),
-                ]
+                [dir.clone(), dir.join("../lib")]
+                    .iter()
+                    .flat_map(|d| self.relative.iter().map(move |r| d.join(r)))
+                    .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The first candidate that exists, or a message that says where it
+    /// looked and what to do.
+    pub fn find(&self, explicit: Option<&Path>) -> Result<PathBuf, String> {
+        let candidates = self.candidates(explicit);
+        candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
+            let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "the {} library was not found (looked in: {}); use the {} image, run `make {}` in the sandscore checkout, or set {}",
+                self.framework,
+                looked.join(", "),
+                self.image,
+                self.make,
+                self.env
+            )
+        })
     }
 }
 
@@ -64,20 +83,8 @@ impl<T> Lazy<T> {
     ) -> Result<&Arc<T>, BackendError> {
         self.0
             .get_or_init(|| {
-                let candidates = spec.candidates(explicit);
-                let Some(path) = candidates.iter().find(|p| p.exists()) else {
-                    let looked: Vec<String> =
-                        candidates.iter().map(|p| p.display().to_string()).collect();
-                    return Err(format!(
-                        "the {} library was not found (looked in: {}); use the {} image, run `make {}` in the sandscore checkout, or set {}",
-                        spec.framework,
-                        looked.join(", "),
-                        spec.image,
-                        spec.make,
-                        spec.env
-                    ));
-                };
-                let table = open(path)?;
+                let path = spec.find(explicit)?;
+                let table = open(&path)?;
                 tracing::info!(library = %path.display(), "{} loaded", spec.framework);
                 Ok(Arc::new(table))
             })

@@ -17,14 +17,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::native::{self, Lazy, LibrarySpec, symbol};
-use super::{Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo};
+use super::{Backend, BackendError, ExecutionContext, Graph, Target, TensorInfo};
+use crate::backend::formats::{self, Format};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
 /// Where the library is looked for.
 pub const LIBRARY: LibrarySpec = LibrarySpec {
     framework: "PyTorch",
     env: "TORCH_SHIM_PATH",
-    relative: "torch/libsandscore_torch.so",
+    relative: &["torch/libsandscore_torch.so"],
     image: "sandscore/pytorch-cpu",
     make: "pytorch",
 };
@@ -144,16 +145,8 @@ fn message(buf: &[c_char]) -> String {
 }
 
 impl Backend for PyTorch {
-    fn name(&self) -> &'static str {
-        "pytorch"
-    }
-
-    fn platform(&self) -> &'static str {
-        "pytorch_libtorch"
-    }
-
-    fn encoding(&self) -> Encoding {
-        Encoding::Pytorch
+    fn format(&self) -> &'static Format {
+        &formats::PYTORCH
     }
 
     fn version(&self) -> String {
@@ -161,11 +154,6 @@ impl Backend for PyTorch {
             Ok(_) => "libtorch 2.13.0 (through runtime/torch)".into(),
             Err(e) => format!("not loaded: {e}"),
         }
-    }
-
-    fn recognizes(&self, path: &Path) -> bool {
-        path.extension()
-            .is_some_and(|e| matches!(e.to_string_lossy().as_ref(), "pt" | "pth" | "torchscript"))
     }
 
     fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError> {

@@ -20,10 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::native::{self, Lazy, LibrarySpec, symbol};
-use super::{
-    Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo, check_inputs,
-    file_head, looks_like_xgboost,
-};
+use super::{Backend, BackendError, ExecutionContext, Graph, Target, TensorInfo, check_inputs};
+use crate::backend::formats::{self, Format};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
 type Handle = *mut c_void;
@@ -100,7 +98,7 @@ pub struct XgbOptions {
 pub const LIBRARY: LibrarySpec = LibrarySpec {
     framework: "XGBoost",
     env: "XGBOOST_LIB_PATH",
-    relative: "xgboost/lib/libxgboost.so",
+    relative: &["xgboost/lib/libxgboost.so"],
     image: "sandscore/xgboost-cpu",
     make: "xgboost",
 };
@@ -126,16 +124,8 @@ impl XgBoost {
 }
 
 impl Backend for XgBoost {
-    fn name(&self) -> &'static str {
-        "xgboost"
-    }
-
-    fn platform(&self) -> &'static str {
-        "xgboost"
-    }
-
-    fn encoding(&self) -> Encoding {
-        Encoding::Xgboost
+    fn format(&self) -> &'static Format {
+        &formats::XGBOOST
     }
 
     fn version(&self) -> String {
@@ -150,18 +140,8 @@ impl Backend for XgBoost {
         }
     }
 
-    fn recognizes(&self, path: &Path) -> bool {
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase());
-        if !matches!(ext.as_deref(), Some("json" | "ubj")) {
-            return false;
-        }
-        looks_like_xgboost(&file_head(path))
-    }
-
     fn sniff(&self, bytes: &[u8]) -> bool {
-        looks_like_xgboost(bytes)
+        formats::looks_like_xgboost(bytes)
     }
 
     fn load(&self, parts: &[&[u8]], target: Target) -> Result<Arc<dyn Graph>, BackendError> {
@@ -390,7 +370,7 @@ impl ExecutionContext for XgbContext {
 
 #[cfg(test)]
 mod tests {
-    use super::looks_like_xgboost as sniff;
+    use crate::backend::formats::looks_like_xgboost as sniff;
 
     #[test]
     fn sniffs_json_and_ubjson_boosters_only() {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::{ApiError, Style};
 use super::{AppState, RequestId, read_body};
 use crate::codec::query::query_to_json;
-use crate::instance::bindings::WitRequest;
+use crate::service::ScoreRequest;
 
 /// `GET /`: the server process is up.
 pub async fn health() -> &'static str {
@@ -66,7 +66,7 @@ async fn score(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let request = WitRequest {
+    let request = ScoreRequest {
         body,
         content_type,
         headers,
@@ -74,14 +74,7 @@ async fn score(
     let answer = service
         .score(request, id)
         .await
-        .map_err(|e| ApiError::call(Style::AzureMl, e))?;
-    let Some(answer) = answer else {
-        return Err(ApiError::new(
-            Style::AzureMl,
-            StatusCode::NOT_FOUND,
-            "no scoring module is loaded (start with --module or AZUREML_ENTRY_SCRIPT); models answer on /v2/models/{name}/infer",
-        ));
-    };
+        .map_err(|e| ApiError::service(Style::AzureMl, e))?;
     // Only the statuses HTTP defines classes for, and none of 1xx.
     let status = StatusCode::from_u16(answer.status)
         .ok()

@@ -7,11 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::backend::BackendError;
-use crate::instance::InstanceError;
-use crate::instance::bindings::GuestErrorCode;
-use crate::instance::pool::CallError;
-use crate::service::InferError;
+use crate::service::{ErrorKind, ServiceError};
 
 /// Longest error message sent to a client (a module's own included).
 pub const MAX_MESSAGE: usize = 8 << 10;
@@ -56,54 +52,24 @@ impl ApiError {
         )
     }
 
-    /// A failed call into the module.
-    pub fn call(style: Style, e: CallError) -> Self {
-        let status = match &e {
-            CallError::Guest(g) => match g.code {
-                GuestErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-                GuestErrorCode::NotFound => StatusCode::NOT_FOUND,
-                GuestErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                GuestErrorCode::Unsupported => StatusCode::NOT_IMPLEMENTED,
-                GuestErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            CallError::Timeout(_) | CallError::Instance(InstanceError::InitTimeout(_)) => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
-            CallError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            CallError::Trap(_)
-            | CallError::Instance(_)
-            | CallError::Invalid(_)
-            | CallError::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    /// A failed request, with the status its kind has in HTTP; server
+    /// errors are logged.
+    pub fn service(style: Style, e: ServiceError) -> Self {
+        let status = match e.kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let error = ApiError::new(style, status, e.to_string());
+        let error = ApiError::new(style, status, e.message);
         if status.is_server_error() {
             let text = crate::escape::log_text(&error.message);
             tracing::warn!(status = status.as_u16(), error = %text, "scoring failed");
         }
         error
-    }
-
-    /// A failed tensor request.
-    pub fn infer(e: InferError) -> Self {
-        match e {
-            InferError::UnknownModel(_) => {
-                ApiError::new(Style::V2, StatusCode::NOT_FOUND, e.to_string())
-            }
-            InferError::Backend(b) => {
-                let status = match b {
-                    BackendError::InvalidInput(_) | BackendError::Unsupported(_) => {
-                        StatusCode::BAD_REQUEST
-                    }
-                    BackendError::Deadline => StatusCode::GATEWAY_TIMEOUT,
-                    _ => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                ApiError::new(Style::V2, status, b.to_string())
-            }
-            InferError::Call(c) => ApiError::call(Style::V2, c),
-            InferError::Overloaded(o) => {
-                ApiError::new(Style::V2, StatusCode::SERVICE_UNAVAILABLE, o.to_string())
-            }
-        }
     }
 }
 

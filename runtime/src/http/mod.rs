@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tracing::Instrument;
 
-use crate::metrics::{metrics, route_of};
+use crate::metrics::metrics;
 use crate::service::Service;
 use error::{ApiError, Style};
 
@@ -171,8 +171,15 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let (route, model) = route_of(req.uri().path());
-    let model = model.map(str::to_string);
+    // The route's own template is the label; unrouted paths are `other`.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_string(), |m| m.as_str().to_string());
+    let model = route
+        .contains("{name}")
+        .then(|| req.uri().path().split('/').nth(3).map(str::to_string))
+        .flatten();
     let started = Instant::now();
     metrics().in_flight.inc();
     let mut resp = next.run(req).instrument(span.clone()).await;
@@ -187,11 +194,11 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     };
     metrics()
         .requests
-        .with_label_values(&[route, model, status.as_str()])
+        .with_label_values(&[route.as_str(), model, status.as_str()])
         .inc();
     metrics()
         .latency
-        .with_label_values(&[route])
+        .with_label_values(&[route.as_str()])
         .observe(seconds);
     span.in_scope(|| {
         tracing::info!(status = status.as_u16(), ms = seconds * 1e3, "request done");

@@ -12,10 +12,8 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, Style};
 use super::{AppState, RequestId, read_body};
-use crate::backend::TensorInfo;
 use crate::codec::v2::{EncodeError, decode_request, encode_response};
-use crate::nn::registry::ModelEntry;
-use crate::service::Service;
+use crate::service::InferRequest;
 
 /// `GET /v2`.
 pub async fn server_metadata() -> Json<Value> {
@@ -33,56 +31,17 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     Ok(Json(json!({ "ready": true })))
 }
 
-fn model<'s>(
-    service: &'s Service,
-    name: &str,
-    version: Option<&str>,
-) -> Result<&'s ModelEntry, ApiError> {
-    let entry = service.models.get(name).ok_or_else(|| {
-        ApiError::new(
-            Style::V2,
-            StatusCode::NOT_FOUND,
-            format!(
-                "model '{name}' is not loaded; loaded models: {:?}",
-                service.models.names()
-            ),
-        )
-    })?;
-    match version {
-        Some(v) if v != entry.version => Err(ApiError::new(
-            Style::V2,
-            StatusCode::NOT_FOUND,
-            format!(
-                "model '{name}' has no version '{v}'; it has version '{}'",
-                entry.version
-            ),
-        )),
-        _ => Ok(entry),
-    }
-}
-
-fn describe(infos: &[TensorInfo]) -> Vec<Value> {
-    infos
-        .iter()
-        .map(|i| {
-            json!({
-                "name": i.name,
-                "datatype": i.ty.map(|t| t.v2_name().to_string()).unwrap_or_else(|| i.native_type.clone()),
-                "shape": i.shape,
-            })
-        })
-        .collect()
-}
-
 fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<Json<Value>, ApiError> {
     let service = state.ready(Style::V2)?;
-    let m = model(service, name, version)?;
+    let m = service
+        .model(name, version)
+        .map_err(|e| ApiError::service(Style::V2, e))?;
     Ok(Json(json!({
         "name": m.name,
         "versions": [m.version],
-        "platform": m.backend.platform(),
-        "inputs": describe(m.graph.inputs()),
-        "outputs": describe(m.graph.outputs()),
+        "platform": m.platform,
+        "inputs": m.inputs,
+        "outputs": m.outputs,
     })))
 }
 
@@ -108,7 +67,9 @@ fn model_is_ready(
     version: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
     let service = state.ready(Style::V2)?;
-    let m = model(service, name, version)?;
+    let m = service
+        .model(name, version)
+        .map_err(|e| ApiError::service(Style::V2, e))?;
     Ok(Json(json!({ "name": m.name, "ready": true })))
 }
 
@@ -173,7 +134,9 @@ async fn run(
         }
     }
     if version.is_some() {
-        model(service, &name, version.as_deref())?;
+        service
+            .model(&name, version.as_deref())
+            .map_err(|e| ApiError::service(Style::V2, e))?;
     }
     let body = read_body(state, body, &headers, Style::V2).await?;
     // Decoding and encoding are linear but not free: large ones run where
@@ -181,12 +144,19 @@ async fn run(
     let request = off_runtime(body.len(), move || decode_request(&body))
         .await?
         .map_err(|e| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, e.to_string()))?;
-    let outputs = service
-        .infer(&name, request.inputs, request_id)
+    let answer = service
+        .infer(
+            InferRequest {
+                model: name.clone(),
+                version,
+                inputs: request.inputs,
+            },
+            request_id,
+        )
         .await
-        .map_err(ApiError::infer)?;
-    let model_version = service.models.get(&name).map(|m| m.version.clone());
-    let max = service.max_response_bytes;
+        .map_err(|e| ApiError::service(Style::V2, e))?;
+    let (outputs, model_version) = (answer.outputs, answer.model_version);
+    let max = service.max_response_bytes();
     let size = outputs.iter().map(|o| o.tensor.data.len()).sum();
     let body = off_runtime(size, move || {
         encode_response(

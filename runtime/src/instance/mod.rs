@@ -6,7 +6,6 @@
 //! timeout (epoch interruption) poisons only that instance: it is dropped and
 //! a fresh one takes its place, so the next request is served normally.
 
-pub mod bindings;
 pub mod compile;
 pub mod output;
 mod poll;
@@ -25,9 +24,10 @@ use wasmtime_wasi::{FsPerms, WasiCtx};
 
 use crate::backend::Backends;
 use crate::metrics::metrics;
-use crate::nn::registry::ModelRegistry;
+use crate::models::ModelRegistry;
 use crate::nn::{NnLimits, NnState};
-use bindings::{Scorer, ScorerPre};
+use crate::wit::sandscore::scoring::{logging, types};
+use crate::wit::{Scorer, ScorerPre};
 use output::{GuestOutput, RequestTag};
 use state::HostState;
 
@@ -38,7 +38,7 @@ pub const GUEST_MODEL_DIR: &str = "/models";
 pub const GUEST_SCRATCH_DIR: &str = "/scratch";
 
 /// Whether instances outlive requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isolation {
     /// Warm instances are reused; globals survive between requests, as an
     /// Azure ML worker's do.
@@ -283,8 +283,10 @@ impl Factory {
         let world = |e: wasmtime::Error| InstanceError::World(format!("{e:#}"));
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(world)?;
         poll::shadow(&mut linker).map_err(world)?;
-        Scorer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(world)?;
+        logging::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(world)?;
+        crate::nn::add_to_linker(&mut linker, HostState::nn_view).map_err(world)?;
         let pre = linker.instantiate_pre(component).map_err(world)?;
         let pre = ScorerPre::new(pre).map_err(world)?;
         Ok(Factory {

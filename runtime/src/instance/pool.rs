@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use wasmtime::Trap;
 
-use super::bindings::{GuestError, WitRequest, WitResponse, WitTensor};
 use super::output::GuestOutput;
 use super::{Factory, InstanceError, Isolation, Worker, ticks};
 use crate::admission::{Admission, Overloaded};
 use crate::metrics::metrics;
 use crate::tensor::{NamedTensor, Tensor};
+use crate::wit::{GuestError, WitRequest, WitResponse, WitTensor};
 
 /// Why a call into the module produced no answer.
 #[derive(Debug, thiserror::Error)]

@@ -6,9 +6,9 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::instance::bindings::sandscore::scoring::{logging, types};
 use crate::instance::output::RequestTag;
-use crate::nn::NnState;
+use crate::nn::{NnState, NnView};
+use crate::wit::sandscore::scoring::{logging, types};
 
 /// Longest guest log line kept; longer ones are cut.
 const MAX_LOG_LINE: usize = 16 * 1024;
@@ -27,6 +27,16 @@ impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    /// What the wasi-nn host sees of this store: its state and the table.
+    pub fn nn_view(&mut self) -> NnView<'_> {
+        NnView {
+            nn: &mut self.nn,
             table: &mut self.table,
         }
     }

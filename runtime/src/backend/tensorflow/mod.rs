@@ -22,16 +22,15 @@ use prost::Message;
 
 use self::api::{Api, Output, StatusBox};
 use super::native::{Lazy, LibrarySpec};
-use super::{
-    Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo, check_inputs,
-};
+use super::{Backend, BackendError, ExecutionContext, Graph, Target, TensorInfo, check_inputs};
+use crate::backend::formats::{self, Format};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
 /// Where the library is looked for.
 pub const LIBRARY: LibrarySpec = LibrarySpec {
     framework: "TensorFlow",
     env: "TENSORFLOW_LIB_PATH",
-    relative: "tensorflow/libtensorflow_cc.so.2",
+    relative: &["tensorflow/libtensorflow_cc.so.2"],
     image: "sandscore/tensorflow-cpu",
     make: "tensorflow",
 };
@@ -102,16 +101,8 @@ fn config_proto(threads: usize) -> Vec<u8> {
 }
 
 impl Backend for TensorFlow {
-    fn name(&self) -> &'static str {
-        "tensorflow"
-    }
-
-    fn platform(&self) -> &'static str {
-        "tensorflow_savedmodel"
-    }
-
-    fn encoding(&self) -> Encoding {
-        Encoding::Tensorflow
+    fn format(&self) -> &'static Format {
+        &formats::TENSORFLOW
     }
 
     fn version(&self) -> String {
@@ -122,10 +113,6 @@ impl Backend for TensorFlow {
                 .into_owned(),
             Err(e) => format!("not loaded: {e}"),
         }
-    }
-
-    fn recognizes(&self, path: &Path) -> bool {
-        path.file_name().is_some_and(|n| n == "saved_model.pb")
     }
 
     /// A SavedModel from bytes is three builders, its files in this order:

@@ -17,16 +17,15 @@ use std::sync::{Arc, Mutex};
 
 use self::api::{Api, Handle, Layout, RankedType};
 use super::native::{Lazy, LibrarySpec};
-use super::{
-    Backend, BackendError, Encoding, ExecutionContext, Graph, Target, TensorInfo, check_inputs,
-};
+use super::{Backend, BackendError, ExecutionContext, Graph, Target, TensorInfo, check_inputs};
+use crate::backend::formats::{self, Format};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
 /// Where the library is looked for.
 pub const LIBRARY: LibrarySpec = LibrarySpec {
     framework: "TensorFlow Lite (LiteRT)",
     env: "LITERT_LIB_PATH",
-    relative: "litert/libLiteRt.so",
+    relative: &["litert/libLiteRt.so"],
     image: "sandscore/tflite-cpu",
     make: "tflite",
 };
@@ -95,16 +94,8 @@ fn from_litert(t: u32) -> Option<TensorType> {
 }
 
 impl Backend for Tflite {
-    fn name(&self) -> &'static str {
-        "tflite"
-    }
-
-    fn platform(&self) -> &'static str {
-        "tensorflow_lite"
-    }
-
-    fn encoding(&self) -> Encoding {
-        Encoding::Tensorflowlite
+    fn format(&self) -> &'static Format {
+        &formats::TFLITE
     }
 
     fn version(&self) -> String {
@@ -112,11 +103,6 @@ impl Backend for Tflite {
             Ok(_) => "LiteRT 2.1 C API".into(),
             Err(e) => format!("not loaded: {e}"),
         }
-    }
-
-    fn recognizes(&self, path: &Path) -> bool {
-        path.extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("tflite"))
     }
 
     fn sniff(&self, bytes: &[u8]) -> bool {

@@ -2,21 +2,23 @@
 //! check a deployment, print versions; and the deployment commands
 //! (`deploy.rs`); build Python scripts into modules (`python.rs`).
 
+mod advice;
+mod args;
+mod check;
 mod deploy;
 mod python;
+mod serve;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
+use args::RuntimeArgs;
 use clap::{Parser, Subcommand, ValueEnum};
-use sandscore::config::RuntimeArgs;
-use sandscore::instance::bindings::WitRequest;
-use sandscore::instance::{GUEST_MODEL_DIR, GUEST_SCRATCH_DIR};
-use sandscore::server::{ServeArgs, serve};
-use sandscore::service::{Service, backends};
+use sandscore_runtime::backend::configure::configure;
+use sandscore_runtime::service::{ScoreRequest, Service};
+use serve::ServeArgs;
 
 #[derive(Parser)]
 #[command(
@@ -46,7 +48,7 @@ enum Command {
     /// Score one request read from stdin (or --input) and print the answer.
     Score(ScoreArgs),
     /// Validate a module against the scorer world and load every model.
-    Check(RuntimeArgs),
+    Check(check::CheckArgs),
     /// Print the versions of sandscore, wasmtime, the WIT world and backends.
     Version(RuntimeArgs),
     /// Precompile a module for this build's engine, so a server starts
@@ -146,7 +148,8 @@ fn main() -> ExitCode {
     match &mut cli.command {
         Command::Serve(a) => a.runtime.normalize(),
         Command::Score(a) => a.runtime.normalize(),
-        Command::Check(a) | Command::Version(a) => a.normalize(),
+        Command::Check(a) => a.runtime.normalize(),
+        Command::Version(a) => a.normalize(),
         Command::Compile(a) => a.runtime.normalize(),
         Command::Build(a) => a.runtime.normalize(),
         Command::Health(_)
@@ -162,7 +165,7 @@ fn main() -> ExitCode {
     let runtime = match &mut cli.command {
         Command::Serve(a) => Some(&mut a.runtime),
         Command::Score(a) => Some(&mut a.runtime),
-        Command::Check(a) => Some(a),
+        Command::Check(a) => Some(&mut a.runtime),
         Command::Compile(a) => Some(&mut a.runtime),
         _ => None,
     };
@@ -179,7 +182,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")
-                .and_then(|rt| rt.block_on(serve(args)))
+                .and_then(|rt| rt.block_on(serve::run(args)))
         }
         Command::Score(args) => {
             init_logs(cli.log_format, "warn");
@@ -187,15 +190,15 @@ fn main() -> ExitCode {
         }
         Command::Check(args) => {
             init_logs(cli.log_format, "warn");
-            check(args)
+            check::run(args)
         }
         Command::Version(args) => version(args),
         Command::NnWorker(args) => {
             init_logs(cli.log_format, "warn");
-            backends(&args)
+            configure(&args.backend_config())
                 .context("cannot set up the backends")
                 .and_then(|b| {
-                    sandscore::backend::isolated::worker::serve(b)
+                    sandscore_runtime::backend::isolated::worker::serve(b)
                         .context("the worker's pipe to the server failed")
                 })
         }
@@ -234,121 +237,21 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
                 .context("cannot read the request from stdin")?;
         }
     }
-    let service = Service::start(&args.runtime)?;
+    let service = Service::start(&args.runtime.service_config()).map_err(advice::explained)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let request = WitRequest {
+    let request = ScoreRequest {
         body,
         content_type: args.content_type,
         headers: Vec::new(),
     };
-    let answer = rt
-        .block_on(service.score(request, "cli".into()))?
-        .context("no module loaded")?;
+    let answer = rt.block_on(service.score(request, "cli".into()))?;
     std::io::stdout().write_all(&answer.body)?;
     println!();
     if answer.status >= 400 {
         bail!("the module answered HTTP {}", answer.status);
     }
-    Ok(())
-}
-
-fn check(args: RuntimeArgs) -> anyhow::Result<()> {
-    args.check_user().map_err(anyhow::Error::msg)?;
-    let started = Instant::now();
-    let service = Service::start(&RuntimeArgs {
-        workers: 1,
-        ..args.clone()
-    })?;
-    if let Some(m) = &service.module {
-        let language = if m.python { ", Python" } else { "" };
-        println!("module     {} ({:?}{language})", m.name, m.origin);
-        println!(
-            "world      sandscore:scoring/scorer@0.1.0: init, score and infer exported; init ran"
-        );
-    } else {
-        println!("module     none (models answer V2 infer directly)");
-    }
-    println!("models     {}", service.models.len());
-    for m in service.models.iter() {
-        let io = |infos: &[sandscore::backend::TensorInfo]| {
-            infos
-                .iter()
-                .map(|i| {
-                    format!(
-                        "{} {} {:?}",
-                        i.name,
-                        i.ty.map(|t| t.to_string())
-                            .unwrap_or_else(|| i.native_type.clone()),
-                        i.shape
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        println!(
-            "  {:<16} {} on {} ({:.1} ms) in: {} | out: {}",
-            m.name,
-            m.backend.name(),
-            m.graph.device(),
-            m.load_seconds * 1e3,
-            io(m.graph.inputs()),
-            io(m.graph.outputs())
-        );
-    }
-    let sandbox = args.sandbox();
-    println!("capabilities granted to the module:");
-    match &args.model_dir {
-        Some(d) => println!(
-            "  files      {GUEST_MODEL_DIR} read-only (host {}), nothing else",
-            d.display()
-        ),
-        None => println!("  files      none"),
-    }
-    if sandbox.scratch_mb > 0 {
-        println!(
-            "  scratch    {GUEST_SCRATCH_DIR} read-write, {} MiB cap, per instance",
-            sandbox.scratch_mb
-        );
-    }
-    println!(
-        "  models     wasi-nn load-by-name of the models above; load from bytes up to {} MiB",
-        sandbox.nn.max_model_bytes >> 20
-    );
-    println!("  network    none (no TCP, UDP or name lookup)");
-    let mut env: Vec<&str> = sandbox.guest_env.iter().map(|(k, _)| k.as_str()).collect();
-    if args.model_dir.is_some() {
-        env.insert(0, "AZUREML_MODEL_DIR");
-    }
-    println!(
-        "  env        {}",
-        if env.is_empty() {
-            "none".to_string()
-        } else {
-            env.join(", ")
-        }
-    );
-    println!(
-        "  processes  none; clocks and random: yes; stdout/stderr: to the log, tagged with the request id"
-    );
-    println!(
-        "  limits     memory {} MiB, stack {} KiB, table {} elements, request timeout {} ms, init timeout {} ms",
-        args.memory_limit_mb,
-        args.max_stack_kb,
-        args.table_elements,
-        args.timeout_ms,
-        args.init_timeout_ms
-    );
-    println!(
-        "  wasi-nn    tensors up to {} MiB, {} tensors, {} graphs, {} contexts at once",
-        args.max_tensor_mb, args.max_tensors, args.max_graphs, args.max_contexts
-    );
-    println!(
-        "  isolation  {:?}, queue {} requests, response up to {} MiB",
-        args.isolation, args.max_queue, args.max_response_mb
-    );
-    println!("ok in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }
 
@@ -371,8 +274,8 @@ fn precompile(
     module: &std::path::Path,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let engine = sandscore::instance::engine(&runtime.sandbox())?;
-    let (component, _) = sandscore::instance::compile::load(&engine, module, None)?;
+    let engine = sandscore_runtime::instance::engine(&runtime.sandbox())?;
+    let (component, _) = sandscore_runtime::instance::compile::load(&engine, module, None)?;
     let bytes = component
         .serialize()
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -404,10 +307,10 @@ fn health(args: HealthArgs) -> anyhow::Result<()> {
 }
 
 fn version(args: RuntimeArgs) -> anyhow::Result<()> {
-    println!("sandscore  {}", sandscore::VERSION);
-    println!("wasmtime   {}", sandscore::WASMTIME_VERSION);
-    println!("wit        {}", sandscore::WIT_PACKAGES.join(", "));
-    for b in backends(&args)?.iter() {
+    println!("sandscore  {}", sandscore_runtime::VERSION);
+    println!("wasmtime   {}", sandscore_runtime::WASMTIME_VERSION);
+    println!("wit        {}", sandscore_runtime::WIT_PACKAGES.join(", "));
+    for b in configure(&args.backend_config())?.iter() {
         println!("backend    {} {}", b.name(), b.version());
     }
     Ok(())

@@ -1,29 +1,55 @@
-//! Host bindings of the `sandscore:scoring/scorer` world (`spec/wit`).
+//! Host bindings of the `sandscore:scoring/scorer` world (`spec/wit`): the
+//! generated types and traits only, and the host-side values behind the
+//! wasi-nn resources. A leaf: `nn` implements the wasi-nn traits, `instance`
+//! the scoring ones, and neither needs the other to do so.
 //!
 //! wasi-nn is implemented here rather than through `wasmtime-wasi-nn` so that
 //! backends, limits and error mapping are ours (see `backend::onnxruntime`
-//! for what the upstream ONNX backend lacks); its resources are mapped onto
-//! the types in [`crate::nn`].
+//! for what the upstream ONNX backend lacks).
+
+// The generated items carry the WIT's own documentation where it has any.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+
+use crate::backend::{ExecutionContext, Graph};
+use crate::tensor::{Tensor, TensorType};
 
 wasmtime::component::bindgen!({
     world: "scorer",
     path: "../spec/wit",
     with: {
-        "wasi:nn/graph.graph": crate::nn::GraphRes,
-        "wasi:nn/tensor.tensor": crate::nn::TensorRes,
-        "wasi:nn/inference.graph-execution-context": crate::nn::ContextRes,
-        "wasi:nn/errors.error": crate::nn::NnError,
+        "wasi:nn/graph.graph": crate::wit::GraphRes,
+        "wasi:nn/tensor.tensor": crate::wit::TensorRes,
+        "wasi:nn/inference.graph-execution-context": crate::wit::ContextRes,
+        "wasi:nn/errors.error": crate::wit::NnError,
     },
     imports: { default: trappable },
 });
+
+/// A graph resource held by a guest.
+pub struct GraphRes(pub Arc<dyn Graph>);
+
+/// An execution context resource held by a guest.
+pub struct ContextRes(pub Box<dyn ExecutionContext>);
+
+/// A tensor resource held by a guest.
+pub struct TensorRes(pub Tensor);
+
+/// A wasi-nn error resource.
+#[derive(Debug)]
+pub struct NnError {
+    /// The wasi-nn error code the guest reads.
+    pub code: wasi::nn::errors::ErrorCode,
+    /// The message, capped and counted against the instance's budget.
+    pub message: String,
+}
 
 pub use self::sandscore::scoring::types::{
     Error as GuestError, ErrorCode as GuestErrorCode, NamedTensor as WitTensor,
     Request as WitRequest, Response as WitResponse,
 };
 pub use self::wasi::nn::tensor::TensorType as WitTensorType;
-
-use crate::tensor::TensorType;
 
 impl From<WitTensorType> for TensorType {
     fn from(t: WitTensorType) -> Self {

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::args::RuntimeArgs;
 use anyhow::Context;
-use sandscore::config::RuntimeArgs;
 
 #[derive(clap::Args)]
 pub struct BuildArgs {

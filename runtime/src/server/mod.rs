@@ -1,4 +1,4 @@
-//! `sandscore serve`: bind, load in the background, serve until SIGTERM or
+//! The HTTP server: bind, load in the background, serve until SIGTERM or
 //! Ctrl-C, then stop accepting and drain in-flight requests within a grace
 //! period.
 //!
@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -21,126 +20,94 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod write_deadline;
 
-use crate::config::RuntimeArgs;
 use crate::http::{AppState, router};
-use crate::service::Service;
+use crate::service::{Service, ServiceConfig, StartError};
 
 /// Options of the HTTP server itself.
-#[derive(clap::Args, Clone, Debug)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
-
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "SERVER_PORT", default_value_t = 5001)]
-    pub port: u16,
-
-    /// Address to listen on.
-    #[arg(long, env = "SANDSCORE_HOST", default_value = "0.0.0.0")]
-    pub host: String,
-
-    /// Largest request body, in MiB.
-    #[arg(
-        long = "max-body",
-        env = "SANDSCORE_MAX_BODY_MB",
-        default_value_t = 100
-    )]
-    pub max_body_mb: usize,
-
-    /// Largest request head (request line and headers), in KiB.
-    #[arg(
-        long = "max-header",
-        env = "SANDSCORE_MAX_HEADER_KB",
-        default_value_t = 64
-    )]
-    pub max_header_kb: usize,
-
-    /// Deadline for a client to send its request headers, in milliseconds.
-    #[arg(
-        long = "header-timeout",
-        env = "SANDSCORE_HEADER_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
-    pub header_timeout_ms: u64,
-
-    /// Deadline for a client to send its request body, in milliseconds.
-    #[arg(
-        long = "body-timeout",
-        env = "SANDSCORE_BODY_TIMEOUT_MS",
-        default_value_t = 30_000
-    )]
-    pub body_timeout_ms: u64,
-
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where to listen (port 0 picks a free one).
+    pub addr: SocketAddr,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_head: usize,
+    /// Deadline for a client to send its request headers.
+    pub header_timeout: Duration,
+    /// Deadline for a client to send its request body.
+    pub body_timeout: Duration,
     /// Longest a client may leave a response unread (no byte accepted by
-    /// its socket), in milliseconds; then the connection is closed.
-    #[arg(
-        long = "write-timeout",
-        env = "SANDSCORE_WRITE_TIMEOUT_MS",
-        default_value_t = 30_000
-    )]
-    pub write_timeout_ms: u64,
-
+    /// its socket); then the connection is closed.
+    pub write_timeout: Duration,
     /// Most connections served at once; further clients wait in the
     /// kernel's accept queue until one closes. With the response and head
     /// limits, this bounds what connections can make the server hold.
-    #[arg(
-        long = "max-connections",
-        env = "SANDSCORE_MAX_CONNECTIONS",
-        default_value_t = 1024
-    )]
     pub max_connections: usize,
-
-    /// After SIGTERM, how long in-flight requests may take to finish, in seconds.
-    #[arg(
-        long = "shutdown-grace",
-        env = "SANDSCORE_SHUTDOWN_GRACE_S",
-        default_value_t = 30
-    )]
-    pub shutdown_grace_s: u64,
+    /// After SIGTERM, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
 }
 
-/// Runs the server until a shutdown signal.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    args.runtime.check_user().map_err(anyhow::Error::msg)?;
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
-        .parse()
-        .with_context(|| format!("'{}' is not an IP address to listen on", args.host))?;
-    let listener = TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr}: is another server using port {}? Pick another with --port or SERVER_PORT", args.port)
-    })?;
-    let bound = listener.local_addr()?;
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The service (models, module) could not start.
+    #[error("startup failed: {0}")]
+    Start(#[from] StartError),
+    /// The thread that starts the service died.
+    #[error("startup thread failed: {0}")]
+    Thread(String),
+}
+
+/// Runs the server until a shutdown signal: binds `config.addr` (printing
+/// `listening on http://ADDR`), starts `service` in the background while
+/// liveness already answers, and drains within the grace period.
+pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), ServeError> {
+    let addr = config.addr;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
     // Tests and scripts read this line to find an ephemeral port.
     println!("listening on http://{bound}");
     tracing::info!(%bound, "listening");
 
-    let max_head = args.max_header_kb.saturating_mul(1024);
+    let max_head = config.max_head;
     let state = Arc::new(AppState::new(
-        args.max_body_mb.saturating_mul(1 << 20),
-        Duration::from_millis(args.body_timeout_ms),
+        config.max_body,
+        config.body_timeout,
         max_head,
     ));
     let mut loader = {
         let state = Arc::clone(&state);
-        let runtime = args.runtime.clone();
         tokio::task::spawn_blocking(move || {
-            let service = Service::start(&runtime)?;
+            let service = Service::start(&service)?;
             let _ = state.service.set(Arc::new(service));
             tracing::info!("ready");
-            Ok::<_, anyhow::Error>(())
+            Ok::<_, StartError>(())
         })
     };
     let app = router(Arc::clone(&state));
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(args.header_timeout_ms))
+        .header_read_timeout(config.header_timeout)
         // hyper's read buffer bounds what it holds; the exact head limit is
         // checked on the parsed head (`http::head_limit`).
         .max_buf_size(max_head.max(8192));
-    let write_timeout = Duration::from_millis(args.write_timeout_ms.max(1));
+    let write_timeout = config.write_timeout.max(Duration::from_millis(1));
     let mut signal = std::pin::pin!(shutdown_signal());
     let mut loading = true;
-    let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     loop {
         tokio::select! {
             accepted = accept(&listener, &slots) => {
@@ -165,13 +132,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             loaded = &mut loader, if loading => {
                 loading = false;
-                loaded.context("startup thread failed")?.context("startup failed")?;
+                loaded.map_err(|e| ServeError::Thread(e.to_string()))??;
             }
             () = &mut signal => break,
         }
     }
     drop(listener);
-    let grace = Duration::from_secs(args.shutdown_grace_s);
+    let grace = config.shutdown_grace;
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained; stopped"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over with requests still in flight; stopping"),

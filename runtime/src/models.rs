@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::{
-    Backend, BackendError, Backends, Graph, Target, file_head, looks_like_xgboost,
-};
+use crate::backend::formats::{self, Format};
+use crate::backend::{Backend, BackendError, Backends, Graph, Target};
 
 /// One preloaded model.
 pub struct ModelEntry {
@@ -45,14 +44,19 @@ pub enum RegistryError {
         first: PathBuf,
         second: PathBuf,
     },
+    /// A model file of a format no backend of this build reads.
     #[error(
-        "model '{name}' ({path}) is a {framework} model, and this build has no {framework} backend; {advice}"
+        "model '{name}' ({path}) is a {framework} model, and this build has no {framework} backend ({backend})"
     )]
     NoBackend {
+        /// The model's name.
         name: String,
+        /// Its file.
         path: PathBuf,
+        /// The format, as people call it.
         framework: &'static str,
-        advice: String,
+        /// The backend that reads it, as images name it (`images/images.toml`).
+        backend: &'static str,
     },
     #[error(
         "--model-backend names {file}, which is not in the model directory (its model files: {present})"
@@ -213,45 +217,12 @@ fn stem(path: &Path) -> String {
         .into_owned()
 }
 
-/// Model formats by how their files look, with the backend key images list
-/// (images/images.toml), for files no backend of this build recognizes.
-fn foreign_format(path: &Path) -> Option<(&'static str, &'static str)> {
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    Some(match ext.as_str() {
-        "onnx" => ("ONNX", "onnxruntime"),
-        "pt" | "pth" | "torchscript" => ("PyTorch", "pytorch"),
-        "tflite" => ("TensorFlow Lite", "tflite"),
-        "json" | "ubj" if looks_like_xgboost(&file_head(path)) => ("XGBoost", "xgboost"),
-        _ if name.as_deref() == Some("saved_model.pb") => ("TensorFlow", "tensorflow"),
-        _ => return None,
-    })
-}
-
-/// What to do about a model this build cannot read: the image that can.
-fn advice(backend: &str) -> String {
-    let images: Vec<String> = sandscore_sdk::images::all()
-        .into_iter()
-        .filter(|i| i.backends.iter().any(|b| b == backend))
-        .map(|i| i.reference())
-        .collect();
-    match images.as_slice() {
-        [] => {
-            "no sandscore image reads it yet; convert it to ONNX (see the README's images)".into()
-        }
-        list => format!("run it in {}", list.join(" or ")),
-    }
-}
-
-fn no_backend(name: String, path: PathBuf, framework: &'static str, key: &str) -> RegistryError {
+fn no_backend(name: String, path: PathBuf, format: &Format) -> RegistryError {
     RegistryError::NoBackend {
         name,
         path,
-        framework,
-        advice: advice(key),
+        framework: format.framework,
+        backend: format.backend,
     }
 }
 
@@ -275,10 +246,11 @@ fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Found<'b>, Registr
                 .filter_map(|p| backends.for_path(p).map(|b| (stem(p), p.clone(), b)))
                 .collect();
             if inner.is_empty()
-                && let Some((p, (framework, key))) =
-                    files.iter().find_map(|p| foreign_format(p).map(|f| (p, f)))
+                && let Some((p, format)) = files
+                    .iter()
+                    .find_map(|p| formats::of_path(p).map(|f| (p, f)))
             {
-                return Err(no_backend(folder, p.clone(), framework, key));
+                return Err(no_backend(folder, p.clone(), format));
             }
             if inner.len() == 1 {
                 found.extend(inner.into_iter().map(|(_, p, b)| (folder.clone(), p, b)));
@@ -291,8 +263,8 @@ fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Found<'b>, Registr
             }
         } else if let Some(b) = backends.for_path(&path) {
             found.push((stem(&path), path, b));
-        } else if let Some((framework, key)) = foreign_format(&path) {
-            return Err(no_backend(stem(&path), path, framework, key));
+        } else if let Some(format) = formats::of_path(&path) {
+            return Err(no_backend(stem(&path), path, format));
         } else {
             tracing::debug!(path = %path.display(), "not a model for any backend in this build; skipped");
         }
@@ -305,7 +277,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_format_without_a_backend_names_its_framework_and_image() {
+    fn a_format_without_a_backend_names_its_framework_and_backend() {
         let dir = std::env::temp_dir().join(format!("sandscore-registry-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -314,14 +286,19 @@ mod tests {
         // A build with no backends at all.
         let err = ModelRegistry::load_dir(&dir, &Backends::default())
             .err()
-            .expect("refused")
-            .to_string();
+            .expect("refused");
         assert!(
-            err.contains("'net'")
-                && err.contains("PyTorch")
-                && err.contains("sandscore/pytorch-cpu"),
+            matches!(
+                &err,
+                RegistryError::NoBackend {
+                    backend: "pytorch",
+                    ..
+                }
+            ),
             "{err}"
         );
+        let err = err.to_string();
+        assert!(err.contains("'net'") && err.contains("PyTorch"), "{err}");
         std::fs::remove_file(dir.join("net.pt")).unwrap();
         // Files that are no model of any kind are skipped.
         assert!(ModelRegistry::load_dir(&dir, &Backends::default()).is_ok());

@@ -1,15 +1,35 @@
 //! Settings shared by `serve`, `score` and `check`, from flags or the
-//! environment variables Azure ML users already set.
+//! environment variables Azure ML users already set, turned into the
+//! library's plain [`ServiceConfig`] at once.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use sandscore_runtime::backend::configure::BackendConfig;
+use sandscore_runtime::backend::isolated::WorkerCommand;
+use sandscore_runtime::instance::{Isolation, SandboxConfig};
+use sandscore_runtime::nn::NnLimits;
+use sandscore_runtime::service::ServiceConfig;
 
-use crate::backend::isolated::WorkerCommand;
-use crate::instance::{Isolation, SandboxConfig};
-use crate::nn::NnLimits;
+/// `--isolation`, as the library's [`Isolation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IsolationArg {
+    /// Warm instances are reused; globals survive between requests.
+    Pooled,
+    /// A fresh instance (and `init`) per request.
+    Isolated,
+}
+
+impl From<IsolationArg> for Isolation {
+    fn from(a: IsolationArg) -> Self {
+        match a {
+            IsolationArg::Pooled => Isolation::Pooled,
+            IsolationArg::Isolated => Isolation::Isolated,
+        }
+    }
+}
 
 /// What to run and how to sandbox it.
 #[derive(Args, Clone, Debug)]
@@ -74,7 +94,7 @@ pub struct RuntimeArgs {
     /// Backends whose models a guest may wasi-nn `load` from bytes
     /// (comma-separated). TensorFlow and PyTorch models are programs that
     /// can reach host files, so they are off unless named here.
-    #[arg(long = "guest-load", env = "SANDSCORE_GUEST_LOAD", value_delimiter = ',', default_values_t = crate::nn::DEFAULT_GUEST_LOAD.map(String::from))]
+    #[arg(long = "guest-load", env = "SANDSCORE_GUEST_LOAD", value_delimiter = ',', default_values_t = sandscore_runtime::nn::DEFAULT_GUEST_LOAD.map(String::from))]
     pub guest_load: Vec<String>,
 
     /// Where models a guest loads from bytes run: `process`, a worker
@@ -158,8 +178,8 @@ pub struct RuntimeArgs {
 
     /// `pooled` reuses warm instances (globals survive between requests);
     /// `isolated` makes a fresh instance per request.
-    #[arg(long, env = "SANDSCORE_ISOLATION", value_enum, default_value_t = Isolation::Pooled)]
-    pub isolation: Isolation,
+    #[arg(long, env = "SANDSCORE_ISOLATION", value_enum, default_value_t = IsolationArg::Pooled)]
+    pub isolation: IsolationArg,
 
     /// Give each instance a writable /scratch of at most this many MiB (0 = none).
     #[arg(long = "scratch", env = "SANDSCORE_SCRATCH_MB", default_value_t = 0)]
@@ -238,7 +258,7 @@ impl RuntimeArgs {
             pooling: true,
             table_elements: self.table_elements,
             max_stack: self.max_stack_kb.saturating_mul(1 << 10),
-            isolation: self.isolation,
+            isolation: self.isolation.into(),
             scratch_mb: self.scratch_mb,
             nn: NnLimits {
                 max_tensor_bytes: self.max_tensor_mb.saturating_mul(1 << 20),
@@ -253,6 +273,36 @@ impl RuntimeArgs {
             max_queue: self.max_queue,
             max_response_bytes: self.max_response_mb.saturating_mul(1 << 20),
             guest_env: self.guest_env.clone(),
+        }
+    }
+
+    /// How the backends are found and run.
+    pub fn backend_config(&self) -> BackendConfig {
+        BackendConfig {
+            ort_lib: self.ort_lib.clone(),
+            xgboost_lib: self.xgboost_lib.clone(),
+            tensorflow_lib: self.tensorflow_lib.clone(),
+            litert_lib: self.litert_lib.clone(),
+            torch_lib: self.torch_lib.clone(),
+            intra_op_threads: self.intra_op_threads,
+            graph_optimization: self.graph_optimization.clone(),
+            max_sessions: self.workers as usize,
+            gpu_device: self.gpu_device,
+            gpu_mem_limit: (self.gpu_mem_limit_mb > 0).then_some(self.gpu_mem_limit_mb << 20),
+            gpu_fallback_cpu: self.gpu_fallback == "cpu",
+            model_backends: self.model_backends.clone(),
+            model_devices: self.model_devices.clone(),
+        }
+    }
+
+    /// The service these arguments describe.
+    pub fn service_config(&self) -> ServiceConfig {
+        ServiceConfig {
+            module: self.module.clone(),
+            model_dir: self.model_dir.clone(),
+            cache_dir: self.cache(),
+            sandbox: self.sandbox(),
+            backends: self.backend_config(),
         }
     }
 

@@ -1,0 +1,159 @@
+//! Tensors into ORT values and back: every element type wasi-nn carries,
+//! and scikit-learn's ZipMap outputs (a sequence of maps) as a tensor.
+
+use half::{bf16, f16};
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
+
+use crate::backend::{BackendError, TensorInfo};
+use crate::tensor::{Tensor, TensorType};
+
+fn element_type(t: TensorElementType) -> Option<TensorType> {
+    Some(match t {
+        TensorElementType::Float16 => TensorType::Fp16,
+        TensorElementType::Float32 => TensorType::Fp32,
+        TensorElementType::Float64 => TensorType::Fp64,
+        TensorElementType::Bfloat16 => TensorType::Bf16,
+        TensorElementType::Uint8 => TensorType::U8,
+        TensorElementType::Int32 => TensorType::I32,
+        TensorElementType::Int64 => TensorType::I64,
+        _ => return None,
+    })
+}
+
+pub(super) fn describe(name: &str, dtype: &ValueType) -> TensorInfo {
+    let (ty, shape) = match dtype {
+        ValueType::Tensor { ty, shape, .. } => (element_type(*ty), shape.iter().copied().collect()),
+        // scikit-learn's ZipMap: a sequence of maps, surfaced as [N, classes].
+        ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }) => {
+            (Some(TensorType::Fp32), vec![-1, -1])
+        }
+        _ => (None, Vec::new()),
+    };
+    TensorInfo {
+        name: name.to_string(),
+        ty,
+        shape,
+        native_type: dtype.to_string(),
+    }
+}
+
+/// Reads little-endian elements of `N` bytes.
+fn elements<const N: usize, T>(data: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
+    data.chunks_exact(N)
+        .map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            f(a)
+        })
+        .collect()
+}
+
+pub(super) fn to_value(t: Tensor) -> Result<DynValue, BackendError> {
+    let shape: Vec<i64> = t.shape.iter().map(|&d| i64::from(d)).collect();
+    let d = &t.data;
+    let made =
+        match t.ty {
+            TensorType::Fp16 => OrtTensor::from_array((shape, elements(d, f16::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::Fp32 => OrtTensor::from_array((shape, elements(d, f32::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::Fp64 => OrtTensor::from_array((shape, elements(d, f64::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::Bf16 => OrtTensor::from_array((shape, elements(d, bf16::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::U8 => OrtTensor::from_array((shape, t.data.clone())).map(|v| v.into_dyn()),
+            TensorType::I32 => OrtTensor::from_array((shape, elements(d, i32::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::I64 => OrtTensor::from_array((shape, elements(d, i64::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+        };
+    made.map_err(|e| BackendError::InvalidInput(e.to_string()))
+}
+
+fn shape_u32(name: &str, shape: &[i64]) -> Result<Vec<u32>, BackendError> {
+    shape
+        .iter()
+        .map(|&d| {
+            u32::try_from(d).map_err(|_| {
+                BackendError::Unsupported(format!("output '{name}' has dimension {d}"))
+            })
+        })
+        .collect()
+}
+
+macro_rules! extract {
+    ($name:expr, $value:expr, $elem:ty, $ty:expr) => {{
+        let (shape, data) = $value
+            .try_extract_tensor::<$elem>()
+            .map_err(|e| BackendError::Runtime(e.to_string()))?;
+        let mut bytes = Vec::with_capacity(std::mem::size_of_val(data));
+        for x in data {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        Ok(Tensor {
+            shape: shape_u32($name, shape)?,
+            ty: $ty,
+            data: bytes,
+        })
+    }};
+}
+
+pub(super) fn from_value(name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
+    match value.dtype() {
+        ValueType::Tensor { ty, .. } => match ty {
+            TensorElementType::Float16 => extract!(name, value, f16, TensorType::Fp16),
+            TensorElementType::Float32 => extract!(name, value, f32, TensorType::Fp32),
+            TensorElementType::Float64 => extract!(name, value, f64, TensorType::Fp64),
+            TensorElementType::Bfloat16 => extract!(name, value, bf16, TensorType::Bf16),
+            TensorElementType::Uint8 => extract!(name, value, u8, TensorType::U8),
+            TensorElementType::Int32 => extract!(name, value, i32, TensorType::I32),
+            TensorElementType::Int64 => extract!(name, value, i64, TensorType::I64),
+            other => Err(BackendError::Unsupported(format!(
+                "output '{name}' is a {other:?} tensor, which wasi-nn cannot carry"
+            ))),
+        },
+        ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }) => {
+            zipmap_to_tensor(name, value)
+        }
+        other => Err(BackendError::Unsupported(format!(
+            "output '{name}' is {other}, which wasi-nn cannot carry"
+        ))),
+    }
+}
+
+/// scikit-learn's ZipMap output (one `map<label, float>` per row) as an FP32
+/// tensor [rows, classes], columns in ascending label order.
+fn zipmap_to_tensor(name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
+    let err = |e: ort::Error| BackendError::Runtime(format!("output '{name}': {e}"));
+    let rows = value
+        .try_extract_sequence::<ort::value::DynMapValueType>()
+        .map_err(err)?;
+    let mut columns = 0usize;
+    let mut data = Vec::new();
+    for row in &rows {
+        let mut probs: Vec<(i64, f32)> = match row.try_extract_key_values::<i64, f32>() {
+            Ok(kv) => kv,
+            Err(_) => {
+                let mut kv = row.try_extract_key_values::<String, f32>().map_err(err)?;
+                kv.sort_by(|a, b| a.0.cmp(&b.0));
+                kv.into_iter()
+                    .enumerate()
+                    .map(|(i, (_, v))| (i as i64, v))
+                    .collect()
+            }
+        };
+        probs.sort_by_key(|(k, _)| *k);
+        if columns != 0 && columns != probs.len() {
+            return Err(BackendError::Runtime(format!(
+                "output '{name}': rows have different class counts"
+            )));
+        }
+        columns = probs.len();
+        data.extend(probs.into_iter().flat_map(|(_, p)| p.to_le_bytes()));
+    }
+    Ok(Tensor {
+        shape: vec![rows.len() as u32, columns as u32],
+        ty: TensorType::Fp32,
+        data,
+    })
+}

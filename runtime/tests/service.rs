@@ -1,0 +1,213 @@
+//! The service in process: direct inference on a fake backend, the
+//! module → model fallback, the pool's replacement of a failed instance,
+//! deadlines, and wasi-nn's limits, all without a server or a native
+//! library.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{fake_models, fp32, guest, service};
+use sandscore_runtime::service::{ErrorKind, InferRequest, ScoreRequest, ServiceConfig};
+use serde_json::{Value, json};
+
+fn infer(model: &str, x: &[f32]) -> InferRequest {
+    InferRequest {
+        model: model.into(),
+        version: None,
+        inputs: vec![fp32("x", x)],
+    }
+}
+
+fn score(action: Value) -> ScoreRequest {
+    ScoreRequest {
+        body: action.to_string().into_bytes(),
+        content_type: "application/json".into(),
+        headers: Vec::new(),
+    }
+}
+
+fn body(answer: &sandscore_runtime::service::ScoreAnswer) -> Value {
+    serde_json::from_slice(&answer.body).expect("a JSON answer")
+}
+
+fn with_module(module: &str, dir: std::path::PathBuf) -> ServiceConfig {
+    ServiceConfig {
+        module: Some(guest(module)),
+        model_dir: Some(dir),
+        ..ServiceConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_answers_directly_and_failures_keep_their_kind() {
+    let dir = fake_models(
+        "direct",
+        &[("echo", "echo"), ("bad", "error"), ("boom", "panic")],
+    );
+    let service = service(ServiceConfig {
+        model_dir: Some(dir),
+        ..ServiceConfig::default()
+    });
+    let names: Vec<String> = service.models().into_iter().map(|m| m.name).collect();
+    assert_eq!(names, ["bad", "boom", "echo"]);
+    let m = service.model("echo", Some("1")).expect("echo, version 1");
+    assert_eq!(
+        (m.backend.as_str(), m.platform.as_str()),
+        ("fake", "fake_platform")
+    );
+    assert_eq!(m.inputs[0].datatype, "FP32");
+
+    let answer = service
+        .infer(infer("echo", &[1.5, -2.0]), "t".into())
+        .await
+        .expect("echo");
+    assert_eq!(answer.outputs[0].name, "y");
+    assert_eq!(answer.outputs[0].tensor, fp32("x", &[1.5, -2.0]).tensor);
+    assert_eq!(answer.model_version.as_deref(), Some("1"));
+
+    let e = service
+        .infer(infer("nope", &[1.0]), "t".into())
+        .await
+        .expect_err("unknown");
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    let e = service
+        .infer(
+            InferRequest {
+                version: Some("7".into()),
+                ..infer("echo", &[1.0])
+            },
+            "t".into(),
+        )
+        .await
+        .expect_err("no version 7");
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    let e = service
+        .infer(infer("bad", &[1.0]), "t".into())
+        .await
+        .expect_err("error");
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert!(e.message.contains("fake model 'error' failed"), "{e}");
+    let e = service
+        .infer(infer("boom", &[1.0]), "t".into())
+        .await
+        .expect_err("panic");
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert!(e.message.contains("panicked"), "{e}");
+    // The panic cost that request only.
+    service
+        .infer(infer("echo", &[3.0]), "t".into())
+        .await
+        .expect("still answering");
+
+    let e = service
+        .score(score(json!({})), "t".into())
+        .await
+        .expect_err("no module");
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_without_infer_hands_tensors_to_the_model() {
+    let dir = fake_models("fallback", &[("echo", "echo")]);
+    let service = service(with_module("echo", dir));
+    let answer = service
+        .infer(infer("echo", &[4.0]), "t".into())
+        .await
+        .expect("the echo module has no infer: the model answers");
+    assert_eq!(answer.outputs[0].tensor, fp32("x", &[4.0]).tensor);
+    let answer = service
+        .score(score(json!({"hello": 1})), "t".into())
+        .await
+        .expect("score");
+    assert_eq!(answer.status, 200);
+    assert_eq!(body(&answer), json!({"echo": {"hello": 1}}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trapped_instance_is_replaced_and_a_deadline_is_a_timeout() {
+    let dir = fake_models("pool", &[("mlp", "echo")]);
+    let mut config = with_module("hostile", dir);
+    config.sandbox.timeout = Duration::from_millis(300);
+    let service = service(config);
+    let count = |a: &sandscore_runtime::service::ScoreAnswer| body(a)["count"].clone();
+    let first = service
+        .score(score(json!({"action": "count"})), "t".into())
+        .await
+        .expect("count");
+    let second = service
+        .score(score(json!({"action": "count"})), "t".into())
+        .await
+        .expect("count");
+    assert_ne!(
+        count(&first),
+        count(&second),
+        "one warm instance serves both"
+    );
+
+    let e = service
+        .score(score(json!({"action": "panic"})), "t".into())
+        .await
+        .expect_err("trap");
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert!(e.message.contains("trapped"), "{e}");
+    let fresh = service
+        .score(score(json!({"action": "count"})), "t".into())
+        .await
+        .expect("count");
+    assert_eq!(
+        count(&fresh),
+        count(&first),
+        "a fresh instance counts from the start"
+    );
+
+    let started = Instant::now();
+    let e = service
+        .score(score(json!({"action": "loop"})), "t".into())
+        .await
+        .expect_err("loop");
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let e = service
+        .score(score(json!({"action": "sleep", "mb": 60_000})), "t".into())
+        .await
+        .expect_err("asleep in WASI");
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    service
+        .score(score(json!({"action": "count"})), "t".into())
+        .await
+        .expect("count");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wasi_nn_limits_hold_per_instance() {
+    let dir = fake_models("limits", &[("mlp", "echo")]);
+    let mut config = with_module("hostile", dir);
+    config.sandbox.nn.max_graphs = 3;
+    config.sandbox.nn.max_tensors = 8;
+    let service = service(config);
+    let e = service
+        .score(score(json!({"action": "graphs"})), "t".into())
+        .await
+        .expect_err("graphs");
+    assert!(
+        e.message.contains("graph 4"),
+        "the fourth graph is refused: {e}"
+    );
+    assert!(e.message.contains("3 graphs are already open"), "{e}");
+    let e = service
+        .score(score(json!({"action": "tensors"})), "t".into())
+        .await
+        .expect_err("tensors");
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert!(e.message.contains("8 tensors are alive"), "{e}");
+    let e = service
+        .score(score(json!({"action": "leak-errors"})), "t".into())
+        .await
+        .expect_err("errors");
+    assert!(e.message.contains("error resources are alive"), "{e}");
+    service
+        .score(score(json!({"action": "count"})), "t".into())
+        .await
+        .expect("count");
+}
