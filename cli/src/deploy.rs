@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
-use sandscore_sdk::{Deployment, Endpoint, kubernetes, scaffold, store};
+use sandscore_sdk::store::Placement;
+use sandscore_sdk::{Deployment, Endpoint, kubernetes, scaffold, store, target};
 
 /// Where `deploy` puts a deployment.
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -106,47 +107,54 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let mut progress =
         |step: &str| eprintln!("[{:>5.1}s] {step}…", started.elapsed().as_secs_f64());
     let runtime = std::env::current_exe().context("cannot find the sandscore binary")?;
-    match args.target {
-        Target::Local | Target::Container => {
-            let endpoint = if args.target == Target::Local {
-                sandscore_sdk::local::deploy(&d, &runtime, &mut progress)?
-            } else {
-                sandscore_sdk::container::deploy(&d, &mut progress)?
-            };
-            eprintln!("[{:>5.1}s] ready", started.elapsed().as_secs_f64());
-            println!("{} {}", endpoint.record.name, endpoint.record.url);
+    let cluster = |flavour: &'static str| {
+        let dir = args.out.clone().unwrap_or_else(|| {
+            args.file
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("k8s")
+                .join(&d.name)
+        });
+        target::Cluster {
+            runtime: runtime.clone(),
+            flavour,
+            dir,
+            apply: !args.no_apply,
         }
-        Target::Kubernetes | Target::Kserve => {
-            let flavour = if args.target == Target::Kserve {
-                "kserve"
-            } else {
-                "kubernetes"
-            };
-            let dir = args.out.unwrap_or_else(|| {
-                args.file
-                    .parent()
-                    .unwrap_or(std::path::Path::new("."))
-                    .join("k8s")
-                    .join(&d.name)
-            });
-            let (record, why_not) =
-                kubernetes::deploy(&d, &runtime, flavour, &dir, !args.no_apply, &mut progress)?;
+    };
+    let place: Box<dyn target::Target> = match args.target {
+        Target::Local => Box::new(target::Local {
+            runtime: runtime.clone(),
+        }),
+        Target::Container => Box::new(target::Container),
+        Target::Kubernetes => Box::new(cluster("kubernetes")),
+        Target::Kserve => Box::new(cluster("kserve")),
+    };
+    let deployed = place.deploy(&d, &mut progress)?;
+    let record = &deployed.record;
+    match &record.placement {
+        Placement::Kubernetes { manifests, applied } | Placement::Kserve { manifests, applied } => {
             for f in kubernetes::FILES {
-                println!("  {}", dir.join(f).display());
+                println!("  {}", manifests.join(f).display());
             }
-            if record.applied {
+            if *applied {
                 eprintln!("applied; in the cluster: {}", record.url);
             } else {
-                let files: Vec<String> = kubernetes::applied_files(&dir, flavour)
-                    .iter()
-                    .map(|f| format!("-f {}", f.display()))
-                    .collect();
+                let files: Vec<String> =
+                    kubernetes::applied_files(manifests, record.placement.target())
+                        .iter()
+                        .map(|f| format!("-f {}", f.display()))
+                        .collect();
                 eprintln!(
                     "written, not applied ({}); apply with: kubectl apply {}",
-                    why_not.unwrap_or_default(),
+                    deployed.note.clone().unwrap_or_default(),
                     files.join(" ")
                 );
             }
+        }
+        _ => {
+            eprintln!("[{:>5.1}s] ready", started.elapsed().as_secs_f64());
+            println!("{} {}", record.name, record.url);
         }
     }
     Ok(())
@@ -156,7 +164,13 @@ pub fn endpoints() -> anyhow::Result<()> {
     for record in store::list() {
         let e = Endpoint { record };
         let r = &e.record;
-        println!("{:<24} {:<10} {:<8} {}", r.name, r.target, e.state(), r.url);
+        println!(
+            "{:<24} {:<10} {:<8} {}",
+            r.name,
+            r.placement.target(),
+            e.state(),
+            r.url
+        );
     }
     Ok(())
 }
@@ -168,7 +182,7 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("{} is not JSON", args.data.display()))?;
     let endpoint = Endpoint::get(&args.name)?;
-    if matches!(endpoint.record.target.as_str(), "kubernetes" | "kserve") {
+    if endpoint.record.placement.in_cluster() {
         bail!(
             "{} runs in a cluster ({}); send requests from inside it or through a port-forward",
             args.name,

@@ -7,9 +7,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::check::CheckReport;
+use crate::http::ready;
 use crate::images::{self, Image};
-use crate::store::{self, Record};
-use crate::{Deployment, Endpoint, SdkError};
+use crate::store::{self, Placement, Record};
+use crate::{Deployment, SdkError};
 
 /// Where the images expect the module and the models.
 const MODULE_PATH: &str = "/app/score.wasm";
@@ -190,7 +191,7 @@ pub fn container_name(d: &Deployment) -> String {
 
 /// Validates in the image, starts the container, waits until it is ready
 /// and records it. On any failure the container is removed.
-pub fn deploy(d: &Deployment, progress: &mut dyn FnMut(&str)) -> Result<Endpoint, SdkError> {
+pub fn deploy(d: &Deployment, progress: &mut dyn FnMut(&str)) -> Result<Record, SdkError> {
     if store::load(&d.name).is_ok() {
         return Err(SdkError::Exists(d.name.clone()));
     }
@@ -247,17 +248,16 @@ fn finish(
     engine: &str,
     id: &str,
     progress: &mut dyn FnMut(&str),
-) -> Result<Endpoint, SdkError> {
+) -> Result<Record, SdkError> {
     let engine = engine.to_string();
     let id = id.to_string();
-    let record = Record {
-        container: Some(id.clone()),
-        engine: Some(engine.clone()),
-        ..Record::new(d, "container", String::new())
+    let placement = Placement::Container {
+        engine: engine.clone(),
+        container: id.clone(),
     };
-    let mut endpoint = Endpoint { record };
-    let fail = |endpoint: &Endpoint, why: &str| {
-        let logs = endpoint.logs().unwrap_or_default();
+    let mut record = Record::new(d, placement, String::new());
+    let fail = |_: &Record, why: &str| {
+        let logs = logs(&engine, &id).unwrap_or_default();
         let lines: Vec<&str> = logs.lines().collect();
         SdkError::NotReady(format!(
             "{why}; the container said:\n{}",
@@ -275,22 +275,22 @@ fn finish(
         .and_then(|l| l.rsplit(':').next())
         .map(str::to_string)
     else {
-        return Err(fail(&endpoint, "the engine published no port"));
+        return Err(fail(&record, "the engine published no port"));
     };
-    endpoint.record.url = format!("http://127.0.0.1:{host_port}");
+    record.url = format!("http://127.0.0.1:{host_port}");
     progress("waiting for readiness");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !endpoint.health() {
+    while !ready(&record.url) {
         if !running(&engine, &id) {
-            return Err(fail(&endpoint, "the container exited"));
+            return Err(fail(&record, "the container exited"));
         }
         if Instant::now() > deadline {
-            return Err(fail(&endpoint, "it was not ready within 120 s"));
+            return Err(fail(&record, "it was not ready within 120 s"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    store::save(&endpoint.record)?;
-    Ok(endpoint)
+    store::save(&record)?;
+    Ok(record)
 }
 
 /// Whether the container is running.

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::check::CheckReport;
 use crate::images::{self, Image};
-use crate::store::{self, Record};
+use crate::store::{self, Placement, Record};
 use crate::{Deployment, SdkError};
 
 /// What a ConfigMap may hold before base64: the API server's limit is 1 MiB
@@ -500,11 +500,13 @@ pub fn deploy(
     } else {
         format!("http://{}.{ns}.svc.cluster.local:{PORT}", d.name)
     };
-    let record = Record {
-        manifests: Some(dir.to_path_buf()),
-        applied,
-        ..Record::new(d, flavour, url)
+    let manifests = dir.to_path_buf();
+    let placement = if flavour == "kserve" {
+        Placement::Kserve { manifests, applied }
+    } else {
+        Placement::Kubernetes { manifests, applied }
     };
+    let record = Record::new(d, placement, url);
     store::save(&record)?;
     Ok((record, why_not))
 }
@@ -533,8 +535,18 @@ fn image_reads_models(d: &Deployment, report: &CheckReport) -> Result<(), SdkErr
 
 /// `kubectl delete` of what was applied.
 pub fn remove(record: &Record) -> Result<(), SdkError> {
-    if let (true, Some(dir)) = (record.applied, &record.manifests) {
-        kubectl("delete", &applied_files(dir, &record.target))?;
+    match &record.placement {
+        Placement::Kubernetes {
+            manifests,
+            applied: true,
+        }
+        | Placement::Kserve {
+            manifests,
+            applied: true,
+        } => kubectl(
+            "delete",
+            &applied_files(manifests, record.placement.target()),
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }

@@ -15,6 +15,7 @@
 pub mod check;
 pub mod container;
 pub mod endpoint;
+mod http;
 pub mod images;
 pub mod kubernetes;
 pub mod local;
@@ -23,6 +24,7 @@ pub mod quantity;
 pub mod scaffold;
 pub mod spec;
 pub mod store;
+pub mod target;
 
 pub use endpoint::Endpoint;
 pub use spec::Deployment;

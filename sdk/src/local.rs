@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::check::CheckReport;
-use crate::endpoint::alive;
-use crate::store::{self, Record};
-use crate::{Deployment, Endpoint, SdkError};
+use crate::http::ready;
+use crate::store::{self, Placement, Record};
+use crate::{Deployment, SdkError};
 
 /// Runs `sandscore check` for the deployment (the module implements the
 /// world, every model loads, `init` runs), then scores its sample request
@@ -73,7 +73,7 @@ pub fn deploy(
     d: &Deployment,
     runtime: &Path,
     progress: &mut dyn FnMut(&str),
-) -> Result<Endpoint, SdkError> {
+) -> Result<Record, SdkError> {
     if store::load(&d.name).is_ok() {
         return Err(SdkError::Exists(d.name.clone()));
     }
@@ -125,13 +125,12 @@ pub fn deploy(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let record = Record {
+    let placement = Placement::Local {
         pid,
         log: log.clone(),
-        ..Record::new(d, "local", url)
     };
-    let endpoint = Endpoint { record };
-    while !endpoint.health() {
+    let record = Record::new(d, placement, url);
+    while !ready(&record.url) {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return Err(fail(&mut child, "the server exited while loading".into()));
         }
@@ -140,6 +139,48 @@ pub fn deploy(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    store::save(&endpoint.record)?;
-    Ok(endpoint)
+    store::save(&record)?;
+    Ok(record)
+}
+
+/// Whether a process is alive (not gone and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `pid` is still a sandscore server (a pid can be reused after
+/// the server is gone).
+fn is_server(pid: u32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    alive(pid)
+        && args.iter().any(|a| *a == b"serve")
+        && args.iter().any(|a| a.ends_with(b"sandscore"))
+}
+
+/// Stops the server `pid` (SIGTERM, 35 s to drain in-flight requests, then
+/// SIGKILL), if it is still one.
+pub fn stop(pid: u32) {
+    if !is_server(pid) {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(35);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive(pid) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
 }

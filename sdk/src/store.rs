@@ -8,47 +8,87 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Deployment, SdkError};
 
+/// Where an endpoint runs, and what it takes to reach and remove it. Read
+/// from the `target` field and its companions, as state files have always
+/// spelled them.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "target", rename_all = "lowercase")]
+pub enum Placement {
+    /// A local server process.
+    Local {
+        /// Its process id.
+        #[serde(default)]
+        pid: u32,
+        /// Where its output goes.
+        #[serde(default)]
+        log: PathBuf,
+    },
+    /// A container of a prebuilt image.
+    Container {
+        /// The engine that runs it (`docker`, `podman`).
+        engine: String,
+        /// Its id.
+        container: String,
+    },
+    /// Kubernetes manifests (a Deployment and Service).
+    Kubernetes {
+        /// Where they were written.
+        manifests: PathBuf,
+        /// Whether `kubectl apply` took them.
+        #[serde(default)]
+        applied: bool,
+    },
+    /// KServe manifests (a ServingRuntime and InferenceService).
+    Kserve {
+        /// Where they were written.
+        manifests: PathBuf,
+        /// Whether `kubectl apply` took them.
+        #[serde(default)]
+        applied: bool,
+    },
+}
+
+impl Placement {
+    /// The target's name, as `deploy --target` and state files spell it.
+    pub fn target(&self) -> &'static str {
+        match self {
+            Placement::Local { .. } => "local",
+            Placement::Container { .. } => "container",
+            Placement::Kubernetes { .. } => "kubernetes",
+            Placement::Kserve { .. } => "kserve",
+        }
+    }
+
+    /// Whether it runs in a cluster (requests come from inside it).
+    pub fn in_cluster(&self) -> bool {
+        matches!(
+            self,
+            Placement::Kubernetes { .. } | Placement::Kserve { .. }
+        )
+    }
+}
+
 /// What is known of one deployed endpoint.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 pub struct Record {
+    /// The deployment's name.
     pub name: String,
-    /// `local`, `container` or `kubernetes`.
-    pub target: String,
     /// Base URL, e.g. `http://127.0.0.1:5001` (in-cluster for Kubernetes).
     pub url: String,
-    /// Process id of a local server.
-    #[serde(default)]
-    pub pid: u32,
-    /// Where a local server's output goes.
-    #[serde(default)]
-    pub log: PathBuf,
-    /// Container id, and the engine (`docker`, `podman`) that runs it.
-    #[serde(default)]
-    pub container: Option<String>,
-    #[serde(default)]
-    pub engine: Option<String>,
-    /// Folder of the written Kubernetes manifests, and whether `kubectl
-    /// apply` took them.
-    #[serde(default)]
-    pub manifests: Option<PathBuf>,
-    #[serde(default)]
-    pub applied: bool,
+    /// Where it runs.
+    #[serde(flatten)]
+    pub placement: Placement,
+    /// The deployment as it was deployed.
     pub deployment: Deployment,
 }
 
 impl Record {
-    /// A record of `d` deployed to `target` at `url`.
-    pub fn new(d: &Deployment, target: &str, url: String) -> Record {
+    /// A record of `d` placed at `placement`, answering at `url`.
+    pub fn new(d: &Deployment, placement: Placement, url: String) -> Record {
         Record {
             name: d.name.clone(),
-            target: target.into(),
             url,
-            pid: 0,
-            log: PathBuf::new(),
-            container: None,
-            engine: None,
-            manifests: None,
-            applied: false,
+            placement,
             deployment: d.clone(),
         }
     }
@@ -105,4 +145,41 @@ pub fn list() -> Vec<Record> {
         .unwrap_or_default();
     out.sort_by(|a: &Record, b: &Record| a.name.cmp(&b.name));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_files_of_every_earlier_shape_still_read() {
+        let d = serde_json::json!({
+            "api_version": "sandscore/v1", "name": "m", "module": "m.wasm",
+            "model_dir": null, "image": null, "port": null, "sample": null,
+            "gpu_fallback": null,
+        });
+        let old = serde_json::json!({
+            "name": "m", "target": "container", "url": "http://127.0.0.1:1",
+            "pid": 0, "log": "", "container": "abc", "engine": "docker",
+            "manifests": null, "applied": false, "deployment": d,
+        });
+        let r: Record = serde_json::from_value(old).expect("an old container record");
+        assert_eq!(
+            r.placement,
+            Placement::Container {
+                engine: "docker".into(),
+                container: "abc".into()
+            }
+        );
+        let old = serde_json::json!({
+            "name": "m", "target": "kserve", "url": "http://m-predictor.default.svc.cluster.local",
+            "pid": 0, "log": "", "container": null, "engine": null,
+            "manifests": "k8s/m", "applied": true, "deployment": d,
+        });
+        let r: Record = serde_json::from_value(old).expect("an old kserve record");
+        assert!(r.placement.in_cluster() && r.placement.target() == "kserve");
+        let again: Record =
+            serde_json::from_str(&serde_json::to_string(&r).expect("write")).expect("read");
+        assert_eq!(again, r);
+    }
 }
