@@ -165,15 +165,18 @@ fn main() {
             (
                 "sandscore backend (no guest)",
                 Box::new(|| {
-                    let mut ctx = Arc::clone(&graph).init_execution_context().expect("ctx");
                     let t = Tensor::new(vec![1, features as u32], TensorType::Fp32, bytes.clone())
                         .expect("tensor");
                     std::hint::black_box(
-                        ctx.compute(vec![NamedTensor {
-                            name: "input".into(),
-                            tensor: t,
-                        }])
-                        .expect("compute"),
+                        graph
+                            .compute(
+                                vec![NamedTensor {
+                                    name: "input".into(),
+                                    tensor: t,
+                                }],
+                                None,
+                            )
+                            .expect("compute"),
                     );
                 }),
             ),

@@ -476,12 +476,7 @@ fn run_direct(
     inputs: Vec<NamedTensor>,
     deadline: Instant,
 ) -> Result<Vec<NamedTensor>, ServiceError> {
-    crate::backend::fenced(|| {
-        graph
-            .init_execution_context()?
-            .compute_until(inputs, Some(deadline))
-    })
-    .map_err(ServiceError::from)
+    crate::backend::fenced(|| graph.compute(inputs, Some(deadline))).map_err(ServiceError::from)
 }
 
 /// A module's display name: its file stem.

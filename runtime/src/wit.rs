@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::{ExecutionContext, Graph};
+use crate::backend::Graph;
 use crate::tensor::{Tensor, TensorType};
 
 wasmtime::component::bindgen!({
@@ -30,8 +30,9 @@ wasmtime::component::bindgen!({
 /// A graph resource held by a guest.
 pub struct GraphRes(pub Arc<dyn Graph>);
 
-/// An execution context resource held by a guest.
-pub struct ContextRes(pub Box<dyn ExecutionContext>);
+/// An execution context resource held by a guest: the graph it computes
+/// (no backend keeps state per context).
+pub struct ContextRes(pub Arc<dyn Graph>);
 
 /// A tensor resource held by a guest.
 pub struct TensorRes(pub Tensor);

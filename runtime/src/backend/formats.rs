@@ -33,50 +33,38 @@ pub struct Format {
     pub looks: Looks,
 }
 
+const fn format(
+    backend: &'static str,
+    framework: &'static str,
+    platform: &'static str,
+    encoding: Encoding,
+    looks: Looks,
+) -> Format {
+    Format {
+        backend,
+        framework,
+        platform,
+        encoding,
+        looks,
+    }
+}
+
+// One line a format, read as a table.
 /// ONNX models, read by ONNX Runtime.
-pub const ONNX: Format = Format {
-    backend: "onnxruntime",
-    framework: "ONNX",
-    platform: "onnxruntime_onnx",
-    encoding: Encoding::Onnx,
-    looks: Looks::Extension(&["onnx"]),
-};
-
+#[rustfmt::skip]
+pub const ONNX: Format = format("onnxruntime", "ONNX", "onnxruntime_onnx", Encoding::Onnx, Looks::Extension(&["onnx"]));
 /// XGBoost boosters (JSON, UBJSON), read by libxgboost.
-pub const XGBOOST: Format = Format {
-    backend: "xgboost",
-    framework: "XGBoost",
-    platform: "xgboost",
-    encoding: Encoding::Xgboost,
-    looks: Looks::XgboostBooster,
-};
-
+#[rustfmt::skip]
+pub const XGBOOST: Format = format("xgboost", "XGBoost", "xgboost", Encoding::Xgboost, Looks::XgboostBooster);
 /// TensorFlow SavedModels, read through the TF C API.
-pub const TENSORFLOW: Format = Format {
-    backend: "tensorflow",
-    framework: "TensorFlow",
-    platform: "tensorflow_savedmodel",
-    encoding: Encoding::Tensorflow,
-    looks: Looks::FileName("saved_model.pb"),
-};
-
+#[rustfmt::skip]
+pub const TENSORFLOW: Format = format("tensorflow", "TensorFlow", "tensorflow_savedmodel", Encoding::Tensorflow, Looks::FileName("saved_model.pb"));
 /// TensorFlow Lite flatbuffers, read by LiteRT.
-pub const TFLITE: Format = Format {
-    backend: "tflite",
-    framework: "TensorFlow Lite",
-    platform: "tensorflow_lite",
-    encoding: Encoding::Tensorflowlite,
-    looks: Looks::Extension(&["tflite"]),
-};
-
+#[rustfmt::skip]
+pub const TFLITE: Format = format("tflite", "TensorFlow Lite", "tensorflow_lite", Encoding::Tensorflowlite, Looks::Extension(&["tflite"]));
 /// TorchScript archives, read by libtorch.
-pub const PYTORCH: Format = Format {
-    backend: "pytorch",
-    framework: "PyTorch",
-    platform: "pytorch_libtorch",
-    encoding: Encoding::Pytorch,
-    looks: Looks::Extension(&["pt", "pth", "torchscript"]),
-};
+#[rustfmt::skip]
+pub const PYTORCH: Format = format("pytorch", "PyTorch", "pytorch_libtorch", Encoding::Pytorch, Looks::Extension(&["pt", "pth", "torchscript"]));
 
 /// Every format, in the order discovery tries them.
 pub const ALL: [&Format; 5] = [&ONNX, &TENSORFLOW, &PYTORCH, &TFLITE, &XGBOOST];

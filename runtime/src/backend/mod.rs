@@ -1,11 +1,12 @@
 //! The seam between the wasi-nn host and native inference runtimes.
 //!
-//! A backend is three small traits, mirroring wasi-nn's own life cycle:
-//! [`Backend`] loads bytes into a [`Graph`], a graph hands out
-//! [`ExecutionContext`]s, and a context computes. Each native runtime (ONNX
-//! Runtime, XGBoost, TensorFlow, LiteRT, libtorch) lives in one
-//! file behind one cargo feature and is registered in [`Backends`], so the
-//! wasi-nn host and the HTTP layer never name a concrete runtime.
+//! A backend is two small traits: [`Backend`] loads bytes into a [`Graph`],
+//! and a graph computes. (wasi-nn's execution contexts only hold a graph:
+//! no backend keeps per-context state.) Each native runtime (ONNX Runtime,
+//! XGBoost, TensorFlow, LiteRT, libtorch) lives in one file or folder
+//! behind one cargo feature, its name, platform and files in the
+//! [`formats`] table, and is registered in [`Backends`], so the wasi-nn
+//! host and the HTTP layer never name a concrete runtime.
 
 pub mod configure;
 pub mod formats;
@@ -117,6 +118,15 @@ pub struct TensorInfo {
     pub native_type: String,
 }
 
+/// What a graph takes and gives.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Signature {
+    /// Inputs, in the graph's order.
+    pub inputs: Vec<TensorInfo>,
+    /// Outputs, in the graph's order.
+    pub outputs: Vec<TensorInfo>,
+}
+
 /// A native inference runtime that turns model bytes into graphs.
 pub trait Backend: Send + Sync {
     /// The format it reads: its name, platform, encoding and files.
@@ -158,34 +168,31 @@ pub trait Backend: Send + Sync {
 
 /// A loaded model. Shared by every instance; must serve concurrent contexts.
 pub trait Graph: Send + Sync {
+    /// Its declared inputs and outputs.
+    fn signature(&self) -> &Signature;
     /// Graph inputs.
-    fn inputs(&self) -> &[TensorInfo];
+    fn inputs(&self) -> &[TensorInfo] {
+        &self.signature().inputs
+    }
     /// Graph outputs.
-    fn outputs(&self) -> &[TensorInfo];
+    fn outputs(&self) -> &[TensorInfo] {
+        &self.signature().outputs
+    }
     /// Where the graph runs, after any fallback: `cpu`, `cuda:0`, ….
     fn device(&self) -> String {
         "cpu".into()
     }
-    /// A context in which inputs are bound and inference runs.
-    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError>;
-}
-
-/// One inference at a time on one graph.
-pub trait ExecutionContext: Send {
-    /// Runs the graph on named inputs, returning every output by name.
-    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError>;
-    /// [`ExecutionContext::compute`], stopped with [`BackendError::Deadline`]
-    /// once `deadline` passes, where the native runtime can be stopped from
-    /// outside (ONNX Runtime's terminate flag). By default the deadline is
-    /// not seen: the runtime has no such hook.
-    fn compute_until(
-        &mut self,
+    /// Runs the graph on named inputs, returning every output by name;
+    /// stopped with [`BackendError::Deadline`] once `deadline` passes where
+    /// the native runtime can be stopped from outside (ONNX Runtime's
+    /// terminate flag, TensorFlow's run timeout). Each backend checks the
+    /// inputs against its declared ones ([`check_inputs`]) in its own terms
+    /// (XGBoost has no input names, TorchScript no declared inputs).
+    fn compute(
+        &self,
         inputs: Vec<NamedTensor>,
         deadline: Option<Instant>,
-    ) -> Result<Vec<NamedTensor>, BackendError> {
-        let _ = deadline;
-        self.compute(inputs)
-    }
+    ) -> Result<Vec<NamedTensor>, BackendError>;
 }
 
 /// The backends compiled into this binary, in the order discovery tries them.

@@ -15,9 +15,10 @@
 use std::ffi::{CStr, CString, c_char};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::native::{self, Lazy, LibrarySpec, symbol};
-use super::{Backend, BackendError, ExecutionContext, Graph, Target, TensorInfo};
+use super::{Backend, BackendError, Graph, Signature, Target, TensorInfo};
 use crate::backend::formats::{self, Format};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
@@ -236,18 +237,20 @@ fn graph(
         api,
         module,
         device,
-        inputs: vec![TensorInfo {
-            name: "input".into(),
-            ty: None,
-            shape: Vec::new(),
-            native_type: "TorchScript forward arguments (input, or input_0, input_1, …)".into(),
-        }],
-        outputs: vec![TensorInfo {
-            name: "output_0".into(),
-            ty: None,
-            shape: Vec::new(),
-            native_type: "forward's result (output_0, output_1, … for a tuple)".into(),
-        }],
+        signature: Signature {
+            inputs: vec![TensorInfo {
+                name: "input".into(),
+                ty: None,
+                shape: Vec::new(),
+                native_type: "TorchScript forward arguments (input, or input_0, input_1, …)".into(),
+            }],
+            outputs: vec![TensorInfo {
+                name: "output_0".into(),
+                ty: None,
+                shape: Vec::new(),
+                native_type: "forward's result (output_0, output_1, … for a tuple)".into(),
+            }],
+        },
     }))
 }
 
@@ -281,8 +284,8 @@ struct TorchGraph {
     module: Module,
     /// The ABI's device code: -1 for the CPU, else the CUDA index.
     device: i32,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    /// Its inputs and outputs.
+    signature: Signature,
 }
 
 // SAFETY: libtorch's Module::forward may run on several threads at once in
@@ -306,25 +309,15 @@ impl Graph for TorchGraph {
         }
     }
 
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
+    fn signature(&self) -> &Signature {
+        &self.signature
     }
 
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-
-    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
-        Ok(Box::new(TorchContext { graph: self }))
-    }
-}
-
-struct TorchContext {
-    graph: Arc<TorchGraph>,
-}
-
-impl ExecutionContext for TorchContext {
-    fn compute(&mut self, mut inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+    fn compute(
+        &self,
+        mut inputs: Vec<NamedTensor>,
+        _deadline: Option<Instant>,
+    ) -> Result<Vec<NamedTensor>, BackendError> {
         if inputs.is_empty() {
             return Err(BackendError::InvalidInput(
                 "forward needs at least one input tensor".into(),
@@ -352,7 +345,7 @@ impl ExecutionContext for TorchContext {
                 len: i.tensor.data.len(),
             })
             .collect();
-        let api = &self.graph.api;
+        let api = &self.api;
         let mut out: *mut SstTensor = std::ptr::null_mut();
         let mut n_out = 0usize;
         let mut err = vec![0 as c_char; ERR_LEN];
@@ -360,7 +353,7 @@ impl ExecutionContext for TorchContext {
         // outputs are copied below and released with sst_free_outputs.
         let rc = unsafe {
             (api.forward)(
-                self.graph.module,
+                self.module,
                 feeds.as_ptr(),
                 feeds.len(),
                 &mut out,

@@ -18,9 +18,10 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::native::{self, Lazy, LibrarySpec, symbol};
-use super::{Backend, BackendError, ExecutionContext, Graph, Target, TensorInfo, check_inputs};
+use super::{Backend, BackendError, Graph, Signature, Target, TensorInfo, check_inputs};
 use crate::backend::formats::{self, Format};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
@@ -222,8 +223,7 @@ impl XgBoost {
         }];
         Ok(Arc::new(XgbGraph {
             booster,
-            inputs,
-            outputs,
+            signature: Signature { inputs, outputs },
         }))
     }
 }
@@ -280,35 +280,21 @@ impl Booster {
 
 struct XgbGraph {
     booster: Booster,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    /// Its inputs and outputs.
+    signature: Signature,
 }
 
 impl Graph for XgbGraph {
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
+    fn signature(&self) -> &Signature {
+        &self.signature
     }
 
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-
-    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
-        Ok(Box::new(XgbContext { graph: self }))
-    }
-}
-
-struct XgbContext {
-    graph: Arc<XgbGraph>,
-}
-
-/// Prediction settings: normal output, no training, all trees.
-const PREDICT_CONFIG: &CStr =
-    c"{\"type\": 0, \"training\": false, \"iteration_begin\": 0, \"iteration_end\": 0, \"strict_shape\": false, \"missing\": NaN, \"cache_id\": 0}";
-
-impl ExecutionContext for XgbContext {
-    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        let g = &self.graph;
+    fn compute(
+        &self,
+        inputs: Vec<NamedTensor>,
+        _deadline: Option<Instant>,
+    ) -> Result<Vec<NamedTensor>, BackendError> {
+        let g = self;
         // One input: accept it under any name, as XGBoost has no input names.
         let inputs: Vec<NamedTensor> = inputs
             .into_iter()
@@ -317,7 +303,7 @@ impl ExecutionContext for XgbContext {
                 t
             })
             .collect();
-        check_inputs(&g.inputs, &inputs)?;
+        check_inputs(&g.signature.inputs, &inputs)?;
         let x = &inputs[0].tensor;
         let values: Vec<f32> = x
             .data
@@ -367,6 +353,10 @@ impl ExecutionContext for XgbContext {
         }])
     }
 }
+
+/// Prediction settings: normal output, no training, all trees.
+const PREDICT_CONFIG: &CStr =
+    c"{\"type\": 0, \"training\": false, \"iteration_begin\": 0, \"iteration_end\": 0, \"strict_shape\": false, \"missing\": NaN, \"cache_id\": 0}";
 
 #[cfg(test)]
 mod tests {

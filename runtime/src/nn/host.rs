@@ -123,14 +123,9 @@ impl graph::HostGraph for NnView<'_> {
             );
         }
         let graph = Arc::clone(&self.table.get(&g)?.0);
-        match fenced(|| graph.init_execution_context()) {
-            Ok(ctx) => {
-                let r = self.table.push(ContextRes(ctx))?;
-                self.nn.contexts += 1;
-                Ok(Ok(r))
-            }
-            Err(e) => self.backend_error(e),
-        }
+        let r = self.table.push(ContextRes(graph))?;
+        self.nn.contexts += 1;
+        Ok(Ok(r))
     }
 
     fn drop(&mut self, g: Resource<GraphRes>) -> wasmtime::Result<()> {
@@ -170,8 +165,8 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
             );
         }
         let deadline = self.nn.deadline;
-        let context = &mut self.table.get_mut(&ctx)?.0;
-        match fenced(|| context.compute_until(named, deadline)) {
+        let graph = Arc::clone(&self.table.get(&ctx)?.0);
+        match fenced(|| graph.compute(named, deadline)) {
             Ok(outputs) => {
                 let bytes: usize = outputs.iter().map(|o| o.tensor.data.len()).sum();
                 let count = self.nn.tensors.saturating_add(outputs.len());

@@ -10,10 +10,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use sandscore_runtime::backend::formats::{Format, Looks};
 use sandscore_runtime::backend::{
-    Backend, BackendError, Backends, Encoding, ExecutionContext, Graph, Target, TensorInfo,
+    Backend, BackendError, Backends, Encoding, Graph, Signature, Target, TensorInfo,
 };
 use sandscore_runtime::service::{Service, ServiceConfig};
 use sandscore_runtime::tensor::{NamedTensor, TensorType};
@@ -23,11 +24,9 @@ pub struct Fake;
 
 struct FakeGraph {
     behaviour: String,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    /// Its inputs and outputs.
+    signature: Signature,
 }
-
-struct FakeContext(Arc<FakeGraph>);
 
 fn info(name: &str) -> TensorInfo {
     TensorInfo {
@@ -61,27 +60,24 @@ impl Backend for Fake {
             .unwrap_or_default();
         Ok(Arc::new(FakeGraph {
             behaviour,
-            inputs: vec![info("x")],
-            outputs: vec![info("y")],
+            signature: Signature {
+                inputs: vec![info("x")],
+                outputs: vec![info("y")],
+            },
         }))
     }
 }
 
 impl Graph for FakeGraph {
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
+    fn signature(&self) -> &Signature {
+        &self.signature
     }
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
-        Ok(Box::new(FakeContext(self)))
-    }
-}
-
-impl ExecutionContext for FakeContext {
-    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        match self.0.behaviour.as_str() {
+    fn compute(
+        &self,
+        inputs: Vec<NamedTensor>,
+        _deadline: Option<Instant>,
+    ) -> Result<Vec<NamedTensor>, BackendError> {
+        match self.behaviour.as_str() {
             "echo" => Ok(inputs
                 .into_iter()
                 .map(|i| NamedTensor {

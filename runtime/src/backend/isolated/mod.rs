@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use frame::{Budget, Reply, Request, TensorHead};
 
-use super::{BackendError, ExecutionContext, Graph, Target, TensorInfo};
+use super::{BackendError, Graph, Signature, Target, TensorInfo};
 use crate::tensor::{NamedTensor, Tensor};
 
 /// How to start a worker: a program that serves [`worker::serve`] on its
@@ -286,8 +286,10 @@ impl Isolated {
             } => Ok(Arc::new(RemoteGraph {
                 worker: Arc::clone(self),
                 id,
-                inputs: inputs.into_iter().map(TensorInfo::from).collect(),
-                outputs: outputs.into_iter().map(TensorInfo::from).collect(),
+                signature: Signature {
+                    inputs: inputs.into_iter().map(TensorInfo::from).collect(),
+                    outputs: outputs.into_iter().map(TensorInfo::from).collect(),
+                },
                 device,
             })),
             Reply::Failed { kind, message } => Err(kind.error(message)),
@@ -326,8 +328,8 @@ fn forward_log(stderr: std::process::ChildStderr, pid: u32) {
 struct RemoteGraph {
     worker: Arc<Isolated>,
     id: u64,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    /// Its inputs and outputs.
+    signature: Signature,
     device: String,
 }
 
@@ -342,36 +344,26 @@ impl Drop for RemoteGraph {
 }
 
 impl Graph for RemoteGraph {
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
-    }
-
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
+    fn signature(&self) -> &Signature {
+        &self.signature
     }
 
     fn device(&self) -> String {
         self.device.clone()
     }
 
-    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
-        Ok(Box::new(RemoteContext { graph: self }))
-    }
-}
-
-struct RemoteContext {
-    graph: Arc<RemoteGraph>,
-}
-
-impl ExecutionContext for RemoteContext {
-    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+    fn compute(
+        &self,
+        inputs: Vec<NamedTensor>,
+        _deadline: Option<Instant>,
+    ) -> Result<Vec<NamedTensor>, BackendError> {
         let (heads, blobs) = TensorHead::split(&inputs);
-        let mut conn = self.graph.worker.lock()?;
+        let mut conn = self.worker.lock()?;
         let budget = Budget {
             bytes: conn.max_output_bytes,
         };
         let request = Request::Compute {
-            id: self.graph.id,
+            id: self.id,
             inputs: heads,
             max_bytes: budget.bytes as u64,
         };

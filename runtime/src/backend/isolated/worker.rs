@@ -148,7 +148,7 @@ fn compute(
         })
         .collect::<Result<Vec<_>, BackendError>>()?;
     let graph = Arc::clone(graph);
-    let outputs = fenced(|| graph.init_execution_context()?.compute(inputs))?;
+    let outputs = fenced(|| graph.compute(inputs, None))?;
     let total: u64 = outputs.iter().map(|o| o.tensor.data.len() as u64).sum();
     if total > max_bytes {
         return Err(BackendError::TooLarge(format!(

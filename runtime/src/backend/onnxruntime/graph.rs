@@ -10,7 +10,7 @@ use ort::value::DynValue;
 
 use super::values::{describe, from_value, to_value};
 use super::{Device, Loaded, Source};
-use crate::backend::{BackendError, ExecutionContext, Graph, TensorInfo, check_inputs};
+use crate::backend::{BackendError, Graph, Signature, check_inputs};
 use crate::tensor::NamedTensor;
 
 struct PoolState {
@@ -32,8 +32,8 @@ pub(super) struct OrtGraph {
     source: Source,
     /// Where this graph's sessions run (after any fallback).
     device: Device,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    /// Its inputs and outputs.
+    signature: Signature,
     pool: SessionPool,
 }
 
@@ -60,8 +60,7 @@ impl OrtGraph {
             loaded,
             source,
             device,
-            inputs,
-            outputs,
+            signature: Signature { inputs, outputs },
             pool: SessionPool {
                 idle: Mutex::new(PoolState {
                     sessions: vec![first],
@@ -107,7 +106,7 @@ impl OrtGraph {
         inputs: Vec<NamedTensor>,
         deadline: Option<Instant>,
     ) -> Result<Vec<NamedTensor>, BackendError> {
-        check_inputs(&self.inputs, &inputs)?;
+        check_inputs(&self.signature.inputs, &inputs)?;
         let values = inputs
             .into_iter()
             .map(|i| Ok((i.name, to_value(i.tensor)?)))
@@ -196,33 +195,15 @@ impl Graph for OrtGraph {
         }
     }
 
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
+    fn signature(&self) -> &Signature {
+        &self.signature
     }
 
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-
-    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
-        Ok(Box::new(OrtContext { graph: self }))
-    }
-}
-
-pub(super) struct OrtContext {
-    graph: Arc<OrtGraph>,
-}
-
-impl ExecutionContext for OrtContext {
-    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        self.graph.run(inputs, None)
-    }
-
-    fn compute_until(
-        &mut self,
+    fn compute(
+        &self,
         inputs: Vec<NamedTensor>,
         deadline: Option<Instant>,
     ) -> Result<Vec<NamedTensor>, BackendError> {
-        self.graph.run(inputs, deadline)
+        self.run(inputs, deadline)
     }
 }

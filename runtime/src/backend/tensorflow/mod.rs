@@ -22,7 +22,7 @@ use prost::Message;
 
 use self::api::{Api, Output, StatusBox};
 use super::native::{Lazy, LibrarySpec};
-use super::{Backend, BackendError, ExecutionContext, Graph, Target, TensorInfo, check_inputs};
+use super::{Backend, BackendError, Graph, Signature, Target, TensorInfo, check_inputs};
 use crate::backend::formats::{self, Format};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
@@ -161,8 +161,7 @@ impl Backend for TensorFlow {
                 api: Arc::clone(&api),
                 graph,
                 session: std::ptr::null_mut(),
-                inputs: Vec::new(),
-                outputs: Vec::new(),
+                signature: Signature::default(),
                 feeds: Vec::new(),
                 fetches: Vec::new(),
             };
@@ -201,13 +200,13 @@ impl Backend for TensorFlow {
             ins.sort_by_key(|(k, _)| k.as_str());
             outs.sort_by_key(|(k, _)| k.as_str());
             for (key, info) in ins {
-                owned.inputs.push(describe(key, info));
+                owned.signature.inputs.push(describe(key, info));
                 owned
                     .feeds
                     .push(resolve(&api, graph, &info.name).map_err(invalid)?);
             }
             for (key, info) in outs {
-                owned.outputs.push(describe(key, info));
+                owned.signature.outputs.push(describe(key, info));
                 owned
                     .fetches
                     .push(resolve(&api, graph, &info.name).map_err(invalid)?);
@@ -254,8 +253,8 @@ struct TfGraph {
     api: Arc<Api>,
     graph: *mut api::GraphH,
     session: *mut api::Session,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    /// Its inputs and outputs.
+    signature: Signature,
     feeds: Vec<Output>,
     fetches: Vec<Output>,
 }
@@ -280,52 +279,12 @@ impl Drop for TfGraph {
 }
 
 impl Graph for TfGraph {
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
+    fn signature(&self) -> &Signature {
+        &self.signature
     }
 
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-
-    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
-        Ok(Box::new(TfContext { graph: self }))
-    }
-}
-
-struct TfContext {
-    graph: Arc<TfGraph>,
-}
-
-/// TF tensors this call allocated or received, deleted on drop.
-struct Owned<'a>(&'a Api, Vec<*mut api::TfTensor>);
-
-impl Drop for Owned<'_> {
-    fn drop(&mut self) {
-        for &t in &self.1 {
-            if !t.is_null() {
-                // SAFETY: each tensor is owned here and deleted once.
-                unsafe { (self.0.delete_tensor)(t) }
-            }
-        }
-    }
-}
-
-/// A serialized `tensorflow.RunOptions` with `timeout_in_ms` (field 2, an
-/// int64) set: TensorFlow cancels the run itself when it passes.
-fn run_options(timeout_ms: u64) -> Vec<u8> {
-    let mut proto = Vec::with_capacity(11);
-    prost::encoding::uint64::encode(2, &timeout_ms, &mut proto);
-    proto
-}
-
-impl ExecutionContext for TfContext {
-    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        self.compute_until(inputs, None)
-    }
-
-    fn compute_until(
-        &mut self,
+    fn compute(
+        &self,
         inputs: Vec<NamedTensor>,
         deadline: Option<Instant>,
     ) -> Result<Vec<NamedTensor>, BackendError> {
@@ -346,13 +305,13 @@ impl ExecutionContext for TfContext {
             length: proto.len(),
             deallocator: None,
         });
-        let g = &self.graph;
+        let g = self;
         let api = &*g.api;
-        check_inputs(&g.inputs, &inputs)?;
+        check_inputs(&g.signature.inputs, &inputs)?;
         let runtime = |e: String| BackendError::Runtime(e);
         // Feed in the graph's declared order.
-        let mut fed = Owned(api, Vec::with_capacity(g.inputs.len()));
-        for info in &g.inputs {
+        let mut fed = Owned(api, Vec::with_capacity(g.signature.inputs.len()));
+        for info in &g.signature.inputs {
             let t = inputs
                 .iter()
                 .find(|i| i.name == info.name)
@@ -404,8 +363,8 @@ impl ExecutionContext for TfContext {
             return Err(BackendError::Deadline);
         }
         status.check().map_err(runtime)?;
-        let mut out = Vec::with_capacity(g.outputs.len());
-        for (info, &t) in g.outputs.iter().zip(&got.1) {
+        let mut out = Vec::with_capacity(g.signature.outputs.len());
+        for (info, &t) in g.signature.outputs.iter().zip(&got.1) {
             // SAFETY: `t` is a live output tensor owned by `got`.
             let (ty, shape, bytes) = unsafe {
                 let ty = (api.tensor_type)(t);
@@ -430,4 +389,26 @@ impl ExecutionContext for TfContext {
         }
         Ok(out)
     }
+}
+
+/// TF tensors this call allocated or received, deleted on drop.
+struct Owned<'a>(&'a Api, Vec<*mut api::TfTensor>);
+
+impl Drop for Owned<'_> {
+    fn drop(&mut self) {
+        for &t in &self.1 {
+            if !t.is_null() {
+                // SAFETY: each tensor is owned here and deleted once.
+                unsafe { (self.0.delete_tensor)(t) }
+            }
+        }
+    }
+}
+
+/// A serialized `tensorflow.RunOptions` with `timeout_in_ms` (field 2, an
+/// int64) set: TensorFlow cancels the run itself when it passes.
+fn run_options(timeout_ms: u64) -> Vec<u8> {
+    let mut proto = Vec::with_capacity(11);
+    prost::encoding::uint64::encode(2, &timeout_ms, &mut proto);
+    proto
 }

@@ -14,10 +14,11 @@ mod api;
 use std::ffi::{c_int, c_void};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use self::api::{Api, Handle, Layout, RankedType};
 use super::native::{Lazy, LibrarySpec};
-use super::{Backend, BackendError, ExecutionContext, Graph, Target, TensorInfo, check_inputs};
+use super::{Backend, BackendError, Graph, Signature, Target, TensorInfo, check_inputs};
 use crate::backend::formats::{self, Format};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
@@ -147,8 +148,8 @@ struct Model {
     /// LiteRT reads the model from these bytes; they live as long as it.
     _bytes: Vec<u8>,
     model: Handle,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    /// Its inputs and outputs.
+    signature: Signature,
     output_types: Vec<u32>,
     /// Input shapes as the model file declares them.
     declared_shapes: Vec<Vec<i32>>,
@@ -175,8 +176,7 @@ impl Model {
             rt: Arc::clone(&rt),
             _bytes: bytes,
             model,
-            inputs: Vec::new(),
-            outputs: Vec::new(),
+            signature: Signature::default(),
             output_types: Vec::new(),
             declared_shapes: Vec::new(),
             compiled: Mutex::new(Compiled::default()),
@@ -192,12 +192,12 @@ impl Model {
             for i in 0..n_in {
                 let (info, ranked) = describe(api, sig, i, true)?;
                 shapes.push(ranked.layout.dims().to_vec());
-                owned.inputs.push(info);
+                owned.signature.inputs.push(info);
             }
             for i in 0..n_out {
                 let (info, ranked) = describe(api, sig, i, false)?;
                 owned.output_types.push(ranked.element_type);
-                owned.outputs.push(info);
+                owned.signature.outputs.push(info);
             }
             owned.declared_shapes = shapes.clone();
             // Compile once now, so a model LiteRT cannot compile fails at startup.
@@ -210,7 +210,7 @@ impl Model {
                 .push((shapes, handle));
         }
         // A dimension the converter fixed at 1 in front is a batch: any size.
-        for info in &mut owned.inputs {
+        for info in &mut owned.signature.inputs {
             if info.shape.first() == Some(&1) && info.shape.len() > 1 {
                 info.shape[0] = -1;
             }
@@ -329,21 +329,112 @@ impl Drop for Model {
 }
 
 impl Graph for Model {
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
+    fn signature(&self) -> &Signature {
+        &self.signature
     }
 
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
+    fn compute(
+        &self,
+        inputs: Vec<NamedTensor>,
+        _deadline: Option<Instant>,
+    ) -> Result<Vec<NamedTensor>, BackendError> {
+        let m = self;
+        check_inputs(&m.signature.inputs, &inputs)?;
+        let api = &m.rt.api;
+        let runtime = BackendError::Runtime;
+        // Inputs in the signature's order.
+        let ordered: Vec<&Tensor> = m
+            .signature
+            .inputs
+            .iter()
+            .map(|info| {
+                inputs
+                    .iter()
+                    .find(|x| x.name == info.name)
+                    .map(|x| &x.tensor)
+                    .ok_or_else(|| {
+                        BackendError::InvalidInput(format!("missing input '{}'", info.name))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let shapes: Vec<Vec<i32>> = ordered
+            .iter()
+            .map(|t| t.shape.iter().map(|&d| d as i32).collect())
+            .collect();
+        let mut kept = m
+            .compiled
+            .lock()
+            .map_err(|_| runtime("model lock poisoned".into()))?;
+        let compiled = m
+            .compiled_for(&mut kept, shapes.clone())
+            .map_err(BackendError::InvalidInput)?;
+        let mut buffers = Buffers(api, Vec::new());
+        let mut feeds = Vec::with_capacity(m.signature.inputs.len());
+        for (t, dims) in ordered.iter().zip(&shapes) {
+            let ty = match t.ty {
+                TensorType::Fp32 => 1,
+                TensorType::I32 => 2,
+                TensorType::U8 => 3,
+                TensorType::I64 => 4,
+                TensorType::Fp16 => 10,
+                TensorType::Fp64 => 11,
+                TensorType::Bf16 => 19,
+            };
+            let b = buffers
+                .add(m.rt.env, ty, dims, t.data.len())
+                .map_err(runtime)?;
+            write(api, b, &t.data).map_err(runtime)?;
+            feeds.push(b);
+        }
+        let mut layouts = vec![Layout::default(); m.signature.outputs.len()];
+        // SAFETY: `layouts` has room for every output.
+        api.check(
+            unsafe { (api.output_layouts)(compiled, 0, layouts.len(), layouts.as_mut_ptr(), true) },
+            "output shapes",
+        )
+        .map_err(runtime)?;
+        let mut fetches = Vec::with_capacity(m.signature.outputs.len());
+        for (i, info) in m.signature.outputs.iter().enumerate() {
+            let ty = info.ty.ok_or_else(|| {
+                BackendError::Unsupported(format!("output '{}' is {}", info.name, info.native_type))
+            })?;
+            let dims = layouts[i].dims().to_vec();
+            let bytes = element_count(&dims) * ty.size();
+            fetches.push(
+                buffers
+                    .add(m.rt.env, m.output_types[i], &dims, bytes)
+                    .map_err(runtime)?,
+            );
+        }
+        // SAFETY: buffers sized for the compiled model's current shapes.
+        api.check(
+            unsafe {
+                (api.run)(
+                    compiled,
+                    0,
+                    feeds.len(),
+                    feeds.as_mut_ptr(),
+                    fetches.len(),
+                    fetches.as_mut_ptr(),
+                )
+            },
+            "run",
+        )
+        .map_err(runtime)?;
+        let mut out = Vec::with_capacity(fetches.len());
+        for (i, info) in m.signature.outputs.iter().enumerate() {
+            let ty = info.ty.unwrap_or(TensorType::Fp32);
+            let dims = layouts[i].dims();
+            let data = read(api, fetches[i], element_count(dims) * ty.size()).map_err(runtime)?;
+            let shape = dims.iter().map(|&d| d.max(0) as u32).collect();
+            let tensor = Tensor::new(shape, ty, data).map_err(|e| runtime(e.to_string()))?;
+            out.push(NamedTensor {
+                name: info.name.clone(),
+                tensor,
+            });
+        }
+        Ok(out)
     }
-
-    fn init_execution_context(self: Arc<Self>) -> Result<Box<dyn ExecutionContext>, BackendError> {
-        Ok(Box::new(Context { model: self }))
-    }
-}
-
-struct Context {
-    model: Arc<Model>,
 }
 
 /// Tensor buffers created for one run, destroyed on drop.
@@ -378,106 +469,6 @@ impl Buffers<'_> {
 
 fn element_count(dims: &[i32]) -> usize {
     dims.iter().map(|&d| d.max(0) as usize).product()
-}
-
-impl ExecutionContext for Context {
-    fn compute(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        let m = &self.model;
-        check_inputs(&m.inputs, &inputs)?;
-        let api = &m.rt.api;
-        let runtime = BackendError::Runtime;
-        // Inputs in the signature's order.
-        let ordered: Vec<&Tensor> = m
-            .inputs
-            .iter()
-            .map(|info| {
-                inputs
-                    .iter()
-                    .find(|x| x.name == info.name)
-                    .map(|x| &x.tensor)
-                    .ok_or_else(|| {
-                        BackendError::InvalidInput(format!("missing input '{}'", info.name))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        let shapes: Vec<Vec<i32>> = ordered
-            .iter()
-            .map(|t| t.shape.iter().map(|&d| d as i32).collect())
-            .collect();
-        let mut kept = m
-            .compiled
-            .lock()
-            .map_err(|_| runtime("model lock poisoned".into()))?;
-        let compiled = m
-            .compiled_for(&mut kept, shapes.clone())
-            .map_err(BackendError::InvalidInput)?;
-        let mut buffers = Buffers(api, Vec::new());
-        let mut feeds = Vec::with_capacity(m.inputs.len());
-        for (t, dims) in ordered.iter().zip(&shapes) {
-            let ty = match t.ty {
-                TensorType::Fp32 => 1,
-                TensorType::I32 => 2,
-                TensorType::U8 => 3,
-                TensorType::I64 => 4,
-                TensorType::Fp16 => 10,
-                TensorType::Fp64 => 11,
-                TensorType::Bf16 => 19,
-            };
-            let b = buffers
-                .add(m.rt.env, ty, dims, t.data.len())
-                .map_err(runtime)?;
-            write(api, b, &t.data).map_err(runtime)?;
-            feeds.push(b);
-        }
-        let mut layouts = vec![Layout::default(); m.outputs.len()];
-        // SAFETY: `layouts` has room for every output.
-        api.check(
-            unsafe { (api.output_layouts)(compiled, 0, layouts.len(), layouts.as_mut_ptr(), true) },
-            "output shapes",
-        )
-        .map_err(runtime)?;
-        let mut fetches = Vec::with_capacity(m.outputs.len());
-        for (i, info) in m.outputs.iter().enumerate() {
-            let ty = info.ty.ok_or_else(|| {
-                BackendError::Unsupported(format!("output '{}' is {}", info.name, info.native_type))
-            })?;
-            let dims = layouts[i].dims().to_vec();
-            let bytes = element_count(&dims) * ty.size();
-            fetches.push(
-                buffers
-                    .add(m.rt.env, m.output_types[i], &dims, bytes)
-                    .map_err(runtime)?,
-            );
-        }
-        // SAFETY: buffers sized for the compiled model's current shapes.
-        api.check(
-            unsafe {
-                (api.run)(
-                    compiled,
-                    0,
-                    feeds.len(),
-                    feeds.as_mut_ptr(),
-                    fetches.len(),
-                    fetches.as_mut_ptr(),
-                )
-            },
-            "run",
-        )
-        .map_err(runtime)?;
-        let mut out = Vec::with_capacity(fetches.len());
-        for (i, info) in m.outputs.iter().enumerate() {
-            let ty = info.ty.unwrap_or(TensorType::Fp32);
-            let dims = layouts[i].dims();
-            let data = read(api, fetches[i], element_count(dims) * ty.size()).map_err(runtime)?;
-            let shape = dims.iter().map(|&d| d.max(0) as u32).collect();
-            let tensor = Tensor::new(shape, ty, data).map_err(|e| runtime(e.to_string()))?;
-            out.push(NamedTensor {
-                name: info.name.clone(),
-                tensor,
-            });
-        }
-        Ok(out)
-    }
 }
 
 fn write(api: &Api, buffer: Handle, data: &[u8]) -> Result<(), String> {
