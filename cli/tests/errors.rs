@@ -291,6 +291,44 @@ fn check_reports_a_good_deployment_and_caches_compiled_code() {
 }
 
 #[test]
+fn check_format_json_is_one_document_with_every_model_and_the_grants() {
+    let out = common::binary()
+        .arg("check")
+        .arg("--format")
+        .arg("json")
+        .arg("--module")
+        .arg(guest("onnx_mlp"))
+        .arg("--model-dir")
+        .arg(models())
+        .arg("--timeout")
+        .arg("1234")
+        .output()
+        .expect("run check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(report["module"]["name"], "onnx_mlp");
+    let models = report["models"].as_array().expect("models");
+    let names: Vec<&str> = models.iter().filter_map(|m| m["name"].as_str()).collect();
+    for name in ["embed", "iris", "mlp"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    for m in models {
+        assert_eq!(m["backend"], "onnxruntime", "{m}");
+        assert_eq!(m["device"], "cpu", "{m}");
+        assert!(m["inputs"][0]["datatype"].is_string(), "{m}");
+    }
+    let grants = &report["capabilities"];
+    assert_eq!(grants["files"]["guest"], "/models");
+    assert_eq!(grants["limits"]["timeout_ms"], 1234);
+    assert_eq!(grants["env"], json!(["AZUREML_MODEL_DIR"]));
+}
+
+#[test]
 fn a_module_whose_init_fails_stops_startup_with_the_reason() {
     let empty = std::env::temp_dir().join(format!("sandscore-empty-models-{}", std::process::id()));
     std::fs::create_dir_all(&empty).expect("mkdir");

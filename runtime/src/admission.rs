@@ -12,7 +12,9 @@ use crate::metrics::metrics;
 #[derive(Debug, thiserror::Error)]
 #[error("the server is at capacity ({running} running, {queued} queued); retry shortly")]
 pub struct Overloaded {
+    /// Requests running (the number of slots, all taken).
     pub running: usize,
+    /// Requests waiting for a slot when this one was refused.
     pub queued: usize,
 }
 

@@ -14,15 +14,25 @@ use prometheus::{
 /// Every metric the runtime exports.
 pub struct Metrics {
     registry: Registry,
+    /// Counts HTTP requests by route, model and status.
     pub requests: IntCounterVec,
+    /// Measures HTTP request latency by route, in seconds.
     pub latency: HistogramVec,
+    /// HTTP requests being handled now.
     pub in_flight: IntGauge,
+    /// Requests waiting for a free instance or inference slot.
     pub queue_depth: IntGauge,
+    /// Counts requests refused with 503 because the queue was full.
     pub rejected: IntCounter,
+    /// Warm module instances waiting for a request.
     pub instances_idle: IntGauge,
+    /// Counts module instances made (startup, replacements, isolated mode).
     pub instances_created: IntCounter,
+    /// Counts requests whose module instance trapped.
     pub traps: IntCounter,
+    /// Counts requests stopped at the scoring deadline.
     pub timeouts: IntCounter,
+    /// Time each model took to load, in seconds, by model.
     pub model_load_seconds: GaugeVec,
 }
 

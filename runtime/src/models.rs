@@ -32,16 +32,23 @@ pub struct ModelEntry {
 /// Why the model directory could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// The model directory (or an entry in it) could not be read.
     // The cause is in the message, not a `source`: `{:#}` would print it twice.
     #[error("cannot read model directory {path}: {reason}")]
     Io {
+        /// The path that could not be read.
         path: PathBuf,
+        /// Why reading failed.
         reason: std::io::Error,
     },
+    /// Two model files give the same model name.
     #[error("two models are named '{name}': {first} and {second}; rename one")]
     Duplicate {
+        /// The name both files give.
         name: String,
+        /// The first file with that name.
         first: PathBuf,
+        /// The second file with that name.
         second: PathBuf,
     },
     /// A model file of a format no backend of this build reads.
@@ -58,15 +65,26 @@ pub enum RegistryError {
         /// The backend that reads it, as images name it (`images/images.toml`).
         backend: &'static str,
     },
+    /// `--model-backend` names a file that is not in the model directory.
     #[error(
         "--model-backend names {file}, which is not in the model directory (its model files: {present})"
     )]
-    UnknownOverride { file: String, present: String },
+    UnknownOverride {
+        /// The file the setting names.
+        file: String,
+        /// The model files present, comma-separated.
+        present: String,
+    },
+    /// A backend failed to load a model.
     #[error("model '{name}' ({path}) failed to load in {backend}: {reason}")]
     Load {
+        /// The model's name.
         name: String,
+        /// Its file.
         path: PathBuf,
+        /// The backend that tried to load it.
         backend: &'static str,
+        /// Why loading failed.
         reason: BackendError,
     },
 }

@@ -27,6 +27,14 @@ fn score(action: Value) -> ScoreRequest {
     }
 }
 
+/// The hostile module's answer to one request.
+async fn act(
+    service: &sandscore_runtime::service::Service,
+    action: Value,
+) -> Result<sandscore_runtime::service::ScoreAnswer, sandscore_runtime::service::ServiceError> {
+    service.score(score(action), "t".into()).await
+}
+
 fn body(answer: &sandscore_runtime::service::ScoreAnswer) -> Value {
     serde_json::from_slice(&answer.body).expect("a JSON answer")
 }
@@ -100,10 +108,7 @@ async fn a_model_answers_directly_and_failures_keep_their_kind() {
         .await
         .expect("still answering");
 
-    let e = service
-        .score(score(json!({})), "t".into())
-        .await
-        .expect_err("no module");
+    let e = act(&service, json!({})).await.expect_err("no module");
     assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
 }
 
@@ -116,10 +121,7 @@ async fn a_module_without_infer_hands_tensors_to_the_model() {
         .await
         .expect("the echo module has no infer: the model answers");
     assert_eq!(answer.outputs[0].tensor, fp32("x", &[4.0]).tensor);
-    let answer = service
-        .score(score(json!({"hello": 1})), "t".into())
-        .await
-        .expect("score");
+    let answer = act(&service, json!({"hello": 1})).await.expect("score");
     assert_eq!(answer.status, 200);
     assert_eq!(body(&answer), json!({"echo": {"hello": 1}}));
 }
@@ -131,12 +133,10 @@ async fn a_trapped_instance_is_replaced_and_a_deadline_is_a_timeout() {
     config.sandbox.timeout = Duration::from_millis(300);
     let service = service(config);
     let count = |a: &sandscore_runtime::service::ScoreAnswer| body(a)["count"].clone();
-    let first = service
-        .score(score(json!({"action": "count"})), "t".into())
+    let first = act(&service, json!({"action": "count"}))
         .await
         .expect("count");
-    let second = service
-        .score(score(json!({"action": "count"})), "t".into())
+    let second = act(&service, json!({"action": "count"}))
         .await
         .expect("count");
     assert_ne!(
@@ -145,14 +145,12 @@ async fn a_trapped_instance_is_replaced_and_a_deadline_is_a_timeout() {
         "one warm instance serves both"
     );
 
-    let e = service
-        .score(score(json!({"action": "panic"})), "t".into())
+    let e = act(&service, json!({"action": "panic"}))
         .await
         .expect_err("trap");
     assert_eq!(e.kind, ErrorKind::Internal);
     assert!(e.message.contains("trapped"), "{e}");
-    let fresh = service
-        .score(score(json!({"action": "count"})), "t".into())
+    let fresh = act(&service, json!({"action": "count"}))
         .await
         .expect("count");
     assert_eq!(
@@ -162,19 +160,16 @@ async fn a_trapped_instance_is_replaced_and_a_deadline_is_a_timeout() {
     );
 
     let started = Instant::now();
-    let e = service
-        .score(score(json!({"action": "loop"})), "t".into())
+    let e = act(&service, json!({"action": "loop"}))
         .await
         .expect_err("loop");
     assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let e = service
-        .score(score(json!({"action": "sleep", "mb": 60_000})), "t".into())
+    let e = act(&service, json!({"action": "sleep", "mb": 60_000}))
         .await
         .expect_err("asleep in WASI");
     assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
-    service
-        .score(score(json!({"action": "count"})), "t".into())
+    act(&service, json!({"action": "count"}))
         .await
         .expect("count");
 }
@@ -186,8 +181,7 @@ async fn wasi_nn_limits_hold_per_instance() {
     config.sandbox.nn.max_graphs = 3;
     config.sandbox.nn.max_tensors = 8;
     let service = service(config);
-    let e = service
-        .score(score(json!({"action": "graphs"})), "t".into())
+    let e = act(&service, json!({"action": "graphs"}))
         .await
         .expect_err("graphs");
     assert!(
@@ -195,19 +189,16 @@ async fn wasi_nn_limits_hold_per_instance() {
         "the fourth graph is refused: {e}"
     );
     assert!(e.message.contains("3 graphs are already open"), "{e}");
-    let e = service
-        .score(score(json!({"action": "tensors"})), "t".into())
+    let e = act(&service, json!({"action": "tensors"}))
         .await
         .expect_err("tensors");
     assert_eq!(e.kind, ErrorKind::Internal);
     assert!(e.message.contains("8 tensors are alive"), "{e}");
-    let e = service
-        .score(score(json!({"action": "leak-errors"})), "t".into())
+    let e = act(&service, json!({"action": "leak-errors"}))
         .await
         .expect_err("errors");
     assert!(e.message.contains("error resources are alive"), "{e}");
-    service
-        .score(score(json!({"action": "count"})), "t".into())
+    act(&service, json!({"action": "count"}))
         .await
         .expect("count");
 }

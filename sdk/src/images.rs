@@ -13,6 +13,7 @@ const MANIFEST: &str = include_str!("../../images/images.toml");
 pub struct Image {
     /// Repository, e.g. `sandscore/onnxruntime-cpu`.
     pub name: String,
+    /// Tag of the image in the repository.
     pub tag: String,
     /// `cpu` or `gpu`.
     pub device: String,

@@ -32,8 +32,12 @@ pub const FILES: [&str; 3] = ["configmaps.yaml", "deployment.yaml", "kserve.yaml
 
 /// The objects of each file, for `deployment` run from `image`.
 pub struct Manifests {
+    /// Objects of `configmaps.yaml`: ConfigMaps of the module and (unless a
+    /// claim holds them) the models.
     pub configmaps: Vec<Value>,
+    /// Objects of `deployment.yaml`: the Deployment and its Service.
     pub deployment: Vec<Value>,
+    /// Objects of `kserve.yaml`: the `ServingRuntime` and `InferenceService`.
     pub kserve: Vec<Value>,
 }
 

@@ -15,8 +15,12 @@ pub const API_VERSION: &str = "sandscore/v1";
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    /// Wall-clock limit of one request inside the module, in milliseconds
+    /// (`--timeout`).
     pub timeout_ms: Option<u64>,
+    /// Largest linear memory of one instance, in MiB (`--memory-limit`).
     pub memory_mb: Option<u64>,
+    /// Instances that score in parallel (`--workers`).
     pub workers: Option<u32>,
     /// `pooled` or `isolated`.
     pub isolation: Option<String>,
@@ -27,8 +31,10 @@ pub struct Limits {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
+    /// CPUs (default `"1"`).
     #[serde(default = "default_cpu")]
     pub cpu: String,
+    /// Memory (default `"1Gi"`).
     #[serde(default = "default_memory")]
     pub memory: String,
     /// NVIDIA GPUs (`nvidia.com/gpu`) for the container and pod; none means
@@ -76,6 +82,7 @@ pub struct KubernetesSettings {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Deployment {
+    /// Schema version of the description ([`API_VERSION`]).
     pub api_version: String,
     /// Name of the endpoint (letters, digits, `-`).
     pub name: String,
@@ -88,6 +95,7 @@ pub struct Deployment {
     /// Environment variables the module sees.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Sandbox limits of the runtime.
     #[serde(default)]
     pub limits: Limits,
     /// Port; none picks a free one.
@@ -101,8 +109,10 @@ pub struct Deployment {
     /// What a `gpu` model does where CUDA cannot be used: `none` (fail,
     /// the default) or `cpu`.
     pub gpu_fallback: Option<String>,
+    /// CPU, memory and GPUs for the container and Kubernetes targets.
     #[serde(default)]
     pub resources: Resources,
+    /// Settings of the Kubernetes target.
     #[serde(default)]
     pub kubernetes: KubernetesSettings,
 }

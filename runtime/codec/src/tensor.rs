@@ -10,12 +10,19 @@ use std::fmt;
 /// Element types wasi-nn can carry (`wasi:nn/tensor.tensor-type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TensorType {
+    /// IEEE 754 half-precision float (V2 `FP16`), 2 bytes.
     Fp16,
+    /// IEEE 754 single-precision float (V2 `FP32`), 4 bytes.
     Fp32,
+    /// IEEE 754 double-precision float (V2 `FP64`), 8 bytes.
     Fp64,
+    /// bfloat16 (V2 `BF16`), 2 bytes.
     Bf16,
+    /// Unsigned 8-bit integer (V2 `UINT8`), 1 byte.
     U8,
+    /// Signed 32-bit integer (V2 `INT32`), 4 bytes.
     I32,
+    /// Signed 64-bit integer (V2 `INT64`), 8 bytes.
     I64,
 }
 
@@ -80,20 +87,31 @@ pub struct Tensor {
 /// A tensor with the name of the graph input or output it belongs to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedTensor {
+    /// Name of the graph input or output.
     pub name: String,
+    /// The tensor itself.
     pub tensor: Tensor,
 }
 
 /// Why a tensor is not well formed.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TensorError {
+    /// The shape's element count (or byte size) overflows `usize`.
     #[error("shape {shape:?} has too many elements")]
-    ShapeOverflow { shape: Vec<u32> },
+    ShapeOverflow {
+        /// The offending shape.
+        shape: Vec<u32>,
+    },
+    /// The data's length does not match the shape and element type.
     #[error("{ty} tensor of shape {shape:?} needs {expected} bytes of data, got {actual}")]
     DataLength {
+        /// Element type of the tensor.
         ty: TensorType,
+        /// Shape of the tensor.
         shape: Vec<u32>,
+        /// Bytes the shape and type call for.
         expected: usize,
+        /// Bytes of data given.
         actual: usize,
     },
 }

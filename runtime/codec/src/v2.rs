@@ -19,38 +19,75 @@ use crate::tensor::{NamedTensor, Tensor, TensorType, element_count};
 /// Why an inference request body was rejected (always a client error).
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DecodeError {
+    /// The body is not well-formed V2 request JSON; holds the parser's message.
     #[error("request body is not valid inference JSON: {0}")]
     Json(String),
+    /// An input names a datatype wasi-nn cannot carry.
     #[error(
         "input '{name}': datatype '{datatype}' is not supported; use one of FP16, FP32, FP64, BF16, UINT8, INT32, INT64"
     )]
-    Datatype { name: String, datatype: String },
+    Datatype {
+        /// Name of the input (truncated if long).
+        name: String,
+        /// The datatype as the client sent it (truncated if long).
+        datatype: String,
+    },
+    /// An input's shape has a dimension outside `0..=u32::MAX`, or holds too
+    /// many elements to address.
     #[error("input '{name}': shape {shape:?} is invalid (dimensions must be 0..=4294967295)")]
-    Shape { name: String, shape: Vec<i64> },
+    Shape {
+        /// Name of the input (truncated if long).
+        name: String,
+        /// The shape as the client sent it (at most its first 16 dimensions).
+        shape: Vec<i64>,
+    },
+    /// An input's data has a different number of elements than its shape holds.
     #[error("input '{name}': shape {shape:?} holds {expected} elements but data has {actual}")]
     Count {
+        /// Name of the input (truncated if long).
         name: String,
+        /// The shape as the client sent it.
         shape: Vec<i64>,
+        /// Elements the shape holds (the product of its dimensions).
         expected: usize,
+        /// Elements found in `data`.
         actual: usize,
     },
+    /// An element of an input's data does not fit its datatype.
     #[error("input '{name}': element {index} ({value}) is not a valid {datatype}")]
     Element {
+        /// Name of the input (truncated if long).
         name: String,
+        /// Row-major (flat) index of the first offending element.
         index: usize,
+        /// The offending element as text (truncated if long).
         value: String,
+        /// The datatype the element had to fit.
         datatype: TensorType,
     },
+    /// Two inputs share a name.
     #[error("input '{name}' appears more than once")]
-    DuplicateInput { name: String },
+    DuplicateInput {
+        /// The repeated input name (truncated if long).
+        name: String,
+    },
+    /// The same output is requested twice.
     #[error("output '{name}' is requested more than once")]
-    DuplicateOutput { name: String },
+    DuplicateOutput {
+        /// The repeated output name (truncated if long).
+        name: String,
+    },
+    /// The request carries more inputs or outputs than are accepted.
     #[error("the request has {count} {what}; at most {max} are accepted")]
     TooMany {
+        /// What there are too many of: `"inputs"` or `"outputs"`.
         what: &'static str,
+        /// How many the request has.
         count: usize,
+        /// The most accepted ([`MAX_INPUTS`] or [`MAX_OUTPUTS`]).
         max: usize,
     },
+    /// The request's `inputs` list is empty.
     #[error("the request has no inputs")]
     NoInputs,
 }
@@ -87,6 +124,7 @@ struct InferRequestJson {
 pub struct InferRequest {
     /// The client's request id, echoed in the response.
     pub id: Option<String>,
+    /// The decoded input tensors, in request order.
     pub inputs: Vec<NamedTensor>,
     /// Output names the client asked for; `None` means all.
     pub outputs: Option<Vec<String>>,
@@ -342,7 +380,12 @@ fn truncate(mut s: String) -> String {
 pub enum EncodeError {
     /// The client asked for an output the model does not have.
     #[error("requested output '{name}' does not exist; outputs are {have:?}")]
-    NoSuchOutput { name: String, have: Vec<String> },
+    NoSuchOutput {
+        /// The requested output name (truncated if long).
+        name: String,
+        /// Names of the outputs the model produced.
+        have: Vec<String>,
+    },
     /// The JSON would be larger than the response limit.
     #[error(
         "the response would be larger than the {0}-byte limit (--max-response); ask for fewer outputs or smaller batches"

@@ -41,12 +41,19 @@ pub use formats::Format;
 /// Model formats, as wasi-nn's `graph-encoding` names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Encoding {
+    /// OpenVINO IR.
     Openvino,
+    /// ONNX.
     Onnx,
+    /// TensorFlow (a SavedModel).
     Tensorflow,
+    /// PyTorch (TorchScript).
     Pytorch,
+    /// TensorFlow Lite.
     Tensorflowlite,
+    /// GGML.
     Ggml,
+    /// No format named: the backend is chosen from the model's bytes.
     Autodetect,
     /// Not a wasi-nn encoding: XGBoost models are loaded by name, or by
     /// `autodetect` from their bytes.
@@ -56,8 +63,11 @@ pub enum Encoding {
 /// Where a graph should run, as wasi-nn's `execution-target` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
+    /// The CPU.
     Cpu,
+    /// A GPU.
     Gpu,
+    /// A TPU.
     Tpu,
 }
 
@@ -108,6 +118,7 @@ pub fn fenced<T>(f: impl FnOnce() -> Result<T, BackendError>) -> Result<T, Backe
 /// Description of one graph input or output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorInfo {
+    /// The input's or output's name in the graph.
     pub name: String,
     /// Element type, or `None` when the value is not a tensor wasi-nn can
     /// carry (a map, a sequence, a string tensor).

@@ -99,6 +99,7 @@ pub struct PyTorch {
 }
 
 impl PyTorch {
+    /// A backend with these options; libtorch is not loaded until first use.
     pub fn new(options: TorchOptions) -> Self {
         PyTorch {
             options,

@@ -111,6 +111,7 @@ pub struct XgBoost {
 }
 
 impl XgBoost {
+    /// A backend with these options; nothing is loaded until first use.
     pub fn new(options: XgbOptions) -> Self {
         XgBoost {
             options,

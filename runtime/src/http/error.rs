@@ -15,15 +15,20 @@ pub const MAX_MESSAGE: usize = 8 << 10;
 /// Which protocol's error body to write.
 #[derive(Clone, Copy, Debug)]
 pub enum Style {
+    /// Azure ML routes: `{"message": …}`.
     AzureMl,
+    /// Open Inference Protocol (v2) routes: `{"error": …}`.
     V2,
 }
 
 /// An error response.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status sent.
     pub status: StatusCode,
+    /// The message for the client, capped at [`MAX_MESSAGE`] bytes.
     pub message: String,
+    /// Which protocol's body to write it in.
     pub style: Style,
 }
 

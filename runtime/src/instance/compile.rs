@@ -18,23 +18,35 @@ use wasmtime::component::Component;
 /// Why a module could not be turned into a component.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
+    /// The module file could not be read.
     #[error(
         "cannot read module {path}: {source}. Mount or copy your module there, or point --module (AZUREML_ENTRY_SCRIPT) at it; an empty AZUREML_ENTRY_SCRIPT serves the models alone"
     )]
     Read {
+        /// The module's path.
         path: PathBuf,
+        /// Why reading failed.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a valid component, or a `.cwasm` this engine cannot use.
     #[error("{path} is not a valid WebAssembly component: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The module's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// How a component was obtained, for logs and `check`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
+    /// Deserialized from a `.cwasm` given or lying beside the module.
     Precompiled,
+    /// Deserialized from the compiled-code cache directory.
     Cache,
+    /// Compiled from the `.wasm` now.
     Compiled,
 }
 

@@ -118,16 +118,22 @@ impl Default for SandboxConfig {
 /// Why the sandbox could not be set up or an instance could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
+    /// The WebAssembly engine could not be configured.
     #[error("cannot configure the WebAssembly engine: {0}")]
     Engine(String),
+    /// The module could not be read or compiled.
     #[error(transparent)]
     Compile(#[from] compile::CompileError),
+    /// The module does not implement the scorer world.
     #[error("the module does not implement the sandscore:scoring/scorer world: {0}")]
     World(String),
+    /// Instantiating the module failed.
     #[error("cannot instantiate the module: {0}")]
     Instantiate(String),
+    /// The module's `init` returned an error or trapped.
     #[error("the module's init failed: {0}")]
     Init(String),
+    /// The module's `init` ran past its deadline (the duration given) and was stopped.
     #[error("the module's init ran past its {0:?} deadline (--init-timeout) and was stopped")]
     InitTimeout(Duration),
 }
@@ -188,11 +194,15 @@ pub fn ticks(d: Duration) -> u64 {
 
 /// Everything needed to make a ready instance.
 pub struct Factory {
+    /// The engine every instance runs in.
     pub engine: Engine,
     pre: ScorerPre<HostState>,
+    /// The preloaded models every instance can open.
     pub models: Arc<ModelRegistry>,
+    /// The backends every instance's wasi-nn host uses.
     pub backends: Backends,
     model_dir: Option<PathBuf>,
+    /// The sandbox settings instances are made with.
     pub config: SandboxConfig,
 }
 
@@ -206,7 +216,9 @@ struct Parts {
 
 /// One instance, its store, and what it was granted.
 pub struct Worker {
+    /// The instance's store.
     pub store: Store<HostState>,
+    /// The instantiated scorer, its exports bound to the store.
     pub scorer: Scorer,
     /// The id its log lines carry.
     pub tag: RequestTag,

@@ -15,9 +15,13 @@ const MAX_LOG_LINE: usize = 16 * 1024;
 
 /// The data of one instance's store.
 pub struct HostState {
+    /// The guest's WASI context.
     pub wasi: WasiCtx,
+    /// The store's resource table (WASI and wasi-nn handles).
     pub table: ResourceTable,
+    /// The instance's wasi-nn state.
     pub nn: NnState,
+    /// The store's resource limits (memory, tables, instances).
     pub limits: StoreLimits,
     /// The request being served (empty during `init`).
     pub tag: RequestTag,

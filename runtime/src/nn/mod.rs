@@ -74,8 +74,11 @@ impl Default for NnLimits {
 
 /// Per-instance wasi-nn state.
 pub struct NnState {
+    /// The preloaded models the guest can open by name.
     pub models: Arc<ModelRegistry>,
+    /// The backends available for graphs loaded from bytes.
     pub backends: Backends,
+    /// The caps on what this instance may hold and load.
     pub limits: NnLimits,
     graphs: usize,
     contexts: usize,

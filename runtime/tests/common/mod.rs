@@ -110,17 +110,15 @@ pub fn fake_models(tag: &str, models: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
-/// A guest module built by `make guests`.
+/// A guest module built by `make guests` (SANDSCORE_GUESTS, or the
+/// workspace's target folder).
 pub fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SANDSCORE_GUESTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/guest")
-        });
-    let path = dir.join(format!("{name}.wasm"));
+    let built = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm32-wasip2/guest");
+    let dir = std::env::var("SANDSCORE_GUESTS").unwrap_or_else(|_| built.into());
+    let path = PathBuf::from(dir).join(format!("{name}.wasm"));
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `make test`",
+        "{} is missing: run `make test`",
         path.display()
     );
     path

@@ -51,6 +51,7 @@ pub struct TensorFlow {
 }
 
 impl TensorFlow {
+    /// A backend with these options; nothing is loaded until first use.
     pub fn new(options: TfOptions) -> Self {
         TensorFlow {
             options,

@@ -68,6 +68,7 @@ pub struct Tflite {
 }
 
 impl Tflite {
+    /// A backend with these options; nothing is loaded until first use.
     pub fn new(options: TfliteOptions) -> Self {
         Tflite {
             options,
