@@ -437,10 +437,12 @@ impl Service {
         request: InferRequest,
         request_id: String,
     ) -> Result<InferAnswer, ServiceError> {
-        if request.version.is_some() {
-            self.entry(&request.model, request.version.as_deref())?;
-        }
-        let model_version = self.models.get(&request.model).map(|m| m.version.clone());
+        // Only loaded models are answered, by the module or directly.
+        let model_version = Some(
+            self.entry(&request.model, request.version.as_deref())?
+                .version
+                .clone(),
+        );
         if let Some(pool) = &self.pool {
             match pool
                 .infer(request.model.clone(), request.inputs.clone(), request_id)

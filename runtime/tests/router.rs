@@ -157,3 +157,45 @@ async fn metrics_label_requests_by_route_template() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_tensor_data_goes_in_and_comes_out_raw() {
+    let x: Vec<u8> = [1.5f32, -2.0, 0.25].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let header = json!({
+        "inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "parameters": {"binary_data_size": 12}}],
+        "parameters": {"binary_data_output": true}
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(&x);
+    let req = Request::post("/v2/models/echo/infer")
+        .header("content-type", "application/octet-stream")
+        .header("inference-header-content-length", header.len())
+        .body(Body::from(body))
+        .expect("request");
+    let resp = app(true).oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let n: usize = resp
+        .headers()
+        .get("inference-header-content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a binary answer says where its JSON ends");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    let head: Value = serde_json::from_slice(&bytes[..n]).expect("JSON header");
+    assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 12);
+    assert_eq!(&bytes[n..], &x[..], "the output's raw bytes, as sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_model_is_404_before_its_body_is_read() {
+    let req = Request::post("/v2/models/no-such-model/infer")
+        .header("content-type", "application/json")
+        .body(Body::from("{\"inputs\": []}"))
+        .expect("request");
+    let (status, body) = send(app(true), req).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = send(app(true), get("/v2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["extensions"], json!(["binary_tensor_data"]));
+}

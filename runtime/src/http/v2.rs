@@ -6,18 +6,20 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, Style};
 use super::{AppState, RequestId, read_body};
-use crate::codec::v2::{EncodeError, decode_request, encode_response};
+use crate::codec::v2::{EncodeError, decode_request_with, encode_response};
 use crate::service::InferRequest;
 
 /// `GET /v2`.
 pub async fn server_metadata() -> Json<Value> {
-    Json(json!({ "name": "sandscore", "version": crate::VERSION, "extensions": [] }))
+    Json(
+        json!({ "name": "sandscore", "version": crate::VERSION, "extensions": ["binary_tensor_data"] }),
+    )
 }
 
 /// `GET /v2/health/live`.
@@ -120,28 +122,46 @@ async fn run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let service = state.ready(Style::V2)?;
+    // An unknown model (or version) is 404 before the body is read.
+    service
+        .model(&name, version.as_deref())
+        .map_err(|e| ApiError::service(Style::V2, e))?;
     if let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     {
+        // JSON, or the binary extension's octet-stream (kserve's REST client).
         let essence = ct.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
+        let known = ["application/json", "application/octet-stream"];
+        if !known.iter().any(|k| essence.eq_ignore_ascii_case(k)) {
             return Err(ApiError::new(
                 Style::V2,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("content type '{ct}' is not supported; send application/json"),
+                format!(
+                    "content type '{ct}' is not supported; send application/json, or application/octet-stream with Inference-Header-Content-Length (binary tensor data)"
+                ),
             ));
         }
     }
-    if version.is_some() {
-        service
-            .model(&name, version.as_deref())
-            .map_err(|e| ApiError::service(Style::V2, e))?;
-    }
+    let header_len = match headers.get(HEADER_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        Style::V2,
+                        StatusCode::BAD_REQUEST,
+                        format!("{HEADER_LENGTH} is not a byte count"),
+                    )
+                })?,
+        ),
+    };
     let body = read_body(state, body, &headers, Style::V2).await?;
     // Decoding and encoding are linear but not free: large ones run where
     // they cannot hold up the async runtime (health checks, other clients).
-    let request = off_runtime(body.len(), move || decode_request(&body))
+    let request = off_runtime(body.len(), move || decode_request_with(&body, header_len))
         .await?
         .map_err(|e| ApiError::new(Style::V2, StatusCode::BAD_REQUEST, e.to_string()))?;
     let answer = service
@@ -158,13 +178,14 @@ async fn run(
     let (outputs, model_version) = (answer.outputs, answer.model_version);
     let max = service.max_response_bytes();
     let size = outputs.iter().map(|o| o.tensor.data.len()).sum();
-    let body = off_runtime(size, move || {
+    let encoded = off_runtime(size, move || {
         encode_response(
             &name,
             model_version.as_deref(),
             request.id.as_deref(),
             &outputs,
             request.outputs.as_deref(),
+            request.binary_outputs,
             max,
         )
     })
@@ -176,8 +197,21 @@ async fn run(
         };
         ApiError::new(Style::V2, status, e.to_string())
     })?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(match encoded.header_len {
+        None => ([(header::CONTENT_TYPE, "application/json")], encoded.body).into_response(),
+        Some(n) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (HeaderName::from_static(HEADER_LENGTH), n.to_string()),
+            ],
+            encoded.body,
+        )
+            .into_response(),
+    })
 }
+
+/// The binary tensor data extension's header: the JSON part's length.
+const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// Bytes of input past which codec work leaves the async threads.
 const INLINE_CODEC_BYTES: usize = 64 << 10;

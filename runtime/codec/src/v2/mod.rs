@@ -1,17 +1,20 @@
-//! Open Inference Protocol V2 (KServe / Triton) JSON tensors.
+//! Open Inference Protocol V2 (KServe / Triton) tensors: JSON, and Triton's
+//! binary tensor data extension (a JSON header of
+//! `Inference-Header-Content-Length` bytes, then each binary input's raw
+//! little-endian bytes in input order), which tritonclient and kserve's
+//! REST client send by default.
 //!
-//! `data` may be flat or nested (row-major either way); its element count
-//! must equal the product of `shape`, and each element must fit `datatype`.
+//! JSON `data` may be flat or nested (row-major either way); its element
+//! count must equal the product of `shape`, and each element must fit
+//! `datatype`. Binary data must be exactly the shape's size in bytes.
 //! Datatypes are the ones wasi-nn carries: FP16, FP32, FP64, BF16, UINT8,
 //! INT32, INT64.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use half::{bf16, f16};
+use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::ser::{SerializeSeq, Serializer};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::tensor::{NamedTensor, Tensor, TensorType, element_count};
@@ -90,6 +93,9 @@ pub enum DecodeError {
     /// The request's `inputs` list is empty.
     #[error("the request has no inputs")]
     NoInputs,
+    /// The binary tensor data does not fit the JSON header's account of it.
+    #[error("{0}")]
+    Binary(String),
 }
 
 /// Most inputs one request may carry.
@@ -103,13 +109,34 @@ struct RequestInput {
     shape: Vec<i64>,
     datatype: String,
     /// Kept as text until the datatype and shape are known, then decoded
-    /// straight into the tensor's bytes: no JSON value per element.
-    data: Box<RawValue>,
+    /// straight into the tensor's bytes: no JSON value per element. Absent
+    /// when the tensor comes as binary data.
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    parameters: Option<InputParameters>,
+}
+
+#[derive(Deserialize)]
+struct InputParameters {
+    binary_data_size: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct RequestOutput {
     name: String,
+    #[serde(default)]
+    parameters: Option<OutputParameters>,
+}
+
+#[derive(Deserialize)]
+struct OutputParameters {
+    binary_data: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct RequestParameters {
+    binary_data_output: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +144,18 @@ struct InferRequestJson {
     id: Option<String>,
     inputs: Vec<RequestInput>,
     outputs: Option<Vec<RequestOutput>>,
+    #[serde(default)]
+    parameters: Option<RequestParameters>,
+}
+
+/// An output the client asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestedOutput {
+    /// Its name.
+    pub name: String,
+    /// Whether it should come as raw bytes (`parameters.binary_data`);
+    /// `None` follows the request's `binary_data_output`.
+    pub binary: Option<bool>,
 }
 
 /// A decoded inference request.
@@ -126,14 +165,38 @@ pub struct InferRequest {
     pub id: Option<String>,
     /// The decoded input tensors, in request order.
     pub inputs: Vec<NamedTensor>,
-    /// Output names the client asked for; `None` means all.
-    pub outputs: Option<Vec<String>>,
+    /// Outputs the client asked for; `None` means all.
+    pub outputs: Option<Vec<RequestedOutput>>,
+    /// Whether outputs come as raw bytes unless they say otherwise
+    /// (`parameters.binary_data_output`).
+    pub binary_outputs: bool,
 }
 
-/// Decodes a V2 inference request body, in time linear in its length.
+/// Decodes a V2 inference request body of JSON alone, in time linear in
+/// its length.
 pub fn decode_request(body: &[u8]) -> Result<InferRequest, DecodeError> {
+    decode_request_with(body, None)
+}
+
+/// Decodes a V2 inference request body whose first `header_len` bytes are
+/// JSON (the `Inference-Header-Content-Length` header) and the rest binary
+/// tensor data; all of it JSON when `header_len` is `None`.
+pub fn decode_request_with(
+    body: &[u8],
+    header_len: Option<usize>,
+) -> Result<InferRequest, DecodeError> {
+    let (json, mut binary) = match header_len {
+        None => (body, None),
+        Some(n) if n <= body.len() => (&body[..n], Some(&body[n..])),
+        Some(n) => {
+            return Err(DecodeError::Binary(format!(
+                "Inference-Header-Content-Length is {n} but the body has {} bytes",
+                body.len()
+            )));
+        }
+    };
     let req: InferRequestJson =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+        serde_json::from_slice(json).map_err(|e| DecodeError::Json(e.to_string()))?;
     if req.inputs.is_empty() {
         return Err(DecodeError::NoInputs);
     }
@@ -168,28 +231,78 @@ pub fn decode_request(body: &[u8]) -> Result<InferRequest, DecodeError> {
                     name: truncate(dup.name.clone()),
                 });
             }
-            Some(o.into_iter().map(|o| o.name).collect())
+            Some(
+                o.into_iter()
+                    .map(|o| RequestedOutput {
+                        binary: o.parameters.and_then(|p| p.binary_data),
+                        name: o.name,
+                    })
+                    .collect(),
+            )
         }
     };
-    let inputs = req
-        .inputs
-        .into_iter()
-        .map(|input| {
-            let tensor = decode_tensor(&input)?;
-            Ok(NamedTensor {
-                name: input.name,
-                tensor,
-            })
-        })
-        .collect::<Result<_, DecodeError>>()?;
+    let mut inputs = Vec::with_capacity(req.inputs.len());
+    for input in req.inputs {
+        let size = input.parameters.as_ref().and_then(|p| p.binary_data_size);
+        let tensor = match (size, &input.data, binary.as_mut()) {
+            (Some(_), Some(_), _) => {
+                return Err(DecodeError::Binary(format!(
+                    "input '{}' has both data and binary_data_size",
+                    truncate(input.name)
+                )));
+            }
+            (Some(size), None, Some(rest)) => {
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                if size > rest.len() {
+                    return Err(DecodeError::Binary(format!(
+                        "input '{}' has binary_data_size {size} but only {} bytes of binary data are left",
+                        truncate(input.name),
+                        rest.len()
+                    )));
+                }
+                let (mine, after) = rest.split_at(size);
+                *rest = after;
+                binary_tensor(&input, mine)?
+            }
+            (Some(_), None, None) => {
+                return Err(DecodeError::Binary(format!(
+                    "input '{}' has binary_data_size, but the request has no Inference-Header-Content-Length header",
+                    truncate(input.name)
+                )));
+            }
+            (None, Some(data), _) => decode_tensor(&input, data)?,
+            (None, None, _) => {
+                return Err(DecodeError::Json(format!(
+                    "input '{}' has neither data nor binary_data_size",
+                    truncate(input.name)
+                )));
+            }
+        };
+        inputs.push(NamedTensor {
+            name: input.name,
+            tensor,
+        });
+    }
+    if let Some(rest) = binary.filter(|r| !r.is_empty()) {
+        return Err(DecodeError::Binary(format!(
+            "{} bytes of binary data follow the inputs' binary_data_size",
+            rest.len()
+        )));
+    }
     Ok(InferRequest {
         id: req.id,
         inputs,
         outputs,
+        binary_outputs: req
+            .parameters
+            .and_then(|p| p.binary_data_output)
+            .unwrap_or(false),
     })
 }
 
-fn decode_tensor(input: &RequestInput) -> Result<Tensor, DecodeError> {
+/// An input's datatype and shape, checked: the type, the dimensions, and
+/// the element count.
+fn layout(input: &RequestInput) -> Result<(TensorType, Vec<u32>, usize), DecodeError> {
     let name = truncate(input.name.clone());
     let ty = TensorType::from_v2_name(&input.datatype).ok_or_else(|| DecodeError::Datatype {
         name: name.clone(),
@@ -208,16 +321,42 @@ fn decode_tensor(input: &RequestInput) -> Result<Tensor, DecodeError> {
     let expected = element_count(&shape)
         .filter(|n| n.checked_mul(ty.size()).is_some())
         .ok_or_else(bad_shape)?;
+    Ok((ty, shape, expected))
+}
+
+/// A tensor from its raw little-endian bytes (one copy, out of the body).
+fn binary_tensor(input: &RequestInput, bytes: &[u8]) -> Result<Tensor, DecodeError> {
+    let (ty, shape, expected) = layout(input)?;
+    if bytes.len() != expected * ty.size() {
+        return Err(DecodeError::Binary(format!(
+            "input '{}': shape {:?} of {} needs {} bytes, binary_data_size is {}",
+            truncate(input.name.clone()),
+            input.shape,
+            ty,
+            expected * ty.size(),
+            bytes.len()
+        )));
+    }
+    Ok(Tensor {
+        shape,
+        ty,
+        data: bytes.to_vec(),
+    })
+}
+
+fn decode_tensor(input: &RequestInput, data: &RawValue) -> Result<Tensor, DecodeError> {
+    let name = truncate(input.name.clone());
+    let (ty, shape, expected) = layout(input)?;
     let mut elements = Elements {
         ty,
         // Never more than the text could hold: a hostile shape cannot make
         // the decoder reserve more than the body's size calls for.
-        data: Vec::with_capacity((expected * ty.size()).min(input.data.get().len() * ty.size())),
+        data: Vec::with_capacity((expected * ty.size()).min(data.get().len() * ty.size())),
         count: 0,
         expected,
         bad: None,
     };
-    let mut de = serde_json::Deserializer::from_str(input.data.get());
+    let mut de = serde_json::Deserializer::from_str(data.get());
     let walked = Flat(&mut elements).deserialize(&mut de);
     if let Some((index, value)) = elements.bad {
         return Err(DecodeError::Element {
@@ -363,7 +502,7 @@ impl<'de> Visitor<'de> for Flat<'_> {
     }
 }
 
-fn truncate(mut s: String) -> String {
+pub(crate) fn truncate(mut s: String) -> String {
     if s.len() > 40 {
         let mut cut = 40;
         while !s.is_char_boundary(cut) {
@@ -375,160 +514,21 @@ fn truncate(mut s: String) -> String {
     s
 }
 
-/// Why a response could not be encoded.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum EncodeError {
-    /// The client asked for an output the model does not have.
-    #[error("requested output '{name}' does not exist; outputs are {have:?}")]
-    NoSuchOutput {
-        /// The requested output name (truncated if long).
-        name: String,
-        /// Names of the outputs the model produced.
-        have: Vec<String>,
-    },
-    /// The JSON would be larger than the response limit.
-    #[error(
-        "the response would be larger than the {0}-byte limit (--max-response); ask for fewer outputs or smaller batches"
-    )]
-    TooLarge(usize),
-}
+mod encode;
 
-/// A tensor's elements as a flat JSON array (NaN and infinities as null),
-/// written as they are read: no JSON value per element.
-struct Data<'t>(&'t Tensor);
-
-impl Serialize for Data<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let t = self.0;
-        let n = t.ty.size();
-        let mut seq = s.serialize_seq(Some(t.data.len() / n))?;
-        let float = |x: f64| x.is_finite().then_some(x);
-        for c in t.data.chunks_exact(n) {
-            match t.ty {
-                TensorType::Fp16 => {
-                    seq.serialize_element(&float(f16::from_le_bytes([c[0], c[1]]).to_f64()))?
-                }
-                TensorType::Bf16 => {
-                    seq.serialize_element(&float(bf16::from_le_bytes([c[0], c[1]]).to_f64()))?
-                }
-                TensorType::Fp32 => {
-                    seq.serialize_element(&float(f64::from(f32::from_le_bytes([
-                        c[0], c[1], c[2], c[3],
-                    ]))))?
-                }
-                TensorType::Fp64 => seq.serialize_element(&float(f64::from_le_bytes(
-                    c.try_into().unwrap_or_default(),
-                )))?,
-                TensorType::U8 => seq.serialize_element(&c[0])?,
-                TensorType::I32 => {
-                    seq.serialize_element(&i32::from_le_bytes([c[0], c[1], c[2], c[3]]))?
-                }
-                TensorType::I64 => {
-                    seq.serialize_element(&i64::from_le_bytes(c.try_into().unwrap_or_default()))?
-                }
-            }
-        }
-        seq.end()
-    }
-}
-
-/// The tensor's elements as a flat JSON array (NaN and infinities as null).
-pub fn tensor_data(t: &Tensor) -> Value {
-    serde_json::to_value(Data(t)).unwrap_or(Value::Null)
-}
-
-#[derive(Serialize)]
-struct OutputJson<'t> {
-    name: &'t str,
-    shape: &'t [u32],
-    datatype: &'static str,
-    data: Data<'t>,
-}
-
-#[derive(Serialize)]
-struct ResponseJson<'t> {
-    model_name: &'t str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model_version: Option<&'t str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'t str>,
-    outputs: Vec<OutputJson<'t>>,
-}
-
-/// A writer that refuses to grow past a limit.
-struct Capped {
-    out: Vec<u8>,
-    max: usize,
-}
-
-impl std::io::Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.out.len() + buf.len() > self.max {
-            return Err(std::io::Error::other("over the limit"));
-        }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Encodes an inference response as JSON of at most `max_bytes`.
-/// `requested` limits and orders outputs.
-pub fn encode_response(
-    model: &str,
-    version: Option<&str>,
-    id: Option<&str>,
-    outputs: &[NamedTensor],
-    requested: Option<&[String]>,
-    max_bytes: usize,
-) -> Result<Vec<u8>, EncodeError> {
-    let chosen: Vec<&NamedTensor> = match requested {
-        None => outputs.iter().collect(),
-        Some(names) => {
-            let by_name: HashMap<&str, &NamedTensor> =
-                outputs.iter().map(|o| (o.name.as_str(), o)).collect();
-            names
-                .iter()
-                .map(|n| {
-                    by_name
-                        .get(n.as_str())
-                        .copied()
-                        .ok_or_else(|| EncodeError::NoSuchOutput {
-                            name: truncate(n.clone()),
-                            have: outputs.iter().map(|o| o.name.clone()).collect(),
-                        })
-                })
-                .collect::<Result<_, _>>()?
-        }
-    };
-    let body = ResponseJson {
-        model_name: model,
-        model_version: version,
-        id,
-        outputs: chosen
-            .into_iter()
-            .map(|o| OutputJson {
-                name: &o.name,
-                shape: &o.tensor.shape,
-                datatype: o.tensor.ty.v2_name(),
-                data: Data(&o.tensor),
-            })
-            .collect(),
-    };
-    let mut w = Capped {
-        out: Vec::new(),
-        max: max_bytes,
-    };
-    serde_json::to_writer(&mut w, &body).map_err(|_| EncodeError::TooLarge(max_bytes))?;
-    Ok(w.out)
-}
+pub use encode::{EncodeError, Encoded, encode_response, tensor_data};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn wanted(name: &str, binary: Option<bool>) -> RequestedOutput {
+        RequestedOutput {
+            name: name.into(),
+            binary,
+        }
+    }
 
     fn one(body: Value) -> Result<Tensor, DecodeError> {
         decode_request(body.to_string().as_bytes()).map(|mut r| r.inputs.remove(0).tensor)
@@ -645,11 +645,13 @@ mod tests {
             Some("1"),
             Some("r"),
             &[t(1), t(2)],
-            Some(&["o2".to_string()]),
+            Some(&[wanted("o2", None)]),
+            false,
             1 << 20,
         )
         .unwrap();
-        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.header_len, None);
+        let body: Value = serde_json::from_slice(&body.body).unwrap();
         assert_eq!(
             body,
             json!({"model_name": "m", "model_version": "1", "id": "r", "outputs": [{"name": "o2", "shape": [1], "datatype": "INT64", "data": [2]}]})
@@ -660,15 +662,118 @@ mod tests {
                 None,
                 None,
                 &[t(1)],
-                Some(&["nope".to_string()]),
+                Some(&[wanted("nope", None)]),
+                false,
                 1 << 20
             )
             .is_err()
         );
         // The limit holds before the body is built past it.
         assert_eq!(
-            encode_response("m", None, None, &[t(1), t(2)], None, 40),
+            encode_response("m", None, None, &[t(1), t(2)], None, false, 40),
             Err(EncodeError::TooLarge(40))
+        );
+    }
+
+    /// A binary request as tritonclient frames it: JSON header, then bytes.
+    fn framed(header: Value, blobs: &[&[u8]]) -> (Vec<u8>, usize) {
+        let mut body = header.to_string().into_bytes();
+        let n = body.len();
+        for b in blobs {
+            body.extend_from_slice(b);
+        }
+        (body, n)
+    }
+
+    #[test]
+    fn binary_inputs_decode_to_the_same_tensors_as_json() {
+        let xs: Vec<u8> = [1.5f32, -2.0, 3.25, 4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let ids: Vec<u8> = [7i64, 9].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (body, n) = framed(
+            json!({"inputs": [
+                {"name": "x", "shape": [2, 2], "datatype": "FP32", "parameters": {"binary_data_size": 16}},
+                {"name": "k", "shape": [1], "datatype": "INT32", "data": [5]},
+                {"name": "ids", "shape": [2], "datatype": "INT64", "parameters": {"binary_data_size": 16}}
+            ], "parameters": {"binary_data_output": true}}),
+            &[&xs, &ids],
+        );
+        let binary = decode_request_with(&body, Some(n)).unwrap();
+        let json = decode_request(
+            json!({"inputs": [
+                {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1.5, -2.0, 3.25, 4.0]},
+                {"name": "k", "shape": [1], "datatype": "INT32", "data": [5]},
+                {"name": "ids", "shape": [2], "datatype": "INT64", "data": [7, 9]}
+            ]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(binary.inputs, json.inputs);
+        assert!(binary.binary_outputs && !json.binary_outputs);
+    }
+
+    #[test]
+    fn binary_data_that_does_not_add_up_is_refused() {
+        let input = |size: u64| json!({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": size}}]});
+        let err = |header: Value, blobs: &[&[u8]]| {
+            let (body, n) = framed(header, blobs);
+            decode_request_with(&body, Some(n)).unwrap_err()
+        };
+        // Too few bytes for the size, a size that is not the shape's, bytes
+        // left over, and a size with no header at all.
+        assert!(matches!(err(input(8), &[&[0; 4]]), DecodeError::Binary(_)));
+        assert!(matches!(err(input(4), &[&[0; 4]]), DecodeError::Binary(_)));
+        assert!(matches!(err(input(8), &[&[0; 12]]), DecodeError::Binary(_)));
+        assert!(matches!(
+            err(input(u64::MAX), &[&[0; 8]]),
+            DecodeError::Binary(_)
+        ));
+        assert!(matches!(
+            decode_request(input(8).to_string().as_bytes()),
+            Err(DecodeError::Binary(_))
+        ));
+        assert!(matches!(
+            decode_request_with(b"{}", Some(99)),
+            Err(DecodeError::Binary(_))
+        ));
+    }
+
+    #[test]
+    fn binary_outputs_follow_the_header_in_order() {
+        let t = |name: &str, v: &[f32]| NamedTensor {
+            name: name.into(),
+            tensor: Tensor::new(
+                vec![v.len() as u32],
+                TensorType::Fp32,
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+            .unwrap(),
+        };
+        let outs = [t("a", &[1.0, 2.0]), t("b", &[3.0])];
+        // All binary by the request's flag, except `b`, which asks for JSON.
+        let e = encode_response(
+            "m",
+            None,
+            None,
+            &outs,
+            Some(&[wanted("a", None), wanted("b", Some(false))]),
+            true,
+            1 << 20,
+        )
+        .unwrap();
+        let n = e.header_len.expect("a header");
+        let header: Value = serde_json::from_slice(&e.body[..n]).unwrap();
+        assert_eq!(header["outputs"][0]["parameters"]["binary_data_size"], 8);
+        assert!(header["outputs"][0].get("data").is_none());
+        assert_eq!(header["outputs"][1]["data"], json!([3.0]));
+        assert_eq!(&e.body[n..], &outs[0].tensor.data[..]);
+        // The limit counts the binary part too.
+        assert_eq!(
+            encode_response("m", None, None, &outs, None, true, 10),
+            Err(EncodeError::TooLarge(10))
         );
     }
 
