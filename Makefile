@@ -14,6 +14,8 @@ export CARGO_TARGET_DIR
 VENV    := $(CACHE)/venv
 PY      := $(VENV)/bin/python
 K8S_VENV := $(CACHE)/k8s-venv
+TRITON_VENV := $(CACHE)/triton-venv
+KSERVE_VENV := $(CACHE)/kserve-venv
 RELEASE := $(CARGO_TARGET_DIR)/release
 GUESTS  := $(CARGO_TARGET_DIR)/wasm32-wasip2/guest
 MODELS  := $(CARGO_TARGET_DIR)/models
@@ -46,11 +48,13 @@ export SANDSCORE_TORCH_MODELS := $(TORCH_MODELS)
 export SANDSCORE_GUESTS := $(GUESTS)
 export ORT_DYLIB_PATH := $(ORT_LIB)
 export SANDSCORE_K8S_PYTHON := $(K8S_VENV)/bin/python
+export SANDSCORE_TRITON_PYTHON := $(TRITON_VENV)/bin/python
+export SANDSCORE_KSERVE_PYTHON := $(KSERVE_VENV)/bin/python
 export SANDSCORE_ORT_GPU := $(ORT_GPU)
 export SANDSCORE_PY_GUESTS := $(PY_GUESTS)
 export SANDSCORE_PY_CACHE := $(CACHE)
 
-.PHONY: python-guests all setup venv k8s-venv wasm-target build guests models ort xgboost tensorflow tflite pytorch ort-gpu test-heavy images-heavy gpu-check demo test clean fuzz soak images test-images readme-table bench
+.PHONY: python-guests all setup venv k8s-venv client-venvs wasm-target build guests models ort xgboost tensorflow tflite pytorch ort-gpu test-heavy images-heavy gpu-check demo test clean fuzz soak images test-images readme-table bench
 
 all: build guests models ort xgboost python-guests
 
@@ -66,6 +70,18 @@ $(VENV)/.installed: deps/requirements.lock
 
 # The Kubernetes/KServe manifest validator's packages (tests only), pinned
 # with sha256 in deps/k8s-validate.lock, in a venv of their own.
+# Real Open Inference Protocol clients for the tests (tests/clients/): two
+# venvs, as tritonclient.grpc and kserve cannot share a process.
+client-venvs: $(TRITON_VENV)/.installed $(KSERVE_VENV)/.installed
+$(TRITON_VENV)/.installed: deps/triton-clients.lock
+	python3 -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r deps/triton-clients.lock
+	touch $@
+$(KSERVE_VENV)/.installed: deps/kserve-clients.lock
+	python3 -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r deps/kserve-clients.lock
+	touch $@
+
 k8s-venv: $(K8S_VENV)/.installed
 $(K8S_VENV)/.installed: deps/k8s-validate.lock
 	python3 -m venv $(K8S_VENV)
@@ -175,7 +191,7 @@ gpu-check: all ort-gpu
 demo: all
 	scripts/demo.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) examples/onnx-mlp/request.json $(PORT)
 
-test: all k8s-venv
+test: all k8s-venv client-venvs
 	python3 images/manifest.py check README.md
 	cargo test --release --locked -p sandscore -p sandscore-runtime -p sandscore-codec -p sandscore-guest -p sandscore-sdk -p sandscore-untrusted
 	@if images/install-engine.sh && images/engine.sh true; then \

@@ -2,13 +2,14 @@
 //!
 //! One process-wide registry: requests by route, model and status; latency
 //! histograms; in-flight requests; admission queue depth; instances idle and
-//! made; guest traps and timeouts; model load time.
+//! made; guest traps and timeouts; model load time; per-model inference
+//! counts and durations (which V2 statistics are read from).
 
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the runtime exports.
@@ -34,6 +35,14 @@ pub struct Metrics {
     pub timeouts: IntCounter,
     /// Time each model took to load, in seconds, by model.
     pub model_load_seconds: GaugeVec,
+    /// Counts inference requests by model and outcome (`success`, `fail`).
+    pub inferences: IntCounterVec,
+    /// Nanoseconds spent on inference requests by model and phase
+    /// (`success`, `fail`: whole requests; `queue`: waiting for a slot;
+    /// `compute`: running): what V2 statistics report.
+    pub inference_ns: IntCounterVec,
+    /// When each model last answered, in milliseconds since the epoch.
+    pub last_inference_ms: IntGaugeVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -85,6 +94,30 @@ fn build() -> Result<Metrics, prometheus::Error> {
         Opts::new("model_load_seconds", "Time each model took to load"),
         &["model"],
     )?;
+    let inferences = IntCounterVec::new(
+        Opts::new(
+            "model_inferences_total",
+            "Inference requests by model and outcome",
+        ),
+        &["model", "outcome"],
+    )?;
+    let inference_ns = IntCounterVec::new(
+        Opts::new(
+            "model_inference_nanoseconds_total",
+            "Time spent on inference requests by model and phase (success, fail, queue, compute)",
+        ),
+        &["model", "phase"],
+    )?;
+    let last_inference_ms = IntGaugeVec::new(
+        Opts::new(
+            "model_last_inference_milliseconds",
+            "When each model last answered, in milliseconds since the epoch",
+        ),
+        &["model"],
+    )?;
+    registry.register(Box::new(inferences.clone()))?;
+    registry.register(Box::new(inference_ns.clone()))?;
+    registry.register(Box::new(last_inference_ms.clone()))?;
     registry.register(Box::new(requests.clone()))?;
     registry.register(Box::new(latency.clone()))?;
     registry.register(Box::new(in_flight.clone()))?;
@@ -107,6 +140,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         traps,
         timeouts,
         model_load_seconds,
+        inferences,
+        inference_ns,
+        last_inference_ms,
     })
 }
 

@@ -267,6 +267,8 @@ pub struct Service {
     direct: Admission,
     /// How long one direct inference may run.
     direct_timeout: Duration,
+    /// Requests that may run at once.
+    workers: usize,
 }
 
 impl Service {
@@ -347,6 +349,7 @@ impl Service {
             max_response_bytes: sandbox.max_response_bytes,
             direct: Admission::new(sandbox.workers.max(1), sandbox.max_queue),
             direct_timeout: sandbox.timeout,
+            workers: sandbox.workers.max(1),
         })
     }
 
@@ -371,6 +374,12 @@ impl Service {
             .iter()
             .map(|b| (b.name(), b.version()))
             .collect()
+    }
+
+    /// Requests that may run at once (instances, or direct inference
+    /// slots).
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// Largest response body sent, in bytes.
@@ -438,38 +447,117 @@ impl Service {
         request_id: String,
     ) -> Result<InferAnswer, ServiceError> {
         // Only loaded models are answered, by the module or directly.
-        let model_version = Some(
-            self.entry(&request.model, request.version.as_deref())?
-                .version
-                .clone(),
-        );
+        let entry = self.entry(&request.model, request.version.as_deref())?;
+        let model_version = Some(entry.version.clone());
+        let name = entry.name.clone();
+        let started = Instant::now();
+        let mut queued = Duration::ZERO;
+        let outputs = self.run(request, request_id, &mut queued).await;
+        record(&name, started.elapsed(), queued, outputs.is_ok());
+        Ok(InferAnswer {
+            outputs: outputs?,
+            model_version,
+        })
+    }
+
+    async fn run(
+        &self,
+        request: InferRequest,
+        request_id: String,
+        queued: &mut Duration,
+    ) -> Result<Vec<NamedTensor>, ServiceError> {
         if let Some(pool) = &self.pool {
             match pool
                 .infer(request.model.clone(), request.inputs.clone(), request_id)
                 .await
             {
                 Err(CallError::Guest(e)) if e.code == GuestErrorCode::Unsupported => {}
-                other => {
-                    return Ok(InferAnswer {
-                        outputs: other?,
-                        model_version,
-                    });
-                }
+                other => return other.map_err(ServiceError::from),
             }
         }
         let graph = Arc::clone(&self.entry(&request.model, None)?.graph);
+        let waiting = Instant::now();
         let _slot = self.direct.enter().await?;
+        *queued = waiting.elapsed();
         let deadline = Instant::now() + self.direct_timeout;
         let inputs = request.inputs;
-        let outputs = crate::blocking::run(move || run_direct(graph, inputs, deadline))
+        crate::blocking::run(move || run_direct(graph, inputs, deadline))
             .await
             .map_err(|e| {
                 ServiceError::new(ErrorKind::Internal, format!("inference thread failed: {e}"))
-            })??;
-        Ok(InferAnswer {
-            outputs,
-            model_version,
+            })?
+    }
+
+    /// Inference statistics of `model` (at `version`), in V2's terms.
+    pub fn stats(&self, name: &str, version: Option<&str>) -> Result<ModelStats, ServiceError> {
+        let entry = self.entry(name, version)?;
+        let m = crate::metrics::metrics();
+        let count = |outcome: &str| {
+            m.inferences
+                .get_metric_with_label_values(&[name, outcome])
+                .map_or(0, |c| c.get())
+        };
+        let ns = |phase: &str| {
+            m.inference_ns
+                .get_metric_with_label_values(&[name, phase])
+                .map_or(0, |c| c.get())
+        };
+        let success = count("success");
+        Ok(ModelStats {
+            name: entry.name.clone(),
+            version: entry.version.clone(),
+            last_inference_ms: m
+                .last_inference_ms
+                .get_metric_with_label_values(&[name])
+                .map_or(0, |g| u64::try_from(g.get()).unwrap_or(0)),
+            success: (success, ns("success")),
+            fail: (count("fail"), ns("fail")),
+            queue: (success, ns("queue")),
+            compute: (success, ns("compute")),
         })
+    }
+}
+
+/// Inference statistics of one model version, as `/metrics` counts them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelStats {
+    /// The model.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// When it last answered, in milliseconds since the epoch (0: never).
+    pub last_inference_ms: u64,
+    /// Requests answered, and their nanoseconds in all.
+    pub success: (u64, u64),
+    /// Requests failed, and their nanoseconds in all.
+    pub fail: (u64, u64),
+    /// Nanoseconds answered requests waited for a slot.
+    pub queue: (u64, u64),
+    /// Nanoseconds answered requests ran.
+    pub compute: (u64, u64),
+}
+
+/// Counts one inference request of `model` in the metrics that statistics
+/// are read from.
+fn record(model: &str, took: Duration, queued: Duration, ok: bool) {
+    let m = crate::metrics::metrics();
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let outcome = if ok { "success" } else { "fail" };
+    m.inferences.with_label_values(&[model, outcome]).inc();
+    m.inference_ns
+        .with_label_values(&[model, outcome])
+        .inc_by(ns(took));
+    if ok {
+        m.inference_ns
+            .with_label_values(&[model, "queue"])
+            .inc_by(ns(queued));
+        m.inference_ns
+            .with_label_values(&[model, "compute"])
+            .inc_by(ns(took.saturating_sub(queued)));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        m.last_inference_ms.with_label_values(&[model]).set(now);
     }
 }
 

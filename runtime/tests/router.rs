@@ -160,7 +160,10 @@ async fn metrics_label_requests_by_route_template() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn binary_tensor_data_goes_in_and_comes_out_raw() {
-    let x: Vec<u8> = [1.5f32, -2.0, 0.25].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let x: Vec<u8> = [1.5f32, -2.0, 0.25]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     let header = json!({
         "inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "parameters": {"binary_data_size": 12}}],
         "parameters": {"binary_data_output": true}
@@ -181,7 +184,9 @@ async fn binary_tensor_data_goes_in_and_comes_out_raw() {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .expect("a binary answer says where its JSON ends");
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
     let head: Value = serde_json::from_slice(&bytes[..n]).expect("JSON header");
     assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 12);
     assert_eq!(&bytes[n..], &x[..], "the output's raw bytes, as sent");

@@ -6,6 +6,7 @@
 
 mod azureml;
 pub mod error;
+mod repository;
 mod v2;
 
 use std::sync::{Arc, OnceLock};
@@ -78,7 +79,23 @@ pub fn router(state: Shared) -> Router {
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/models/stats", get(repository::all_stats))
         .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/stats", get(repository::model_stats))
+        .route(
+            "/v2/models/{name}/versions/{version}/stats",
+            get(repository::model_stats_version),
+        )
+        .route("/v2/models/{name}/config", get(repository::model_config))
+        .route("/v2/repository/index", post(repository::index))
+        .route(
+            "/v2/repository/models/{name}/load",
+            post(repository::load_unload),
+        )
+        .route(
+            "/v2/repository/models/{name}/unload",
+            post(repository::load_unload),
+        )
         .route(
             "/v2/models/{name}/versions/{version}",
             get(v2::model_metadata_version),

@@ -1,0 +1,49 @@
+//! Real Open Inference Protocol clients, with their default settings,
+//! against a server of the example models: tritonclient.http (binary tensor
+//! data in and out by default, JSON, statistics, config, repository index,
+//! error statuses) and kserve 0.21's InferenceRESTClient (binary and JSON).
+//! Each client runs in its own venv (`make client-venvs`; the two cannot
+//! share a process), and every answer is checked against ONNX Runtime's own
+//! (the model generator's expected.json).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Server, models};
+
+fn run_client(python_var: &str, script: &str, url: &str) {
+    let python = std::env::var_os(python_var).unwrap_or_else(|| {
+        panic!("{python_var} is not set: run the tests with `make test` (it installs the clients)")
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/clients")
+        .join(script);
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(url)
+        .arg(models().join("expected.json"))
+        .output()
+        .expect("run the client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.lines().last() == Some("ok"),
+        "{}:\n{stdout}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tritonclient_http_works_unchanged() {
+    let server = Server::start(&["--model-dir", models().to_str().expect("path")]);
+    let url = server.base.trim_start_matches("http://").to_string();
+    run_client("SANDSCORE_TRITON_PYTHON", "triton_http.py", &url);
+}
+
+#[test]
+fn kserve_rest_client_works_unchanged() {
+    let server = Server::start(&["--model-dir", models().to_str().expect("path")]);
+    run_client("SANDSCORE_KSERVE_PYTHON", "kserve_rest.py", &server.base);
+}

@@ -1,0 +1,150 @@
+//! Triton's extensions of the V2 REST API that clients call beside infer:
+//! model statistics, model configuration and the repository index, in
+//! Triton's JSON shapes (what `tritonclient`'s `get_inference_statistics`,
+//! `get_model_config` and `get_model_repository_index` read).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, Style};
+use crate::service::{ModelInfo, ModelStats, TensorSpec};
+
+fn stats_json(s: &ModelStats) -> Value {
+    let pair = |(count, ns): (u64, u64)| json!({ "count": count, "ns": ns });
+    let none = json!({ "count": 0, "ns": 0 });
+    json!({
+        "name": s.name,
+        "version": s.version,
+        "last_inference": s.last_inference_ms,
+        "inference_count": s.success.0,
+        "execution_count": s.success.0,
+        "inference_stats": {
+            "success": pair(s.success),
+            "fail": pair(s.fail),
+            "queue": pair(s.queue),
+            "compute_input": { "count": s.success.0, "ns": 0 },
+            "compute_infer": pair(s.compute),
+            "compute_output": { "count": s.success.0, "ns": 0 },
+            "cache_hit": none,
+            "cache_miss": none,
+        },
+        "batch_stats": [],
+    })
+}
+
+fn stats_of(
+    state: &AppState,
+    name: Option<&str>,
+    version: Option<&str>,
+) -> Result<Json<Value>, ApiError> {
+    let service = state.ready(Style::V2)?;
+    let names = match name {
+        Some(n) => vec![n.to_string()],
+        None => service.model_names(),
+    };
+    let stats = names
+        .iter()
+        .map(|n| service.stats(n, version).map(|s| stats_json(&s)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::service(Style::V2, e))?;
+    Ok(Json(json!({ "model_stats": stats })))
+}
+
+/// `GET /v2/models/stats`: every model's statistics.
+pub async fn all_stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    stats_of(&state, None, None)
+}
+
+/// `GET /v2/models/{name}/stats`.
+pub async fn model_stats(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    stats_of(&state, Some(&name), None)
+}
+
+/// `GET /v2/models/{name}/versions/{version}/stats`.
+pub async fn model_stats_version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    stats_of(&state, Some(&name), Some(&version))
+}
+
+/// Triton's `data_type` name for a V2 datatype.
+fn data_type(datatype: &str) -> String {
+    match datatype {
+        "FP16" | "FP32" | "FP64" | "BF16" | "UINT8" | "INT32" | "INT64" => {
+            format!("TYPE_{datatype}")
+        }
+        _ => "TYPE_INVALID".into(),
+    }
+}
+
+fn tensors(specs: &[TensorSpec]) -> Vec<Value> {
+    specs
+        .iter()
+        .map(|t| json!({ "name": t.name, "data_type": data_type(&t.datatype), "dims": t.shape }))
+        .collect()
+}
+
+fn config_json(m: &ModelInfo, instances: usize) -> Value {
+    let kind = if m.device.starts_with("cuda") {
+        "KIND_GPU"
+    } else {
+        "KIND_CPU"
+    };
+    json!({
+        "name": m.name,
+        "platform": m.platform,
+        "backend": m.backend,
+        "max_batch_size": 0,
+        "input": tensors(&m.inputs),
+        "output": tensors(&m.outputs),
+        "version_policy": { "latest": { "num_versions": 1 } },
+        "instance_group": [{ "name": m.name, "count": instances, "kind": kind }],
+    })
+}
+
+/// `GET /v2/models/{name}/config`: the model's configuration in Triton's
+/// terms, derived from the model (every dimension as the model declares
+/// it; no batching).
+pub async fn model_config(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let service = state.ready(Style::V2)?;
+    let m = service
+        .model(&name, None)
+        .map_err(|e| ApiError::service(Style::V2, e))?;
+    Ok(Json(config_json(&m, service.workers())))
+}
+
+/// `POST /v2/repository/index`: every model the server serves, ready.
+pub async fn index(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let service = state.ready(Style::V2)?;
+    let models: Vec<Value> = service
+        .models()
+        .iter()
+        .map(|m| json!({ "name": m.name, "version": m.version, "state": "READY" }))
+        .collect();
+    Ok(Json(Value::Array(models)))
+}
+
+/// `POST /v2/repository/models/{name}/load` and `…/unload`: the model
+/// directory is read once at start (Triton's model control mode `none`),
+/// so loading and unloading are refused, saying so.
+pub async fn load_unload(Path(name): Path<String>) -> ApiError {
+    ApiError::new(
+        Style::V2,
+        StatusCode::BAD_REQUEST,
+        format!(
+            "cannot load or unload '{name}': models are loaded once at start from --model-dir (model control mode none)"
+        ),
+    )
+}

@@ -1,0 +1,70 @@
+"""tritonclient.http, with its default settings, against a sandscore server.
+
+Usage: triton_http.py URL EXPECTED_JSON
+URL is host:port; EXPECTED_JSON is the model generator's expected.json (ONNX
+Runtime's own answers for the mlp). Every check asserts; the last line is
+"ok". Run by cli/tests/clients.rs in the venv of deps/triton-clients.lock.
+"""
+import json
+import sys
+
+import numpy as np
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+url, expected_path = sys.argv[1], sys.argv[2]
+expected = json.load(open(expected_path))["mlp"]
+rows = np.array(expected["input"], dtype=np.float32)
+want = np.array(expected["ort"]["probabilities"], dtype=np.float32)
+
+client = httpclient.InferenceServerClient(url)
+assert client.is_server_live() and client.is_server_ready()
+assert client.is_model_ready("mlp")
+meta = client.get_server_metadata()
+assert "binary_tensor_data" in meta["extensions"], meta
+model = client.get_model_metadata("mlp")
+assert model["inputs"][0]["name"] == "input", model
+
+# Defaults: binary input, and (no outputs named) every output binary.
+x = httpclient.InferInput("input", list(rows.shape), "FP32")
+x.set_data_from_numpy(rows)
+got = client.infer("mlp", [x]).as_numpy("probabilities")
+assert np.allclose(got, want, atol=1e-5), (got, want)
+print("binary in, binary out: equal to ONNX Runtime")
+
+# JSON both ways, and one output asked for by name.
+x = httpclient.InferInput("input", list(rows.shape), "FP32")
+x.set_data_from_numpy(rows, binary_data=False)
+out = httpclient.InferRequestedOutput("probabilities", binary_data=False)
+got = client.infer("mlp", [x], outputs=[out], model_version="1").as_numpy("probabilities")
+assert np.allclose(got, want, atol=1e-5)
+print("JSON in, JSON out, version 1: equal")
+
+# Statistics count the requests just made; config and index describe it.
+stats = client.get_inference_statistics("mlp")["model_stats"][0]
+assert stats["name"] == "mlp" and stats["inference_stats"]["success"]["count"] >= 2, stats
+config = client.get_model_config("mlp")
+assert config["input"][0]["data_type"] == "TYPE_FP32", config
+index = client.get_model_repository_index()
+assert {"name": "mlp", "version": "1", "state": "READY"} in index, index
+print("statistics, config, repository index")
+
+# Errors with the statuses Triton gives.
+for call, status in [
+    (lambda: client.infer("no-such-model", [x]), "404"),
+    (lambda: client.get_model_metadata("mlp", model_version="7"), "404"),
+]:
+    try:
+        call()
+        raise AssertionError("no error")
+    except InferenceServerException as e:
+        assert e.status() == status, (e.status(), e.message())
+bad = httpclient.InferInput("input", [1, 3], "FP32")
+bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
+try:
+    client.infer("mlp", [bad])
+    raise AssertionError("a wrong shape was accepted")
+except InferenceServerException as e:
+    assert e.status() == "400", (e.status(), e.message())
+print("errors: 404, 404, 400")
+print("ok")
