@@ -179,7 +179,7 @@ def main():
 
     def sandscore_server(name, module, cache_dir, models=bench_models):
         port = free_port()
-        cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--model-dir", str(models),
+        cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--model-dir", str(models),
                "--workers", "2", "--cache-dir", str(cache_dir), *root_flag]
         if module:
             cmd += ["--module", CFG["python_guest"] if module == "python" else str(guests / "bench_guest.wasm")]

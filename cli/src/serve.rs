@@ -19,6 +19,15 @@ pub struct ServeArgs {
     #[arg(long, env = "SERVER_PORT", default_value_t = 5001)]
     pub port: u16,
 
+    /// Port of the gRPC service (KServe V2 / Triton's
+    /// `inference.GRPCInferenceService`); 0 turns gRPC off.
+    #[arg(
+        long = "grpc-port",
+        env = "SANDSCORE_GRPC_PORT",
+        default_value_t = 8001
+    )]
+    pub grpc_port: u16,
+
     /// Address to listen on.
     #[arg(long, env = "SANDSCORE_HOST", default_value = "0.0.0.0")]
     pub host: String,
@@ -88,8 +97,12 @@ impl ServeArgs {
         let addr: SocketAddr = format!("{}:{}", self.host, self.port)
             .parse()
             .with_context(|| format!("'{}' is not an IP address to listen on", self.host))?;
+        let grpc_addr = (self.grpc_port != 0).then(|| SocketAddr::new(addr.ip(), self.grpc_port));
         Ok(ServerConfig {
             addr,
+            grpc_addr,
+            max_response: self.runtime.max_response_mb.saturating_mul(1 << 20),
+            grpc_timeout: Duration::from_millis(self.runtime.timeout_ms.saturating_add(10_000)),
             max_body: self.max_body_mb.saturating_mul(1 << 20),
             max_head: self.max_header_kb.saturating_mul(1024),
             header_timeout: Duration::from_millis(self.header_timeout_ms),
@@ -108,7 +121,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let port = args.port;
     match serve(config, args.runtime.service_config()).await {
         Err(ServeError::Bind { addr, source }) => Err(anyhow::anyhow!(
-            "cannot listen on {addr}: {source}: is another server using port {port}? Pick another with --port or SERVER_PORT"
+            "cannot listen on {addr}: {source}: is another server using port {}? Pick another with {}",
+            addr.port(),
+            if addr.port() == port {
+                "--port or SERVER_PORT"
+            } else {
+                "--grpc-port (0 turns gRPC off)"
+            }
         )),
         Err(ServeError::Start(e)) => Err(crate::advice::explained(e)).context("startup failed"),
         other => other.map_err(anyhow::Error::from),

@@ -1,7 +1,8 @@
 //! Real Open Inference Protocol clients, with their default settings,
 //! against a server of the example models: tritonclient.http (binary tensor
 //! data in and out by default, JSON, statistics, config, repository index,
-//! error statuses) and kserve 0.21's InferenceRESTClient (binary and JSON).
+//! error statuses), tritonclient.grpc (raw contents, the same RPCs, status
+//! codes), and kserve 0.21's REST (binary and JSON) and gRPC clients.
 //! Each client runs in its own venv (`make client-venvs`; the two cannot
 //! share a process), and every answer is checked against ONNX Runtime's own
 //! (the model generator's expected.json).
@@ -46,4 +47,32 @@ fn tritonclient_http_works_unchanged() {
 fn kserve_rest_client_works_unchanged() {
     let server = Server::start(&["--model-dir", models().to_str().expect("path")]);
     run_client("SANDSCORE_KSERVE_PYTHON", "kserve_rest.py", &server.base);
+}
+
+/// A server with gRPC on a free port, and that port.
+fn grpc_server() -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let server = Server::start(&[
+        "--model-dir",
+        models().to_str().expect("path"),
+        "--grpc-port",
+        &port,
+    ]);
+    (server, format!("127.0.0.1:{port}"))
+}
+
+#[test]
+fn tritonclient_grpc_works_unchanged() {
+    let (_server, url) = grpc_server();
+    run_client("SANDSCORE_TRITON_PYTHON", "triton_grpc.py", &url);
+}
+
+#[test]
+fn kserve_grpc_client_works_unchanged() {
+    let (_server, url) = grpc_server();
+    run_client("SANDSCORE_KSERVE_PYTHON", "kserve_grpc.py", &url);
 }

@@ -19,6 +19,7 @@ pub mod codec {
     pub use sandscore_codec::{query, v2};
 }
 pub mod escape;
+pub mod grpc;
 pub mod http;
 pub mod instance;
 pub mod metrics;

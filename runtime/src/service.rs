@@ -256,6 +256,10 @@ pub struct ModuleInfo {
     pub python: bool,
 }
 
+/// The service once models and module are loaded: set by the server, read
+/// by every front end (which answer "not ready" until then).
+pub type Ready = Arc<std::sync::OnceLock<Arc<Service>>>;
+
 /// A ready scoring service.
 pub struct Service {
     models: Arc<ModelRegistry>,

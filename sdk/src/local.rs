@@ -92,7 +92,10 @@ pub fn deploy(
         .map_err(|e| SdkError::Store(e.to_string()))?;
     progress("starting the server");
     let mut child = Command::new(runtime)
+        // Several local deployments share the host: HTTP only (the
+        // container and cluster targets serve gRPC on their own 8001).
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--grpc-port", "0"])
         .args(d.runtime_args())
         .stdin(Stdio::null())
         .stdout(file)

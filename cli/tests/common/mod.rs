@@ -231,8 +231,15 @@ impl Server {
 
     /// Starts `sandscore serve` and returns once it listens (maybe not ready).
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
+        // Many servers run at once: gRPC only where a test asks for it.
+        let grpc: &[&str] = if args.contains(&"--grpc-port") {
+            &[]
+        } else {
+            &["--grpc-port", "0"]
+        };
         let mut child = binary()
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+            .args(grpc)
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

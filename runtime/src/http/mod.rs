@@ -9,7 +9,7 @@ pub mod error;
 mod repository;
 mod v2;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use tracing::Instrument;
 
 use crate::metrics::metrics;
-use crate::service::Service;
+use crate::service::{Ready, Service};
 use error::{ApiError, Style};
 
 /// The OpenAPI document served at `/swagger.json`.
@@ -30,8 +30,8 @@ pub const OPENAPI_YAML: &str = include_str!("../../../spec/openapi.yaml");
 
 /// Shared state of every handler.
 pub struct AppState {
-    /// Set once models and module are loaded.
-    pub service: OnceLock<Arc<Service>>,
+    /// Set once models and module are loaded (shared with gRPC).
+    pub service: Ready,
     /// `/swagger.json`, parsed once.
     pub openapi: serde_json::Value,
     /// Largest request body accepted.
@@ -50,7 +50,7 @@ impl AppState {
             serde_json::Value::Null
         });
         AppState {
-            service: OnceLock::new(),
+            service: Ready::default(),
             openapi,
             max_body,
             body_timeout,

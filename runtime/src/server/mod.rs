@@ -17,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::transport::server::TcpIncoming;
 
 mod write_deadline;
 
@@ -28,8 +29,15 @@ use crate::service::{Service, ServiceConfig, StartError};
 pub struct ServerConfig {
     /// Where to listen (port 0 picks a free one).
     pub addr: SocketAddr,
-    /// Largest request body, in bytes.
+    /// Where gRPC listens (`inference.GRPCInferenceService`); `None`: no gRPC.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Largest request body (and gRPC request message), in bytes.
     pub max_body: usize,
+    /// Largest gRPC answer's tensor bytes (the service's response limit).
+    pub max_response: usize,
+    /// Longest a gRPC call may take when its client sets no shorter
+    /// `grpc-timeout` (the scoring deadline applies inside it too).
+    pub grpc_timeout: Duration,
     /// Largest request head (request line and headers), in bytes.
     pub max_head: usize,
     /// Deadline for a client to send its request headers.
@@ -77,7 +85,20 @@ pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), S
     let bound = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    // Tests and scripts read this line to find an ephemeral port.
+    let grpc = match config.grpc_addr {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            Some(l)
+        }
+        None => None,
+    };
+    // Tests and scripts read these lines to find ephemeral ports.
+    if let Some(Ok(g)) = grpc.as_ref().map(TcpListener::local_addr) {
+        println!("grpc listening on {g}");
+        tracing::info!(%g, "gRPC listening");
+    }
     println!("listening on http://{bound}");
     tracing::info!(%bound, "listening");
 
@@ -97,6 +118,22 @@ pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), S
         })
     };
     let app = router(Arc::clone(&state));
+    let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let grpc = grpc.map(|listener| {
+        let service = crate::grpc::server(
+            Arc::clone(&state.service),
+            config.max_body,
+            config.max_response,
+        );
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .timeout(config.grpc_timeout)
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+                    let _ = grpc_stopped.await;
+                }),
+        )
+    });
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -138,9 +175,16 @@ pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), S
         }
     }
     drop(listener);
+    let _ = stop_grpc.send(());
     let grace = config.shutdown_grace;
+    let drained = async {
+        graceful.shutdown().await;
+        if let Some(g) = grpc {
+            let _ = g.await;
+        }
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained; stopped"),
+        () = drained => tracing::info!("all connections drained; stopped"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over with requests still in flight; stopping"),
     }
     Ok(())

@@ -1,0 +1,219 @@
+//! gRPC tensors to and from the service's: raw or typed input contents in,
+//! raw output contents out, and the model configuration in Triton's terms.
+
+use tonic::Status;
+
+use super::proto::{
+    DataType, ModelConfig, ModelInferRequest, ModelInput, ModelInstanceGroup, ModelOutput,
+    model_infer_response, model_instance_group,
+};
+use crate::codec::v2::{MAX_INPUTS, MAX_OUTPUTS};
+use crate::service::{ModelInfo, TensorSpec};
+use crate::tensor::{NamedTensor, Tensor, TensorType};
+
+fn bad(message: String) -> Status {
+    Status::invalid_argument(message)
+}
+
+/// The request's inputs: `raw_input_contents` (one per input, in order)
+/// when there are any, else each input's typed contents.
+pub fn inputs(r: &ModelInferRequest) -> Result<Vec<NamedTensor>, Status> {
+    if r.inputs.is_empty() {
+        return Err(bad("the request has no inputs".into()));
+    }
+    if r.inputs.len() > MAX_INPUTS || r.outputs.len() > MAX_OUTPUTS {
+        return Err(bad(format!(
+            "the request has {} inputs and {} outputs; at most {MAX_INPUTS} of each are accepted",
+            r.inputs.len(),
+            r.outputs.len()
+        )));
+    }
+    if !r.raw_input_contents.is_empty() && r.raw_input_contents.len() != r.inputs.len() {
+        return Err(bad(format!(
+            "{} raw_input_contents for {} inputs",
+            r.raw_input_contents.len(),
+            r.inputs.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    r.inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let name = crate::escape::capped(&input.name, 64);
+            if !seen.insert(input.name.as_str()) {
+                return Err(bad(format!("input '{name}' appears more than once")));
+            }
+            let ty = TensorType::from_v2_name(&input.datatype).ok_or_else(|| {
+                bad(format!(
+                    "input '{name}': datatype '{}' is not supported; use one of FP16, FP32, FP64, BF16, UINT8, INT32, INT64",
+                    crate::escape::capped(&input.datatype, 32)
+                ))
+            })?;
+            let shape: Vec<u32> = input
+                .shape
+                .iter()
+                .map(|&d| u32::try_from(d))
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad(format!("input '{name}': shape {:?} is invalid", input.shape)))?;
+            let data = match r.raw_input_contents.get(i) {
+                Some(raw) => raw.clone(),
+                None => typed(input.contents.as_ref(), ty).map_err(|e| bad(format!("input '{name}': {e}")))?,
+            };
+            let tensor = Tensor::new(shape, ty, data).map_err(|e| bad(format!("input '{name}': {e}")))?;
+            Ok(NamedTensor {
+                name: input.name.clone(),
+                tensor,
+            })
+        })
+        .collect()
+}
+
+/// Typed contents as little-endian bytes of `ty`.
+fn typed(
+    contents: Option<&super::proto::InferTensorContents>,
+    ty: TensorType,
+) -> Result<Vec<u8>, String> {
+    let Some(c) = contents else {
+        return Err("neither raw_input_contents nor contents".into());
+    };
+    Ok(match ty {
+        TensorType::Fp32 => c
+            .fp32_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        TensorType::Fp64 => c
+            .fp64_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        TensorType::I32 => c
+            .int_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        TensorType::I64 => c
+            .int64_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        TensorType::U8 => c
+            .uint_contents
+            .iter()
+            .map(|&v| u8::try_from(v).map_err(|_| format!("{v} is not a valid UINT8")))
+            .collect::<Result<_, _>>()?,
+        TensorType::Fp16 | TensorType::Bf16 => {
+            return Err(format!(
+                "{ty} has no typed contents; send raw_input_contents"
+            ));
+        }
+    })
+}
+
+/// The outputs `requested` (all when empty, in the model's order) as
+/// metadata and raw contents, at most `max_bytes` of them.
+pub fn outputs(
+    outputs: Vec<NamedTensor>,
+    requested: &[&str],
+    max_bytes: usize,
+) -> Result<(Vec<model_infer_response::InferOutputTensor>, Vec<Vec<u8>>), Status> {
+    let chosen: Vec<NamedTensor> = if requested.is_empty() {
+        outputs
+    } else {
+        let have: Vec<String> = outputs.iter().map(|o| o.name.clone()).collect();
+        let mut outputs = outputs;
+        requested
+            .iter()
+            .map(|name| {
+                let at = outputs
+                    .iter()
+                    .position(|o| o.name == *name)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "requested output '{}' does not exist; outputs are {have:?}",
+                            crate::escape::capped(name, 64)
+                        ))
+                    })?;
+                Ok(outputs.swap_remove(at))
+            })
+            .collect::<Result<_, Status>>()?
+    };
+    let total: usize = chosen.iter().map(|o| o.tensor.data.len()).sum();
+    if total > max_bytes {
+        return Err(Status::resource_exhausted(format!(
+            "the response would be larger than the {max_bytes}-byte limit (--max-response)"
+        )));
+    }
+    Ok(chosen
+        .into_iter()
+        .map(|o| {
+            let meta = model_infer_response::InferOutputTensor {
+                name: o.name,
+                datatype: o.tensor.ty.v2_name().into(),
+                shape: o.tensor.shape.iter().map(|&d| i64::from(d)).collect(),
+                ..Default::default()
+            };
+            (meta, o.tensor.data)
+        })
+        .unzip())
+}
+
+fn data_type(datatype: &str) -> i32 {
+    let t = match datatype {
+        "FP16" => DataType::TypeFp16,
+        "FP32" => DataType::TypeFp32,
+        "FP64" => DataType::TypeFp64,
+        "BF16" => DataType::TypeBf16,
+        "UINT8" => DataType::TypeUint8,
+        "INT32" => DataType::TypeInt32,
+        "INT64" => DataType::TypeInt64,
+        _ => DataType::TypeInvalid,
+    };
+    t as i32
+}
+
+fn dims(t: &TensorSpec) -> Vec<i64> {
+    t.shape.clone()
+}
+
+/// A model's configuration in Triton's terms, derived from the model.
+pub fn config(m: &ModelInfo, instances: usize) -> ModelConfig {
+    let kind = if m.device.starts_with("cuda") {
+        model_instance_group::Kind::Gpu
+    } else {
+        model_instance_group::Kind::Cpu
+    };
+    ModelConfig {
+        name: m.name.clone(),
+        platform: m.platform.clone(),
+        backend: m.backend.clone(),
+        input: m
+            .inputs
+            .iter()
+            .map(|t| ModelInput {
+                name: t.name.clone(),
+                data_type: data_type(&t.datatype),
+                dims: dims(t),
+                ..Default::default()
+            })
+            .collect(),
+        output: m
+            .outputs
+            .iter()
+            .map(|t| ModelOutput {
+                name: t.name.clone(),
+                data_type: data_type(&t.datatype),
+                dims: dims(t),
+                ..Default::default()
+            })
+            .collect(),
+        instance_group: vec![ModelInstanceGroup {
+            name: m.name.clone(),
+            kind: kind as i32,
+            count: i32::try_from(instances).unwrap_or(i32::MAX),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
