@@ -227,7 +227,7 @@ images: all
 	images/install-engine.sh
 	images/engine.sh images/build.sh $(RELEASE)/sandscore $(RELEASE) $(IMAGES_OUT)
 
-test-images: images
+test-images: images client-venvs
 	images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1
 
 # The heavy images (TensorFlow, TFLite, PyTorch, ONNX Runtime GPU).

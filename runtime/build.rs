@@ -11,6 +11,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     let files = protox::compile(["grpc_service.proto"], ["../spec/proto"])?;
+    // The descriptors themselves, for parsing Triton's config.pbtxt.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("inference.bin"),
+        prost::Message::encode_to_vec(&files),
+    )?;
     tonic_prost_build::configure()
         .build_client(false)
         .compile_fds(files)?;

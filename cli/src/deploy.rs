@@ -155,6 +155,9 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         _ => {
             eprintln!("[{:>5.1}s] ready", started.elapsed().as_secs_f64());
             println!("{} {}", record.name, record.url);
+            if let Some(grpc) = &record.grpc {
+                eprintln!("gRPC: {grpc}");
+            }
         }
     }
     Ok(())

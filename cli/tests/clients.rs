@@ -36,9 +36,31 @@ fn run_client(python_var: &str, script: &str, url: &str) {
     );
 }
 
+/// A repository in Triton's layout: the mlp as versions 1 and 2, both
+/// served (`version_policy: { all: {} }`).
+fn triton_repo() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sandscore-triton-repo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for v in ["1", "2"] {
+        std::fs::create_dir_all(dir.join("mlp").join(v)).expect("mkdir");
+        std::fs::copy(
+            models().join("mlp.onnx"),
+            dir.join("mlp").join(v).join("model.onnx"),
+        )
+        .expect("copy");
+    }
+    std::fs::write(
+        dir.join("mlp").join("config.pbtxt"),
+        "name: \"mlp\"\nplatform: \"onnxruntime_onnx\"\nversion_policy: { all: {} }\n",
+    )
+    .expect("config");
+    dir
+}
+
 #[test]
 fn tritonclient_http_works_unchanged() {
-    let server = Server::start(&["--model-dir", models().to_str().expect("path")]);
+    let repo = triton_repo();
+    let server = Server::start(&["--model-dir", repo.to_str().expect("path")]);
     let url = server.base.trim_start_matches("http://").to_string();
     run_client("SANDSCORE_TRITON_PYTHON", "triton_http.py", &url);
 }

@@ -776,3 +776,49 @@ fn the_container_target_deploys_a_python_script() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(labelled("pyscript"), "", "container left behind");
 }
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn the_onnxruntime_image_answers_grpc_clients_on_8001() {
+    let image = manifest()
+        .into_iter()
+        .find(|i| i.name == "sandscore/onnxruntime-cpu")
+        .expect("the onnxruntime image in the manifest");
+    let reference = format!("{}:{}", image.name, image.tag);
+    let c = Container::run(
+        &reference,
+        &[(&models(), "/models")],
+        &["-p", "127.0.0.1::8001", "-e", "AZUREML_ENTRY_SCRIPT="],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent()
+        .get(format!("{}/v2/health/ready", c.base))
+        .call()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "the container did not get ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port = docker(&["port", &c.id, "8001/tcp"]);
+    let port = port
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .expect("gRPC published");
+    let python = std::env::var_os("SANDSCORE_TRITON_PYTHON").expect("run with `make test-images`");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/triton_grpc.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(models().join("expected.json"))
+        .output()
+        .expect("run tritonclient.grpc");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.lines().last() == Some("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

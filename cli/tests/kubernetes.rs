@@ -102,6 +102,13 @@ fn manifests_are_valid_and_hardened() {
     assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/v2/health/live");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/v2/health/ready");
+    assert_eq!(c["ports"][1]["name"], "grpc");
+    assert_eq!(c["ports"][1]["containerPort"], 8001);
+    let service = find(&deployment, "Service");
+    assert_eq!(
+        service["spec"]["ports"][1]["appProtocol"],
+        "kubernetes.io/h2c"
+    );
     assert_eq!(c["resources"]["limits"]["memory"], "1Gi");
     assert!(
         c["args"]
@@ -143,7 +150,17 @@ fn manifests_are_valid_and_hardened() {
 
     let kserve = objects(&dir.join("kserve.yaml"));
     let runtime = find(&kserve, "ServingRuntime");
-    assert_eq!(runtime["spec"]["protocolVersions"][0], "v2");
+    assert_eq!(
+        runtime["spec"]["protocolVersions"],
+        serde_json::json!(["v2", "grpc-v2"])
+    );
+    let grpc_env = runtime["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "SANDSCORE_GRPC_PORT")
+        .expect("the runtime serves gRPC");
+    assert_eq!(grpc_env["value"], "8081");
     assert_eq!(runtime["spec"]["supportedModelFormats"][0]["name"], "onnx");
     let isvc = find(&kserve, "InferenceService");
     assert_eq!(

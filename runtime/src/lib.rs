@@ -25,6 +25,7 @@ pub mod instance;
 pub mod metrics;
 pub mod models;
 pub mod nn;
+pub mod proto;
 pub mod server;
 pub mod service;
 pub use sandscore_codec::tensor;

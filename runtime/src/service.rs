@@ -197,8 +197,10 @@ pub struct TensorSpec {
 pub struct ModelInfo {
     /// The name clients and modules use.
     pub name: String,
-    /// Its one version.
+    /// This entry's version.
     pub version: String,
+    /// Every version served of the model, ascending.
+    pub versions: Vec<String>,
     /// The platform string V2 metadata reports (Triton's names).
     pub platform: String,
     /// The backend that runs it.
@@ -230,10 +232,11 @@ fn specs(infos: &[TensorInfo]) -> Vec<TensorSpec> {
 }
 
 impl ModelInfo {
-    fn of(m: &ModelEntry) -> Self {
+    fn of(m: &ModelEntry, versions: Vec<String>) -> Self {
         ModelInfo {
             name: m.name.clone(),
             version: m.version.clone(),
+            versions,
             platform: m.backend.platform().to_string(),
             backend: m.backend.name().to_string(),
             device: m.graph.device(),
@@ -364,7 +367,10 @@ impl Service {
 
     /// Every loaded model, by name.
     pub fn models(&self) -> Vec<ModelInfo> {
-        self.models.iter().map(ModelInfo::of).collect()
+        self.models
+            .iter()
+            .map(|e| ModelInfo::of(e, self.models.versions(&e.name)))
+            .collect()
     }
 
     /// The names of the loaded models, sorted.
@@ -393,11 +399,12 @@ impl Service {
 
     /// `model` at `version` (any, when `None`), or why not.
     pub fn model(&self, name: &str, version: Option<&str>) -> Result<ModelInfo, ServiceError> {
-        self.entry(name, version).map(ModelInfo::of)
+        self.entry(name, version)
+            .map(|e| ModelInfo::of(e, self.models.versions(name)))
     }
 
     fn entry(&self, name: &str, version: Option<&str>) -> Result<&ModelEntry, ServiceError> {
-        let entry = self.models.get(name).ok_or_else(|| {
+        let latest = self.models.get(name).ok_or_else(|| {
             ServiceError::new(
                 ErrorKind::NotFound,
                 format!(
@@ -407,15 +414,41 @@ impl Service {
             )
         })?;
         match version {
-            Some(v) if v != entry.version => Err(ServiceError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "model '{name}' has no version '{v}'; it has version '{}'",
-                    entry.version
-                ),
-            )),
-            _ => Ok(entry),
+            None => Ok(latest),
+            Some(v) => self.models.get_version(name, v).ok_or_else(|| {
+                ServiceError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "model '{name}' has no version '{}'; it has versions {:?}",
+                        crate::escape::capped(v, 32),
+                        self.models.versions(name)
+                    ),
+                )
+            }),
         }
+    }
+
+    /// `model`'s configuration in Triton's terms: its `config.pbtxt` where
+    /// there is one, with what the model itself says filled in (platform,
+    /// backend, inputs, outputs, instances), else all derived.
+    pub fn model_config(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<crate::proto::ModelConfig, ServiceError> {
+        let entry = self.entry(name, version)?;
+        Ok(crate::models::model_config(entry, self.workers))
+    }
+
+    /// [`Service::model_config`] as Triton's HTTP API writes it (JSON with
+    /// the proto's field and enum names).
+    pub fn model_config_json(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<serde_json::Value, ServiceError> {
+        self.model_config(name, version)
+            .map(|c| crate::models::config_json(&c))
     }
 
     /// Scores one `/score` request through the module.
@@ -479,7 +512,11 @@ impl Service {
                 other => return other.map_err(ServiceError::from),
             }
         }
-        let graph = Arc::clone(&self.entry(&request.model, None)?.graph);
+        let graph = Arc::clone(
+            &self
+                .entry(&request.model, request.version.as_deref())?
+                .graph,
+        );
         let waiting = Instant::now();
         let _slot = self.direct.enter().await?;
         *queued = waiting.elapsed();

@@ -202,3 +202,73 @@ async fn wasi_nn_limits_hold_per_instance() {
         .await
         .expect("count");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_triton_layout_serves_the_versions_its_policy_names() {
+    let dir = fake_models("triton", &[]);
+    let version = |model: &str, v: u32, behaviour: &str| {
+        let d = dir.join(model).join(v.to_string());
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("model.fake"), behaviour).expect("write");
+    };
+    // `both` serves every version (its config says so); `newest`, without
+    // a config, only its highest, as Triton does.
+    version("both", 1, "echo");
+    version("both", 2, "error");
+    std::fs::write(
+        dir.join("both").join("config.pbtxt"),
+        "name: \"both\"\nmax_batch_size: 4\nversion_policy: { all: {} }\n",
+    )
+    .expect("config");
+    version("newest", 1, "error");
+    version("newest", 3, "echo");
+    let service = service(ServiceConfig {
+        model_dir: Some(dir),
+        ..ServiceConfig::default()
+    });
+    assert_eq!(
+        service.model("both", None).expect("both").versions,
+        ["1", "2"]
+    );
+    assert_eq!(
+        service.model("newest", None).expect("newest").versions,
+        ["3"]
+    );
+    assert_eq!(
+        service
+            .model("newest", Some("1"))
+            .expect_err("not served")
+            .kind,
+        ErrorKind::NotFound
+    );
+    let at = |model: &str, v: Option<&str>| InferRequest {
+        version: v.map(str::to_string),
+        ..infer(model, &[2.0])
+    };
+    // Each version is its own graph; no version means the highest.
+    let one = service
+        .infer(at("both", Some("1")), "t".into())
+        .await
+        .expect("v1");
+    assert_eq!(one.model_version.as_deref(), Some("1"));
+    let two = service
+        .infer(at("both", Some("2")), "t".into())
+        .await
+        .expect_err("v2");
+    assert!(two.message.contains("fake model 'error' failed"), "{two}");
+    let latest = service
+        .infer(at("both", None), "t".into())
+        .await
+        .expect_err("v2");
+    assert!(latest.message.contains("failed"), "{latest}");
+    let newest = service
+        .infer(at("newest", None), "t".into())
+        .await
+        .expect("v3");
+    assert_eq!(newest.model_version.as_deref(), Some("3"));
+    // The config is the file's, completed from the model.
+    let config = service.model_config_json("both", None).expect("config");
+    assert_eq!(config["max_batch_size"], 4);
+    assert_eq!(config["input"][0]["name"], "x");
+    assert_eq!(config["input"][0]["data_type"], "TYPE_FP32");
+}

@@ -219,6 +219,9 @@ pub fn deploy(d: &Deployment, progress: &mut dyn FnMut(&str)) -> Result<Record, 
         format!("io.sandscore.deployment={}", d.name),
         "-p".into(),
         publish,
+        // gRPC on a free host port, recorded with the endpoint.
+        "-p".into(),
+        "127.0.0.1::8001".into(),
     ];
     args.extend(container_args(d, &engine)?);
     args.push(image.reference());
@@ -264,20 +267,23 @@ fn finish(
             lines[lines.len().saturating_sub(15)..].join("\n")
         ))
     };
-    let ported = run(
-        &engine,
-        &["port".into(), id.clone(), "5001/tcp".into()],
-        "port lookup",
-    )?;
-    let Some(host_port) = String::from_utf8_lossy(&ported.stdout)
-        .lines()
-        .next()
-        .and_then(|l| l.rsplit(':').next())
-        .map(str::to_string)
-    else {
+    let published = |port: &str| -> Result<Option<String>, SdkError> {
+        let ported = run(
+            &engine,
+            &["port".into(), id.clone(), port.into()],
+            "port lookup",
+        )?;
+        Ok(String::from_utf8_lossy(&ported.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.rsplit(':').next())
+            .map(str::to_string))
+    };
+    let Some(host_port) = published("5001/tcp")? else {
         return Err(fail(&record, "the engine published no port"));
     };
     record.url = format!("http://127.0.0.1:{host_port}");
+    record.grpc = published("8001/tcp")?.map(|p| format!("127.0.0.1:{p}"));
     progress("waiting for readiness");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ready(&record.url) {

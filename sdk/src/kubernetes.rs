@@ -25,7 +25,11 @@ const CONFIGMAP_BYTES: u64 = 750_000;
 /// The port the image listens on under a plain Deployment, and under KServe
 /// (which expects 8080).
 const PORT: u16 = 5001;
+const GRPC_PORT: u16 = 8001;
 const KSERVE_PORT: u16 = 8080;
+/// KServe's port for a runtime's gRPC (named `h2c` where an
+/// InferenceService exposes it).
+const KSERVE_GRPC_PORT: u16 = 8081;
 
 /// The files written, in apply order.
 pub const FILES: [&str; 3] = ["configmaps.yaml", "deployment.yaml", "kserve.yaml"];
@@ -240,6 +244,7 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
         None => dep_env.push(json!({ "name": "AZUREML_MODEL_DIR", "value": "" })),
     }
     dep_env.push(json!({ "name": "SERVER_PORT", "value": PORT.to_string() }));
+    dep_env.push(json!({ "name": "SANDSCORE_GRPC_PORT", "value": GRPC_PORT.to_string() }));
     let probe = |path: &str, period: u32, failures: u32| {
         json!({
             "httpGet": { "path": path, "port": "http" },
@@ -276,7 +281,10 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
                         "image": reference,
                         "args": args,
                         "env": dep_env,
-                        "ports": [{ "name": "http", "containerPort": PORT, "protocol": "TCP" }],
+                        "ports": [
+                            { "name": "http", "containerPort": PORT, "protocol": "TCP" },
+                            { "name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP" },
+                        ],
                         "securityContext": security_context(),
                         "resources": resources(d),
                         "startupProbe": probe("/v2/health/live", 2, 30),
@@ -296,7 +304,16 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
         "spec": {
             "type": "ClusterIP",
             "selector": selector,
-            "ports": [{ "name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP" }],
+            "ports": [
+                { "name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP" },
+                {
+                    "name": "grpc",
+                    "port": GRPC_PORT,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                },
+            ],
         },
     });
 
@@ -306,6 +323,7 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
     let runtime_name = format!("{}-runtime", d.name);
     let mut ks_env = env;
     ks_env.push(json!({ "name": "SERVER_PORT", "value": KSERVE_PORT.to_string() }));
+    ks_env.push(json!({ "name": "SANDSCORE_GRPC_PORT", "value": KSERVE_GRPC_PORT.to_string() }));
     let mut ks_volumes = volumes;
     let mut ks_mounts = mounts;
     let storage_uri = d.kubernetes.storage_uri.clone();
@@ -330,7 +348,9 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
         "metadata": metadata(d, &runtime_name),
         "spec": {
             "supportedModelFormats": formats,
-            "protocolVersions": ["v2"],
+            // REST on the container's one port (Knative allows one); gRPC on
+            // 8081 for an InferenceService that names an `h2c` port.
+            "protocolVersions": ["v2", "grpc-v2"],
             "containers": [{
                 "name": "kserve-container",
                 "image": reference,

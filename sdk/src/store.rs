@@ -78,6 +78,9 @@ pub struct Record {
     /// Where it runs.
     #[serde(flatten)]
     pub placement: Placement,
+    /// Its gRPC address (`host:port`), where one is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
     /// The deployment as it was deployed.
     pub deployment: Deployment,
 }
@@ -89,6 +92,7 @@ impl Record {
             name: d.name.clone(),
             url,
             placement,
+            grpc: None,
             deployment: d.clone(),
         }
     }

@@ -24,6 +24,8 @@ meta = client.get_server_metadata()
 assert "binary_tensor_data" in meta["extensions"], meta
 model = client.get_model_metadata("mlp")
 assert model["inputs"][0]["name"] == "input", model
+assert model["versions"] == ["1", "2"], model  # Triton's layout, both served
+assert client.is_model_ready("mlp", "1") and client.is_model_ready("mlp", "2")
 
 # Defaults: binary input, and (no outputs named) every output binary.
 x = httpclient.InferInput("input", list(rows.shape), "FP32")
@@ -36,17 +38,19 @@ print("binary in, binary out: equal to ONNX Runtime")
 x = httpclient.InferInput("input", list(rows.shape), "FP32")
 x.set_data_from_numpy(rows, binary_data=False)
 out = httpclient.InferRequestedOutput("probabilities", binary_data=False)
-got = client.infer("mlp", [x], outputs=[out], model_version="1").as_numpy("probabilities")
-assert np.allclose(got, want, atol=1e-5)
-print("JSON in, JSON out, version 1: equal")
+for version in ("1", "2"):
+    got = client.infer("mlp", [x], outputs=[out], model_version=version).as_numpy("probabilities")
+    assert np.allclose(got, want, atol=1e-5)
+print("JSON in, JSON out, versions 1 and 2: equal")
 
 # Statistics count the requests just made; config and index describe it.
 stats = client.get_inference_statistics("mlp")["model_stats"][0]
-assert stats["name"] == "mlp" and stats["inference_stats"]["success"]["count"] >= 2, stats
+assert stats["name"] == "mlp" and stats["inference_stats"]["success"]["count"] >= 3, stats
 config = client.get_model_config("mlp")
 assert config["input"][0]["data_type"] == "TYPE_FP32", config
+assert config["platform"] == "onnxruntime_onnx" and config["version_policy"] == {"all": {}}, config
 index = client.get_model_repository_index()
-assert {"name": "mlp", "version": "1", "state": "READY"} in index, index
+assert {"name": "mlp", "version": "2", "state": "READY"} in index, index
 print("statistics, config, repository index")
 
 # Errors with the statuses Triton gives.

@@ -15,12 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::service::{ErrorKind, InferRequest, ModelInfo, Ready, Service, ServiceError};
 
-/// The generated messages and service trait.
-#[allow(missing_docs, clippy::all, clippy::unwrap_used)]
-pub mod proto {
-    tonic::include_proto!("inference");
-}
-
+use crate::proto;
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::*;
 
@@ -134,7 +129,7 @@ impl GrpcInferenceService for Grpc {
         let m = self.model(&r.name, &r.version)?;
         Ok(Response::new(ModelMetadataResponse {
             name: m.name,
-            versions: vec![m.version],
+            versions: m.versions,
             platform: m.platform,
             inputs: metadata(&m.inputs),
             outputs: metadata(&m.outputs),
@@ -195,10 +190,12 @@ impl GrpcInferenceService for Grpc {
         r: Request<ModelConfigRequest>,
     ) -> Result<Response<ModelConfigResponse>, Status> {
         let r = r.into_inner();
-        let m = self.model(&r.name, &r.version)?;
-        let workers = self.service()?.workers();
+        let config = self
+            .service()?
+            .model_config(&r.name, version(&r.version))
+            .map_err(status)?;
         Ok(Response::new(ModelConfigResponse {
-            config: Some(tensors::config(&m, workers)),
+            config: Some(config),
         }))
     }
 

@@ -1,14 +1,10 @@
 //! gRPC tensors to and from the service's: raw or typed input contents in,
-//! raw output contents out, and the model configuration in Triton's terms.
+//! raw output contents out.
 
 use tonic::Status;
 
-use super::proto::{
-    DataType, ModelConfig, ModelInferRequest, ModelInput, ModelInstanceGroup, ModelOutput,
-    model_infer_response, model_instance_group,
-};
 use crate::codec::v2::{MAX_INPUTS, MAX_OUTPUTS};
-use crate::service::{ModelInfo, TensorSpec};
+use crate::proto::{ModelInferRequest, model_infer_response};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
 fn bad(message: String) -> Status {
@@ -71,7 +67,7 @@ pub fn inputs(r: &ModelInferRequest) -> Result<Vec<NamedTensor>, Status> {
 
 /// Typed contents as little-endian bytes of `ty`.
 fn typed(
-    contents: Option<&super::proto::InferTensorContents>,
+    contents: Option<&crate::proto::InferTensorContents>,
     ty: TensorType,
 ) -> Result<Vec<u8>, String> {
     let Some(c) = contents else {
@@ -157,63 +153,4 @@ pub fn outputs(
             (meta, o.tensor.data)
         })
         .unzip())
-}
-
-fn data_type(datatype: &str) -> i32 {
-    let t = match datatype {
-        "FP16" => DataType::TypeFp16,
-        "FP32" => DataType::TypeFp32,
-        "FP64" => DataType::TypeFp64,
-        "BF16" => DataType::TypeBf16,
-        "UINT8" => DataType::TypeUint8,
-        "INT32" => DataType::TypeInt32,
-        "INT64" => DataType::TypeInt64,
-        _ => DataType::TypeInvalid,
-    };
-    t as i32
-}
-
-fn dims(t: &TensorSpec) -> Vec<i64> {
-    t.shape.clone()
-}
-
-/// A model's configuration in Triton's terms, derived from the model.
-pub fn config(m: &ModelInfo, instances: usize) -> ModelConfig {
-    let kind = if m.device.starts_with("cuda") {
-        model_instance_group::Kind::Gpu
-    } else {
-        model_instance_group::Kind::Cpu
-    };
-    ModelConfig {
-        name: m.name.clone(),
-        platform: m.platform.clone(),
-        backend: m.backend.clone(),
-        input: m
-            .inputs
-            .iter()
-            .map(|t| ModelInput {
-                name: t.name.clone(),
-                data_type: data_type(&t.datatype),
-                dims: dims(t),
-                ..Default::default()
-            })
-            .collect(),
-        output: m
-            .outputs
-            .iter()
-            .map(|t| ModelOutput {
-                name: t.name.clone(),
-                data_type: data_type(&t.datatype),
-                dims: dims(t),
-                ..Default::default()
-            })
-            .collect(),
-        instance_group: vec![ModelInstanceGroup {
-            name: m.name.clone(),
-            kind: kind as i32,
-            count: i32::try_from(instances).unwrap_or(i32::MAX),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, Style};
-use crate::service::{ModelInfo, ModelStats, TensorSpec};
+use crate::service::ModelStats;
 
 fn stats_json(s: &ModelStats) -> Value {
     let pair = |(count, ns): (u64, u64)| json!({ "count": count, "ns": ns });
@@ -76,53 +76,17 @@ pub async fn model_stats_version(
     stats_of(&state, Some(&name), Some(&version))
 }
 
-/// Triton's `data_type` name for a V2 datatype.
-fn data_type(datatype: &str) -> String {
-    match datatype {
-        "FP16" | "FP32" | "FP64" | "BF16" | "UINT8" | "INT32" | "INT64" => {
-            format!("TYPE_{datatype}")
-        }
-        _ => "TYPE_INVALID".into(),
-    }
-}
-
-fn tensors(specs: &[TensorSpec]) -> Vec<Value> {
-    specs
-        .iter()
-        .map(|t| json!({ "name": t.name, "data_type": data_type(&t.datatype), "dims": t.shape }))
-        .collect()
-}
-
-fn config_json(m: &ModelInfo, instances: usize) -> Value {
-    let kind = if m.device.starts_with("cuda") {
-        "KIND_GPU"
-    } else {
-        "KIND_CPU"
-    };
-    json!({
-        "name": m.name,
-        "platform": m.platform,
-        "backend": m.backend,
-        "max_batch_size": 0,
-        "input": tensors(&m.inputs),
-        "output": tensors(&m.outputs),
-        "version_policy": { "latest": { "num_versions": 1 } },
-        "instance_group": [{ "name": m.name, "count": instances, "kind": kind }],
-    })
-}
-
 /// `GET /v2/models/{name}/config`: the model's configuration in Triton's
-/// terms, derived from the model (every dimension as the model declares
-/// it; no batching).
+/// terms (its `config.pbtxt`, completed from the model).
 pub async fn model_config(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let service = state.ready(Style::V2)?;
-    let m = service
-        .model(&name, None)
-        .map_err(|e| ApiError::service(Style::V2, e))?;
-    Ok(Json(config_json(&m, service.workers())))
+    service
+        .model_config_json(&name, None)
+        .map(Json)
+        .map_err(|e| ApiError::service(Style::V2, e))
 }
 
 /// `POST /v2/repository/index`: every model the server serves, ready.

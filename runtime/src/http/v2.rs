@@ -40,7 +40,7 @@ fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<Json<
         .map_err(|e| ApiError::service(Style::V2, e))?;
     Ok(Json(json!({
         "name": m.name,
-        "versions": [m.version],
+        "versions": m.versions,
         "platform": m.platform,
         "inputs": m.inputs,
         "outputs": m.outputs,

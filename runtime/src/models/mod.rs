@@ -1,24 +1,35 @@
 //! Named models, loaded once at startup and shared by every instance.
 //!
 //! Loading a graph costs milliseconds to seconds; opening one by name must
-//! cost nothing. So the model directory is scanned once: each model file, or
-//! each folder holding one model file, becomes a graph that guests open with
-//! wasi-nn `load-by-name` and that V2 clients address by the same name.
+//! cost nothing. So the model directory is scanned once ([`discover`]):
+//! each model file, each folder holding one model file, and each version a
+//! Triton-layout model's policy serves becomes a graph that guests open with
+//! wasi-nn `load-by-name` (its highest version) and that V2 clients address
+//! by the same name and version.
+
+mod config;
+mod discover;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::backend::formats::{self, Format};
 use crate::backend::{Backend, BackendError, Backends, Graph, Target};
+use crate::proto::ModelConfig;
+use discover::{Found, discover};
+
+pub use config::{config_json, model_config};
 
 /// One preloaded model.
 pub struct ModelEntry {
     /// The name guests and clients use.
     pub name: String,
-    /// The V2 version string (models here have one version, "1").
+    /// The V2 version string: "1" outside Triton's layout, else the
+    /// version folder's number.
     pub version: String,
+    /// The model's `config.pbtxt`, in Triton's layout.
+    pub config: Option<Arc<ModelConfig>>,
     /// The file it was read from.
     pub path: PathBuf,
     /// The backend that serves it.
@@ -89,10 +100,10 @@ pub enum RegistryError {
     },
 }
 
-/// The preloaded models, by name.
+/// The preloaded models, by name and version.
 #[derive(Default)]
 pub struct ModelRegistry {
-    entries: BTreeMap<String, ModelEntry>,
+    entries: BTreeMap<String, BTreeMap<u64, ModelEntry>>,
 }
 
 impl ModelRegistry {
@@ -103,11 +114,11 @@ impl ModelRegistry {
         // A setting that names no file is a typo, not a no-op.
         if let Some(file) = backends
             .overridden()
-            .find(|f| !found.iter().any(|(_, p, _)| p.ends_with(f)))
+            .find(|f| !found.iter().any(|m| m.path.ends_with(f)))
         {
             let present: Vec<String> = found
                 .iter()
-                .filter_map(|(_, p, _)| p.strip_prefix(dir).ok())
+                .filter_map(|m| m.path.strip_prefix(dir).ok())
                 .map(|p| p.display().to_string())
                 .collect();
             return Err(RegistryError::UnknownOverride {
@@ -123,20 +134,20 @@ impl ModelRegistry {
             let results: Vec<Result<ModelEntry, RegistryError>> = std::thread::scope(|s| {
                 let handles: Vec<_> = batch
                     .iter()
-                    .map(|(name, path, backend)| {
-                        let target = backends.target_for(name);
-                        s.spawn(move || load_one(name, path, backend, target))
+                    .map(|m| {
+                        let target = backends.target_for(&m.name);
+                        s.spawn(move || load_one(m, target))
                     })
                     .collect();
                 handles
                     .into_iter()
                     .zip(batch)
-                    .map(|(h, (name, path, backend))| {
+                    .map(|(h, m)| {
                         h.join().unwrap_or_else(|_| {
                             Err(RegistryError::Load {
-                                name: name.clone(),
-                                path: path.clone(),
-                                backend: backend.name(),
+                                name: m.name.clone(),
+                                path: m.path.clone(),
+                                backend: m.backend.name(),
                                 reason: BackendError::Runtime("the loading thread panicked".into()),
                             })
                         })
@@ -146,28 +157,43 @@ impl ModelRegistry {
             loaded.extend(results);
         }
         let mut registry = ModelRegistry::default();
-        for entry in loaded {
+        for (entry, m) in loaded.into_iter().zip(&found) {
             let entry = entry?;
-            if let Some(prev) = registry.entries.get(&entry.name) {
+            let versions = registry.entries.entry(entry.name.clone()).or_default();
+            if let Some(prev) = versions.get(&m.version) {
                 return Err(RegistryError::Duplicate {
                     name: entry.name,
                     first: prev.path.clone(),
                     second: entry.path,
                 });
             }
-            registry.entries.insert(entry.name.clone(), entry);
+            versions.insert(m.version, entry);
         }
         Ok(registry)
     }
 
-    /// The model with this name.
+    /// The model with this name, at its highest version.
     pub fn get(&self, name: &str) -> Option<&ModelEntry> {
-        self.entries.get(name)
+        self.entries.get(name)?.values().next_back()
     }
 
-    /// Every model, by name.
+    /// The model with this name at `version` (a version number as text).
+    pub fn get_version(&self, name: &str, version: &str) -> Option<&ModelEntry> {
+        let v = version.parse::<u64>().ok()?;
+        self.entries.get(name)?.get(&v)
+    }
+
+    /// The versions served of `name`, ascending.
+    pub fn versions(&self, name: &str) -> Vec<String> {
+        self.entries
+            .get(name)
+            .map(|v| v.keys().map(u64::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every model version, by name, then version.
     pub fn iter(&self) -> impl Iterator<Item = &ModelEntry> {
-        self.entries.values()
+        self.entries.values().flat_map(BTreeMap::values)
     }
 
     /// Model names, sorted.
@@ -175,9 +201,9 @@ impl ModelRegistry {
         self.entries.keys().cloned().collect()
     }
 
-    /// Number of models.
+    /// Number of model versions.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.values().map(BTreeMap::len).sum()
     }
 
     /// True when no model is loaded.
@@ -186,108 +212,26 @@ impl ModelRegistry {
     }
 }
 
-type Found<'b> = Vec<(String, PathBuf, &'b Arc<dyn Backend>)>;
-
-fn load_one(
-    name: &str,
-    path: &Path,
-    backend: &Arc<dyn Backend>,
-    target: Target,
-) -> Result<ModelEntry, RegistryError> {
+fn load_one(m: &Found<'_>, target: Target) -> Result<ModelEntry, RegistryError> {
     let failed = |reason| RegistryError::Load {
-        name: name.to_string(),
-        path: path.to_path_buf(),
-        backend: backend.name(),
+        name: m.name.clone(),
+        path: m.path.clone(),
+        backend: m.backend.name(),
         reason,
     };
     let started = Instant::now();
-    let graph = backend.load_path(path, target).map_err(failed)?;
+    let graph = m.backend.load_path(&m.path, target).map_err(failed)?;
     let load_seconds = started.elapsed().as_secs_f64();
-    tracing::info!(model = %name, path = %path.display(), backend = backend.name(), device = %graph.device(), load_ms = load_seconds * 1e3, "model loaded");
+    tracing::info!(model = %m.name, version = m.version, path = %m.path.display(), backend = m.backend.name(), device = %graph.device(), load_ms = load_seconds * 1e3, "model loaded");
     Ok(ModelEntry {
-        name: name.to_string(),
-        version: "1".into(),
-        path: path.to_path_buf(),
-        backend: Arc::clone(backend),
+        name: m.name.clone(),
+        version: m.version.to_string(),
+        config: m.config.clone(),
+        path: m.path.clone(),
+        backend: Arc::clone(m.backend),
         graph,
         load_seconds,
     })
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
-    let io = |reason| RegistryError::Io {
-        path: dir.to_path_buf(),
-        reason,
-    };
-    let mut paths = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io)?;
-    paths.sort();
-    Ok(paths)
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn no_backend(name: String, path: PathBuf, format: &Format) -> RegistryError {
-    RegistryError::NoBackend {
-        name,
-        path,
-        framework: format.framework,
-        backend: format.backend,
-    }
-}
-
-/// Names models: `dir/NAME.ext` is `NAME`; `dir/NAME/` with one model file
-/// is `NAME`; a folder with several model files gives `NAME_STEM` each.
-fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Found<'b>, RegistryError> {
-    let mut found = Vec::new();
-    for path in sorted_entries(dir)? {
-        if path.is_dir() {
-            let folder = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            let files: Vec<PathBuf> = sorted_entries(&path)?
-                .into_iter()
-                .filter(|p| p.is_file())
-                .collect();
-            let inner: Found<'b> = files
-                .iter()
-                .filter_map(|p| backends.for_path(p).map(|b| (stem(p), p.clone(), b)))
-                .collect();
-            if inner.is_empty()
-                && let Some((p, format)) = files
-                    .iter()
-                    .find_map(|p| formats::of_path(p).map(|f| (p, f)))
-            {
-                return Err(no_backend(folder, p.clone(), format));
-            }
-            if inner.len() == 1 {
-                found.extend(inner.into_iter().map(|(_, p, b)| (folder.clone(), p, b)));
-            } else {
-                found.extend(
-                    inner
-                        .into_iter()
-                        .map(|(s, p, b)| (format!("{folder}_{s}"), p, b)),
-                );
-            }
-        } else if let Some(b) = backends.for_path(&path) {
-            found.push((stem(&path), path, b));
-        } else if let Some(format) = formats::of_path(&path) {
-            return Err(no_backend(stem(&path), path, format));
-        } else {
-            tracing::debug!(path = %path.display(), "not a model for any backend in this build; skipped");
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]
