@@ -11,7 +11,7 @@ use sandscore_runtime::backend::configure::BackendConfig;
 use sandscore_runtime::backend::isolated::WorkerCommand;
 use sandscore_runtime::instance::{Isolation, SandboxConfig};
 use sandscore_runtime::nn::NnLimits;
-use sandscore_runtime::service::ServiceConfig;
+use sandscore_runtime::service::{ModelControl, ServiceConfig};
 
 /// `--isolation`, as the library's [`Isolation`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -43,6 +43,30 @@ pub struct RuntimeArgs {
     /// the module opens with wasi-nn `load-by-name`.
     #[arg(long, env = "AZUREML_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
+
+    /// Triton's model control mode: `none` (every model at start, fixed),
+    /// `explicit` (the `--load-model` ones at start; clients load and
+    /// unload through the repository API), `poll` (every model, then the
+    /// directory is rescanned every `--repository-poll-secs`).
+    #[arg(long = "model-control-mode", env = "SANDSCORE_MODEL_CONTROL_MODE", value_parser = ["none", "explicit", "poll"], default_value = "none")]
+    pub model_control_mode: String,
+
+    /// With `--model-control-mode explicit`: a model to load at start
+    /// (repeatable, or comma-separated in the variable; `*` for all).
+    #[arg(
+        long = "load-model",
+        env = "SANDSCORE_LOAD_MODELS",
+        value_delimiter = ','
+    )]
+    pub load_models: Vec<String>,
+
+    /// With `--model-control-mode poll`: seconds between rescans.
+    #[arg(
+        long = "repository-poll-secs",
+        env = "SANDSCORE_REPOSITORY_POLL_SECS",
+        default_value_t = 15
+    )]
+    pub repository_poll_secs: u64,
 
     /// Instances that score in parallel (also ONNX Runtime sessions per model).
     #[arg(long, env = "WORKER_COUNT", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -303,6 +327,11 @@ impl RuntimeArgs {
             cache_dir: self.cache(),
             sandbox: self.sandbox(),
             backends: self.backend_config(),
+            model_control: match self.model_control_mode.as_str() {
+                "explicit" => ModelControl::Explicit(self.load_models.clone()),
+                "poll" => ModelControl::Poll(Duration::from_secs(self.repository_poll_secs.max(1))),
+                _ => ModelControl::None,
+            },
         }
     }
 

@@ -98,3 +98,23 @@ fn kserve_grpc_client_works_unchanged() {
     let (_server, url) = grpc_server();
     run_client("SANDSCORE_KSERVE_PYTHON", "kserve_grpc.py", &url);
 }
+
+#[test]
+fn tritonclient_loads_and_unloads_models_in_explicit_mode() {
+    let repo = std::env::temp_dir().join(format!("sandscore-explicit-repo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    std::fs::copy(models().join("mlp.onnx"), repo.join("mlp.onnx")).expect("copy");
+    let server = Server::start(&[
+        "--model-dir",
+        repo.to_str().expect("path"),
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        "mlp",
+    ]);
+    // Copied in after the start: in the index, not loaded until asked.
+    std::fs::copy(models().join("mlp.onnx"), repo.join("late.onnx")).expect("copy");
+    let url = server.base.trim_start_matches("http://").to_string();
+    run_client("SANDSCORE_TRITON_PYTHON", "triton_repository.py", &url);
+}

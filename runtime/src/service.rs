@@ -36,6 +36,22 @@ pub struct ServiceConfig {
     pub sandbox: SandboxConfig,
     /// How the native runtimes are found and run.
     pub backends: BackendConfig,
+    /// Whether models may be loaded and unloaded while serving.
+    pub model_control: ModelControl,
+}
+
+/// Triton's model control modes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum ModelControl {
+    /// Every model of the repository is loaded at start, and stays.
+    #[default]
+    None,
+    /// The models named (`*`: all) are loaded at start; clients load and
+    /// unload others through the repository API.
+    Explicit(Vec<String>),
+    /// Every model at start, then the repository is rescanned this often:
+    /// models added are loaded, models removed unloaded.
+    Poll(Duration),
 }
 
 /// Why the service could not start.
@@ -276,6 +292,8 @@ pub struct Service {
     direct_timeout: Duration,
     /// Requests that may run at once.
     workers: usize,
+    /// Whether clients may load and unload models.
+    control: ModelControl,
 }
 
 impl Service {
@@ -304,8 +322,12 @@ impl Service {
                     Ok((engine, component, origin))
                 })
             });
+            let only = match &config.model_control {
+                ModelControl::Explicit(names) => Some(names.as_slice()),
+                _ => None,
+            };
             let models = match &config.model_dir {
-                Some(dir) => ModelRegistry::load_dir(dir, &backends).map_err(StartError::from),
+                Some(dir) => ModelRegistry::open(dir, &backends, only).map_err(StartError::from),
                 None => Ok(ModelRegistry::default()),
             };
             let compiled = module.map(|h| {
@@ -318,6 +340,9 @@ impl Service {
             (models, compiled)
         });
         let models = Arc::new(models?);
+        if let (ModelControl::Poll(every), Some(_)) = (&config.model_control, &config.model_dir) {
+            poll(Arc::downgrade(&models), *every);
+        }
         let (pool, module) = match (compiled.transpose()?, &config.module) {
             (Some((engine, component, origin)), Some(path)) => {
                 let factory = Factory::new(
@@ -357,6 +382,7 @@ impl Service {
             direct: Admission::new(sandbox.workers.max(1), sandbox.max_queue),
             direct_timeout: sandbox.timeout,
             workers: sandbox.workers.max(1),
+            control: config.model_control.clone(),
         })
     }
 
@@ -368,6 +394,7 @@ impl Service {
     /// Every loaded model, by name.
     pub fn models(&self) -> Vec<ModelInfo> {
         self.models
+            .iter()
             .iter()
             .map(|e| ModelInfo::of(e, self.models.versions(&e.name)))
             .collect()
@@ -400,10 +427,10 @@ impl Service {
     /// `model` at `version` (any, when `None`), or why not.
     pub fn model(&self, name: &str, version: Option<&str>) -> Result<ModelInfo, ServiceError> {
         self.entry(name, version)
-            .map(|e| ModelInfo::of(e, self.models.versions(name)))
+            .map(|e| ModelInfo::of(&e, self.models.versions(name)))
     }
 
-    fn entry(&self, name: &str, version: Option<&str>) -> Result<&ModelEntry, ServiceError> {
+    fn entry(&self, name: &str, version: Option<&str>) -> Result<Arc<ModelEntry>, ServiceError> {
         let latest = self.models.get(name).ok_or_else(|| {
             ServiceError::new(
                 ErrorKind::NotFound,
@@ -437,7 +464,7 @@ impl Service {
         version: Option<&str>,
     ) -> Result<crate::proto::ModelConfig, ServiceError> {
         let entry = self.entry(name, version)?;
-        Ok(crate::models::model_config(entry, self.workers))
+        Ok(crate::models::model_config(&entry, self.workers))
     }
 
     /// [`Service::model_config`] as Triton's HTTP API writes it (JSON with
@@ -529,6 +556,64 @@ impl Service {
             })?
     }
 
+    /// Loads (or reloads) `name` from the repository, where the model
+    /// control mode allows it (`explicit`). A failed load leaves what was
+    /// served, and the index says why.
+    pub async fn load_model(&self, name: &str) -> Result<(), ServiceError> {
+        self.controlled(name)?;
+        let models = Arc::clone(&self.models);
+        let model = name.to_string();
+        crate::blocking::run(move || models.load(&model))
+            .await
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, e))?
+            .map_err(|e| ServiceError::new(ErrorKind::BadRequest, e.to_string()))?;
+        for m in self.models.iter() {
+            crate::metrics::metrics()
+                .model_load_seconds
+                .with_label_values(&[m.name.as_str()])
+                .set(m.load_seconds);
+        }
+        Ok(())
+    }
+
+    /// Stops serving `name` (requests running on it finish), where the
+    /// model control mode allows it.
+    pub fn unload_model(&self, name: &str) -> Result<(), ServiceError> {
+        self.controlled(name)?;
+        if self.models.unload(name) {
+            Ok(())
+        } else {
+            Err(ServiceError::new(
+                ErrorKind::BadRequest,
+                format!("model '{}' is not loaded", crate::escape::capped(name, 64)),
+            ))
+        }
+    }
+
+    fn controlled(&self, name: &str) -> Result<(), ServiceError> {
+        match self.control {
+            ModelControl::Explicit(_) => Ok(()),
+            _ => Err(ServiceError::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "cannot load or unload '{}': the model control mode is {}; start with --model-control-mode explicit",
+                    crate::escape::capped(name, 64),
+                    if self.control == ModelControl::None {
+                        "none"
+                    } else {
+                        "poll"
+                    }
+                ),
+            )),
+        }
+    }
+
+    /// The repository index: every version served, and the models not
+    /// served with why.
+    pub fn index(&self) -> Vec<crate::models::IndexEntry> {
+        self.models.index()
+    }
+
     /// Inference statistics of `model` (at `version`), in V2's terms.
     pub fn stats(&self, name: &str, version: Option<&str>) -> Result<ModelStats, ServiceError> {
         let entry = self.entry(name, version)?;
@@ -576,6 +661,35 @@ pub struct ModelStats {
     pub queue: (u64, u64),
     /// Nanoseconds answered requests ran.
     pub compute: (u64, u64),
+}
+
+/// Rescans the repository every `every` while the registry lives: models
+/// added are loaded, models removed unloaded (Triton's poll mode).
+fn poll(models: std::sync::Weak<ModelRegistry>, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("repository-poll".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(models) = models.upgrade() else {
+                    return;
+                };
+                let (added, removed) = models.changes();
+                for name in added {
+                    match models.load(&name) {
+                        Ok(()) => tracing::info!(model = %name, "model added to the repository: loaded"),
+                        Err(e) => tracing::warn!(model = %name, error = %e, "model added to the repository failed to load"),
+                    }
+                }
+                for name in removed {
+                    models.unload(&name);
+                    tracing::info!(model = %name, "model removed from the repository: unloaded");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the repository poll");
+    }
 }
 
 /// Counts one inference request of `model` in the metrics that statistics

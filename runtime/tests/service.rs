@@ -8,7 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{fake_models, fp32, guest, service};
-use sandscore_runtime::service::{ErrorKind, InferRequest, ScoreRequest, ServiceConfig};
+use sandscore_runtime::service::{
+    ErrorKind, InferRequest, ModelControl, ScoreRequest, ServiceConfig,
+};
 use serde_json::{Value, json};
 
 fn infer(model: &str, x: &[f32]) -> InferRequest {
@@ -271,4 +273,92 @@ async fn a_triton_layout_serves_the_versions_its_policy_names() {
     assert_eq!(config["max_batch_size"], 4);
     assert_eq!(config["input"][0]["name"], "x");
     assert_eq!(config["input"][0]["data_type"], "TYPE_FP32");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explicit_model_control_loads_and_unloads_while_serving() {
+    let dir = fake_models("explicit", &[("first", "echo"), ("second", "echo")]);
+    // A Triton-layout model whose version holds nothing: its load fails.
+    std::fs::create_dir_all(dir.join("broken").join("1")).expect("mkdir");
+    let service = service(ServiceConfig {
+        model_dir: Some(dir.clone()),
+        model_control: ModelControl::Explicit(vec!["first".into()]),
+        ..ServiceConfig::default()
+    });
+    assert_eq!(service.model_names(), ["first"]);
+    let state = |name: &str| {
+        service
+            .index()
+            .into_iter()
+            .find(|e| e.name == name)
+            .map(|e| (e.state, e.reason))
+    };
+    assert_eq!(state("second"), Some(("UNAVAILABLE", "not loaded".into())));
+
+    service.load_model("second").await.expect("load");
+    service
+        .infer(infer("second", &[1.0]), "t".into())
+        .await
+        .expect("served");
+    // A model copied in after start loads too.
+    std::fs::write(dir.join("late.fake"), "echo").expect("copy");
+    service.load_model("late").await.expect("load a new one");
+    assert_eq!(service.model_names(), ["first", "late", "second"]);
+
+    service.unload_model("first").expect("unload");
+    let e = service
+        .infer(infer("first", &[1.0]), "t".into())
+        .await
+        .expect_err("gone");
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert_eq!(state("first"), Some(("UNAVAILABLE", "unloaded".into())));
+
+    let e = service.load_model("broken").await.expect_err("broken");
+    assert_eq!(e.kind, ErrorKind::BadRequest);
+    let (s, why) = state("broken").expect("in the index");
+    assert!(
+        s == "UNAVAILABLE" && why.contains("holds no model file"),
+        "{why}"
+    );
+    let e = service.load_model("nowhere").await.expect_err("missing");
+    assert!(e.message.contains("no such model"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_explicit_control_loading_is_refused_and_says_how() {
+    let dir = fake_models("none", &[("only", "echo")]);
+    let service = service(ServiceConfig {
+        model_dir: Some(dir),
+        ..ServiceConfig::default()
+    });
+    let e = service.load_model("only").await.expect_err("mode none");
+    assert_eq!(e.kind, ErrorKind::BadRequest);
+    assert!(e.message.contains("--model-control-mode explicit"), "{e}");
+    assert!(service.unload_model("only").is_err());
+    service
+        .infer(infer("only", &[1.0]), "t".into())
+        .await
+        .expect("still served");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poll_mode_follows_the_repository() {
+    let dir = fake_models("poll", &[("kept", "echo"), ("going", "echo")]);
+    let service = service(ServiceConfig {
+        model_dir: Some(dir.clone()),
+        model_control: ModelControl::Poll(Duration::from_millis(100)),
+        ..ServiceConfig::default()
+    });
+    assert_eq!(service.model_names(), ["going", "kept"]);
+    std::fs::write(dir.join("coming.fake"), "echo").expect("add");
+    std::fs::remove_file(dir.join("going.fake")).expect("remove");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while service.model_names() != ["coming", "kept"] {
+        assert!(Instant::now() < deadline, "{:?}", service.model_names());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service
+        .infer(infer("coming", &[1.0]), "t".into())
+        .await
+        .expect("loaded by the poll");
 }

@@ -243,13 +243,13 @@ impl GrpcInferenceService for Grpc {
     ) -> Result<Response<RepositoryIndexResponse>, Status> {
         let models = self
             .service()?
-            .models()
+            .index()
             .into_iter()
             .map(|m| repository_index_response::ModelIndex {
                 name: m.name,
                 version: m.version,
-                state: "READY".into(),
-                reason: String::new(),
+                state: m.state.into(),
+                reason: m.reason,
             })
             .collect();
         Ok(Response::new(RepositoryIndexResponse { models }))
@@ -259,14 +259,18 @@ impl GrpcInferenceService for Grpc {
         &self,
         r: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
-        Err(fixed_repository(&r.into_inner().model_name))
+        let name = r.into_inner().model_name;
+        self.service()?.load_model(&name).await.map_err(status)?;
+        Ok(Response::new(RepositoryModelLoadResponse {}))
     }
 
     async fn repository_model_unload(
         &self,
         r: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
-        Err(fixed_repository(&r.into_inner().model_name))
+        let name = r.into_inner().model_name;
+        self.service()?.unload_model(&name).map_err(status)?;
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
     }
 
     async fn system_shared_memory_status(
@@ -326,12 +330,6 @@ impl GrpcInferenceService for Grpc {
             "log settings are set at start (RUST_LOG)",
         ))
     }
-}
-
-fn fixed_repository(name: &str) -> Status {
-    Status::invalid_argument(format!(
-        "cannot load or unload '{name}': models are loaded once at start from --model-dir (model control mode none)"
-    ))
 }
 
 fn no_shared_memory() -> Status {

@@ -88,13 +88,10 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v2/models/{name}/config", get(repository::model_config))
         .route("/v2/repository/index", post(repository::index))
-        .route(
-            "/v2/repository/models/{name}/load",
-            post(repository::load_unload),
-        )
+        .route("/v2/repository/models/{name}/load", post(repository::load))
         .route(
             "/v2/repository/models/{name}/unload",
-            post(repository::load_unload),
+            post(repository::unload),
         )
         .route(
             "/v2/models/{name}/versions/{version}",

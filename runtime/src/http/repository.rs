@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -89,26 +88,50 @@ pub async fn model_config(
         .map_err(|e| ApiError::service(Style::V2, e))
 }
 
-/// `POST /v2/repository/index`: every model the server serves, ready.
+/// `POST /v2/repository/index`: every model version served (`READY`),
+/// and the repository's models that are not, with why.
 pub async fn index(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let service = state.ready(Style::V2)?;
     let models: Vec<Value> = service
-        .models()
-        .iter()
-        .map(|m| json!({ "name": m.name, "version": m.version, "state": "READY" }))
+        .index()
+        .into_iter()
+        .map(|m| {
+            let mut line = json!({ "name": m.name, "state": m.state });
+            if !m.version.is_empty() {
+                line["version"] = json!(m.version);
+            }
+            if !m.reason.is_empty() {
+                line["reason"] = json!(m.reason);
+            }
+            line
+        })
         .collect();
     Ok(Json(Value::Array(models)))
 }
 
-/// `POST /v2/repository/models/{name}/load` and `…/unload`: the model
-/// directory is read once at start (Triton's model control mode `none`),
-/// so loading and unloading are refused, saying so.
-pub async fn load_unload(Path(name): Path<String>) -> ApiError {
-    ApiError::new(
-        Style::V2,
-        StatusCode::BAD_REQUEST,
-        format!(
-            "cannot load or unload '{name}': models are loaded once at start from --model-dir (model control mode none)"
-        ),
-    )
+/// `POST /v2/repository/models/{name}/load`: loads (or reloads) the model
+/// from the repository (`--model-control-mode explicit`).
+pub async fn load(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let service = state.ready(Style::V2)?;
+    service
+        .load_model(&name)
+        .await
+        .map_err(|e| ApiError::service(Style::V2, e))?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /v2/repository/models/{name}/unload`: stops serving the model;
+/// requests already running on it finish.
+pub async fn unload(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let service = state.ready(Style::V2)?;
+    service
+        .unload_model(&name)
+        .map_err(|e| ApiError::service(Style::V2, e))?;
+    Ok(Json(json!({})))
 }

@@ -145,6 +145,45 @@ fn triton_model<'b>(
 /// folder with numbered version folders is a model in Triton's layout.
 pub fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Vec<Found<'b>>, RegistryError> {
     let mut found = Vec::new();
+    for path in sorted_entries(dir)? {
+        entry(&path, backends, &mut found)?;
+    }
+    Ok(found)
+}
+
+/// The model files of the model `name` alone (its entry's errors only).
+pub fn discover_named<'b>(
+    dir: &Path,
+    name: &str,
+    backends: &'b Backends,
+) -> Result<Vec<Found<'b>>, RegistryError> {
+    let mut found = Vec::new();
+    for path in sorted_entries(dir)? {
+        let own = stem(&path) == name || (path.is_dir() && file_name(&path).starts_with(name));
+        if own {
+            entry(&path, backends, &mut found)?;
+        }
+    }
+    found.retain(|m| m.name == name);
+    Ok(found)
+}
+
+/// The names the repository's entries would give, without loading or
+/// checking them (for the index of models not loaded).
+pub fn model_names(dir: &Path, backends: &Backends) -> Vec<String> {
+    sorted_entries(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.is_dir() || backends.for_path(p).is_some() || formats::of_path(p).is_some())
+        .map(|p| if p.is_dir() { file_name(p) } else { stem(p) })
+        .collect()
+}
+
+fn entry<'b>(
+    path: &Path,
+    backends: &'b Backends,
+    found: &mut Vec<Found<'b>>,
+) -> Result<(), RegistryError> {
     let flat = |name: String, path: PathBuf, backend| Found {
         name,
         version: 1,
@@ -152,49 +191,46 @@ pub fn discover<'b>(dir: &Path, backends: &'b Backends) -> Result<Vec<Found<'b>>
         backend,
         config: None,
     };
-    for path in sorted_entries(dir)? {
-        if path.is_dir() {
-            let available = versions(&path)?;
-            if !available.is_empty() {
-                triton_model(&path, available, backends, &mut found)?;
-                continue;
-            }
-            let folder = file_name(&path);
-            let files: Vec<PathBuf> = sorted_entries(&path)?
-                .into_iter()
-                .filter(|p| p.is_file())
-                .collect();
-            let inner: Vec<(String, PathBuf, &Arc<dyn Backend>)> = files
-                .iter()
-                .filter_map(|p| backends.for_path(p).map(|b| (stem(p), p.clone(), b)))
-                .collect();
-            if inner.is_empty()
-                && let Some((p, format)) = files
-                    .iter()
-                    .find_map(|p| formats::of_path(p).map(|f| (p, f)))
-            {
-                return Err(no_backend(folder, p.clone(), format));
-            }
-            if inner.len() == 1 {
-                found.extend(
-                    inner
-                        .into_iter()
-                        .map(|(_, p, b)| flat(folder.clone(), p, b)),
-                );
-            } else {
-                found.extend(
-                    inner
-                        .into_iter()
-                        .map(|(s, p, b)| flat(format!("{folder}_{s}"), p, b)),
-                );
-            }
-        } else if let Some(b) = backends.for_path(&path) {
-            found.push(flat(stem(&path), path, b));
-        } else if let Some(format) = formats::of_path(&path) {
-            return Err(no_backend(stem(&path), path, format));
-        } else {
-            tracing::debug!(path = %path.display(), "not a model for any backend in this build; skipped");
+    if path.is_dir() {
+        let available = versions(path)?;
+        if !available.is_empty() {
+            return triton_model(path, available, backends, found);
         }
+        let folder = file_name(path);
+        let files: Vec<PathBuf> = sorted_entries(path)?
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect();
+        let inner: Vec<(String, PathBuf, &Arc<dyn Backend>)> = files
+            .iter()
+            .filter_map(|p| backends.for_path(p).map(|b| (stem(p), p.clone(), b)))
+            .collect();
+        if inner.is_empty()
+            && let Some((p, format)) = files
+                .iter()
+                .find_map(|p| formats::of_path(p).map(|f| (p, f)))
+        {
+            return Err(no_backend(folder, p.clone(), format));
+        }
+        if inner.len() == 1 {
+            found.extend(
+                inner
+                    .into_iter()
+                    .map(|(_, p, b)| flat(folder.clone(), p, b)),
+            );
+        } else {
+            found.extend(
+                inner
+                    .into_iter()
+                    .map(|(s, p, b)| flat(format!("{folder}_{s}"), p, b)),
+            );
+        }
+    } else if let Some(b) = backends.for_path(path) {
+        found.push(flat(stem(path), path.to_path_buf(), b));
+    } else if let Some(format) = formats::of_path(path) {
+        return Err(no_backend(stem(path), path.to_path_buf(), format));
+    } else {
+        tracing::debug!(path = %path.display(), "not a model for any backend in this build; skipped");
     }
-    Ok(found)
+    Ok(())
 }

@@ -12,7 +12,7 @@ mod discover;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use crate::backend::{Backend, BackendError, Backends, Graph, Target};
@@ -100,21 +100,122 @@ pub enum RegistryError {
     },
 }
 
-/// The preloaded models, by name and version.
+type Versions = BTreeMap<u64, Arc<ModelEntry>>;
+
+/// The models served, by name and version. Loads and unloads replace a
+/// model's versions at once; a request holding an entry keeps its graph
+/// until it is done, so unloading never cuts one short.
 #[derive(Default)]
 pub struct ModelRegistry {
-    entries: BTreeMap<String, BTreeMap<u64, ModelEntry>>,
+    /// The model directory (repository), for later loads.
+    dir: Option<PathBuf>,
+    /// The backends models load with.
+    backends: Backends,
+    entries: RwLock<BTreeMap<String, Versions>>,
+    /// Models of the repository that are not served, and why.
+    unavailable: RwLock<BTreeMap<String, String>>,
+}
+
+/// One line of the repository index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexEntry {
+    /// The model's name.
+    pub name: String,
+    /// Its version; empty for a model that is not loaded.
+    pub version: String,
+    /// `READY` or `UNAVAILABLE`.
+    pub state: &'static str,
+    /// Why it is unavailable (unloaded, or its load error).
+    pub reason: String,
+}
+
+/// Loads the found models, one per core at a time (loading is CPU work:
+/// parsing, graph optimisation), so it takes the longest model, not the
+/// sum.
+fn load_all(found: &[Found<'_>], backends: &Backends) -> Vec<Result<ModelEntry, RegistryError>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut loaded = Vec::with_capacity(found.len());
+    for batch in found.chunks(cores) {
+        let results: Vec<Result<ModelEntry, RegistryError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|m| {
+                    let target = backends.target_for(&m.name);
+                    s.spawn(move || load_one(m, target))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(batch)
+                .map(|(h, m)| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(RegistryError::Load {
+                            name: m.name.clone(),
+                            path: m.path.clone(),
+                            backend: m.backend.name(),
+                            reason: BackendError::Runtime("the loading thread panicked".into()),
+                        })
+                    })
+                })
+                .collect()
+        });
+        loaded.extend(results);
+    }
+    loaded
+}
+
+/// The loaded models by name, refusing two files for one name and version.
+fn group(
+    found: &[Found<'_>],
+    loaded: Vec<Result<ModelEntry, RegistryError>>,
+) -> Result<BTreeMap<String, Versions>, RegistryError> {
+    let mut entries: BTreeMap<String, Versions> = BTreeMap::new();
+    for (entry, m) in loaded.into_iter().zip(found) {
+        let entry = entry?;
+        let versions = entries.entry(entry.name.clone()).or_default();
+        if let Some(prev) = versions.get(&m.version) {
+            return Err(RegistryError::Duplicate {
+                name: entry.name,
+                first: prev.path.clone(),
+                second: entry.path.clone(),
+            });
+        }
+        versions.insert(m.version, Arc::new(entry));
+    }
+    Ok(entries)
 }
 
 impl ModelRegistry {
     /// Scans `dir` and loads every model a backend recognizes. Files no
     /// backend recognizes are skipped (and logged).
     pub fn load_dir(dir: &Path, backends: &Backends) -> Result<Self, RegistryError> {
-        let found = discover(dir, backends)?;
+        ModelRegistry::open(dir, backends, None)
+    }
+
+    /// Scans `dir` and loads the models named in `only` (every model when
+    /// `None`, or when it holds `*`): Triton's explicit model control.
+    pub fn open(
+        dir: &Path,
+        backends: &Backends,
+        only: Option<&[String]>,
+    ) -> Result<Self, RegistryError> {
+        let everything = only.is_none_or(|o| o.iter().any(|n| n == "*"));
+        // Only what is asked for is looked at: a broken model nobody names
+        // does not stop the start.
+        let found: Vec<Found<'_>> = if everything {
+            discover(dir, backends)?
+        } else {
+            let mut found = Vec::new();
+            for name in only.unwrap_or_default() {
+                found.extend(discover::discover_named(dir, name, backends)?);
+            }
+            found
+        };
         // A setting that names no file is a typo, not a no-op.
         if let Some(file) = backends
             .overridden()
             .find(|f| !found.iter().any(|m| m.path.ends_with(f)))
+            && everything
         {
             let present: Vec<String> = found
                 .iter()
@@ -126,89 +227,224 @@ impl ModelRegistry {
                 present: present.join(", "),
             });
         }
-        // Loading is CPU work (parsing, graph optimisation): one model per
-        // core at a time, so startup takes the longest model, not the sum.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut loaded = Vec::with_capacity(found.len());
-        for batch in found.chunks(cores) {
-            let results: Vec<Result<ModelEntry, RegistryError>> = std::thread::scope(|s| {
-                let handles: Vec<_> = batch
-                    .iter()
-                    .map(|m| {
-                        let target = backends.target_for(&m.name);
-                        s.spawn(move || load_one(m, target))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .zip(batch)
-                    .map(|(h, m)| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(RegistryError::Load {
-                                name: m.name.clone(),
-                                path: m.path.clone(),
-                                backend: m.backend.name(),
-                                reason: BackendError::Runtime("the loading thread panicked".into()),
-                            })
-                        })
-                    })
-                    .collect()
+        if let Some(missing) = only
+            .unwrap_or_default()
+            .iter()
+            .find(|n| *n != "*" && !found.iter().any(|m| &m.name == *n))
+        {
+            return Err(RegistryError::Load {
+                name: missing.clone(),
+                path: dir.to_path_buf(),
+                backend: "none",
+                reason: BackendError::InvalidModel(
+                    "no such model in the repository (--load-model)".into(),
+                ),
             });
-            loaded.extend(results);
         }
-        let mut registry = ModelRegistry::default();
-        for (entry, m) in loaded.into_iter().zip(&found) {
-            let entry = entry?;
-            let versions = registry.entries.entry(entry.name.clone()).or_default();
-            if let Some(prev) = versions.get(&m.version) {
-                return Err(RegistryError::Duplicate {
-                    name: entry.name,
-                    first: prev.path.clone(),
-                    second: entry.path,
+        let loaded = load_all(&found, backends);
+        let entries = group(&found, loaded)?;
+        Ok(ModelRegistry {
+            dir: Some(dir.to_path_buf()),
+            backends: backends.clone(),
+            entries: RwLock::new(entries),
+            unavailable: RwLock::new(BTreeMap::new()),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Versions>> {
+        self.entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Versions>> {
+        self.entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn mark(&self, name: &str, why: Option<String>) {
+        let mut u = self
+            .unavailable
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match why {
+            Some(why) => u.insert(name.to_string(), why),
+            None => u.remove(name),
+        };
+    }
+
+    /// Loads (or reloads) `name` from the repository: every version its
+    /// policy serves replaces the ones served now. Blocking. On failure the
+    /// model's current versions stay, and the index says why.
+    pub fn load(&self, name: &str) -> Result<(), RegistryError> {
+        let Some(dir) = &self.dir else {
+            return Err(RegistryError::Load {
+                name: name.to_string(),
+                path: PathBuf::new(),
+                backend: "none",
+                reason: BackendError::InvalidModel("there is no model repository".into()),
+            });
+        };
+        let loaded = discover::discover_named(dir, name, &self.backends).and_then(|found| {
+            if found.is_empty() {
+                return Err(RegistryError::Load {
+                    name: name.to_string(),
+                    path: dir.clone(),
+                    backend: "none",
+                    reason: BackendError::InvalidModel("no such model in the repository".into()),
                 });
             }
-            versions.insert(m.version, entry);
+            let loaded = load_all(&found, &self.backends);
+            group(&found, loaded)
+        });
+        match loaded {
+            Ok(mut entries) => {
+                let versions = entries.remove(name).unwrap_or_default();
+                self.write().insert(name.to_string(), versions);
+                self.mark(name, None);
+                Ok(())
+            }
+            Err(e) => {
+                self.mark(name, Some(e.to_string()));
+                Err(e)
+            }
         }
-        Ok(registry)
+    }
+
+    /// Stops serving `name`; requests already running on it finish.
+    /// Whether it was served.
+    pub fn unload(&self, name: &str) -> bool {
+        let was = self.write().remove(name).is_some();
+        if was {
+            self.mark(name, Some("unloaded".into()));
+        }
+        was
+    }
+
+    /// The repository's models: every served version `READY`, and the
+    /// models not served with why.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let mut out: Vec<IndexEntry> = self
+            .iter()
+            .iter()
+            .map(|e| IndexEntry {
+                name: e.name.clone(),
+                version: e.version.clone(),
+                state: "READY",
+                reason: String::new(),
+            })
+            .collect();
+        let served = self.names();
+        let mut known: Vec<String> = self
+            .unavailable
+            .read()
+            .map(|u| {
+                u.iter()
+                    .filter(|(n, _)| !served.contains(n))
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(dir) = &self.dir {
+            let more: Vec<String> = discover::model_names(dir, &self.backends)
+                .into_iter()
+                .filter(|n| !served.contains(n) && !known.contains(n))
+                .collect();
+            known.extend(more);
+        }
+        for name in known {
+            let reason = self
+                .unavailable
+                .read()
+                .ok()
+                .and_then(|u| u.get(&name).cloned())
+                .unwrap_or_else(|| "not loaded".into());
+            out.push(IndexEntry {
+                name,
+                version: String::new(),
+                state: "UNAVAILABLE",
+                reason,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
+        out
+    }
+
+    /// Names in the repository not served and not failed (to load), and
+    /// names served no longer in it: what a poll loads and unloads.
+    pub fn changes(&self) -> (Vec<String>, Vec<String>) {
+        let Some(dir) = &self.dir else {
+            return (Vec::new(), Vec::new());
+        };
+        let present = discover::model_names(dir, &self.backends);
+        let served = self.names();
+        let failed: Vec<String> = self
+            .unavailable
+            .read()
+            .map(|u| {
+                u.iter()
+                    .filter(|(_, why)| why.as_str() != "unloaded")
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let added = present
+            .iter()
+            .filter(|n| !served.contains(n) && !failed.contains(n))
+            .cloned()
+            .collect();
+        let removed = served
+            .into_iter()
+            .filter(|n| {
+                !present
+                    .iter()
+                    .any(|p| p == n || n.starts_with(&format!("{p}_")))
+            })
+            .collect();
+        (added, removed)
     }
 
     /// The model with this name, at its highest version.
-    pub fn get(&self, name: &str) -> Option<&ModelEntry> {
-        self.entries.get(name)?.values().next_back()
+    pub fn get(&self, name: &str) -> Option<Arc<ModelEntry>> {
+        self.read().get(name)?.values().next_back().cloned()
     }
 
     /// The model with this name at `version` (a version number as text).
-    pub fn get_version(&self, name: &str, version: &str) -> Option<&ModelEntry> {
+    pub fn get_version(&self, name: &str, version: &str) -> Option<Arc<ModelEntry>> {
         let v = version.parse::<u64>().ok()?;
-        self.entries.get(name)?.get(&v)
+        self.read().get(name)?.get(&v).cloned()
     }
 
     /// The versions served of `name`, ascending.
     pub fn versions(&self, name: &str) -> Vec<String> {
-        self.entries
+        self.read()
             .get(name)
             .map(|v| v.keys().map(u64::to_string).collect())
             .unwrap_or_default()
     }
 
-    /// Every model version, by name, then version.
-    pub fn iter(&self) -> impl Iterator<Item = &ModelEntry> {
-        self.entries.values().flat_map(BTreeMap::values)
+    /// Every model version now served, by name, then version.
+    pub fn iter(&self) -> Vec<Arc<ModelEntry>> {
+        self.read()
+            .values()
+            .flat_map(|v| v.values().cloned())
+            .collect()
     }
 
     /// Model names, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.entries.keys().cloned().collect()
+        self.read().keys().cloned().collect()
     }
 
     /// Number of model versions.
     pub fn len(&self) -> usize {
-        self.entries.values().map(BTreeMap::len).sum()
+        self.read().values().map(BTreeMap::len).sum()
     }
 
     /// True when no model is loaded.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.read().is_empty()
     }
 }
 
