@@ -164,3 +164,30 @@ fn infer_through_the_module_tensor_entry_point() {
         1e-5,
     );
 }
+
+#[test]
+fn types_wasi_nn_lacks_work_without_a_module_and_are_named_with_one() {
+    let exp = expected();
+    let wide = &exp["wide_types"];
+    let inputs: Vec<Value> = wide["input"]
+        .as_object()
+        .expect("wide types")
+        .iter()
+        .map(|(ty, data)| json!({"name": format!("x_{}", ty.to_lowercase()), "shape": [3], "datatype": ty, "data": data}))
+        .collect();
+    let body = json!({ "inputs": inputs });
+    let server = models_only();
+    let r = server.post_json("/v2/models/wide_types/infer", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let answer = r.json();
+    for (ty, want) in wide["numpy"].as_object().expect("numpy") {
+        let out = output(&answer, &format!("y_{}", ty.to_lowercase()));
+        assert_eq!(out["datatype"], ty.as_str());
+        assert_eq!(&out["data"], want, "{ty}: ONNX Runtime and NumPy differ");
+    }
+    // Through a module, wasi-nn's types only: the error names the type.
+    let server = serve_module("onnx_mlp", Some(&models()), &[]);
+    let r = server.post_json("/v2/models/wide_types/infer", &body);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("cannot reach a module"), "{}", r.text);
+}

@@ -3,7 +3,7 @@
 
 Usage: make_models.py OUT_DIR
 
-Writes OUT_DIR/{mlp,iris,embed,types}.onnx and OUT_DIR/expected.json. Every
+Writes OUT_DIR/{mlp,iris,embed,types,wide_types}.onnx and OUT_DIR/expected.json. Every
 model is made with a fixed seed, so reruns give the same files. expected.json
 holds, per model, sample inputs and the outputs of onnxruntime's own Python API
 (and, for iris, scikit-learn's predict/predict_proba; for mlp and embed, a
@@ -156,6 +156,38 @@ def make_types(out):
     return {"input": values}
 
 
+WIDE = {"BOOL": (TensorProto.BOOL, np.bool_), "INT8": (TensorProto.INT8, np.int8),
+        "INT16": (TensorProto.INT16, np.int16), "UINT16": (TensorProto.UINT16, np.uint16),
+        "UINT32": (TensorProto.UINT32, np.uint32), "UINT64": (TensorProto.UINT64, np.uint64)}
+
+
+def make_wide_types(out):
+    """The V2 types wasi-nn does not carry, for models served without a
+    module: BOOL through Not, each integer type through Add(x, 1), with
+    NumPy's own answers."""
+    nodes, inputs, outputs, inits = [], [], [], []
+    values = {"BOOL": [True, False, True], "INT8": [-128, 0, 126], "INT16": [-32768, 0, 32766],
+              "UINT16": [0, 7, 65534], "UINT32": [0, 7, 4294967294],
+              "UINT64": [0, 7, 9007199254740990]}
+    expected = {}
+    for name, (proto, dtype) in WIDE.items():
+        lower = name.lower()
+        x = np.array(values[name], dtype=dtype)
+        inputs.append(helper.make_tensor_value_info(f"x_{lower}", proto, ["n"]))
+        outputs.append(helper.make_tensor_value_info(f"y_{lower}", proto, ["n"]))
+        if name == "BOOL":
+            nodes.append(helper.make_node("Not", [f"x_{lower}"], [f"y_{lower}"]))
+            y = np.logical_not(x)
+        else:
+            inits.append(numpy_helper.from_array(np.array([1], dtype=dtype), f"one_{lower}"))
+            nodes.append(helper.make_node("Add", [f"x_{lower}", f"one_{lower}"], [f"y_{lower}"]))
+            y = x + dtype(1)
+        expected[name] = y.tolist()
+    graph = helper.make_graph(nodes, "wide_types", inputs, outputs, initializer=inits)
+    save(helper.make_model(graph, opset_imports=OPSET), os.path.join(out, "wide_types.onnx"))
+    return {"input": values, "numpy": expected}
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -165,6 +197,7 @@ def main():
         "iris": make_iris(out),
         "embed": make_embed(out, rng),
         "types": make_types(out),
+        "wide_types": make_wide_types(out),
         "versions": {"onnxruntime": ort.__version__, "onnx": onnx.__version__},
     }
     with open(os.path.join(out, "expected.json"), "w") as f:

@@ -128,6 +128,7 @@ impl From<CallError> for ServiceError {
                 ErrorKind::Timeout
             }
             CallError::Overloaded(_) => ErrorKind::Overloaded,
+            CallError::Unsupported(_) => ErrorKind::BadRequest,
             CallError::Trap(_)
             | CallError::Instance(_)
             | CallError::Invalid(_)

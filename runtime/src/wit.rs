@@ -66,9 +66,19 @@ impl From<WitTensorType> for TensorType {
     }
 }
 
-impl From<TensorType> for WitTensorType {
-    fn from(t: TensorType) -> Self {
-        match t {
+/// A tensor type wasi-nn cannot carry (BOOL, INT8, …): a module never
+/// sees one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0} tensors cannot reach a module: wasi-nn carries FP16, FP32, FP64, BF16, UINT8, INT32 and INT64; serve the model without a module to use {0}"
+)]
+pub struct NotWasiNn(pub TensorType);
+
+impl TryFrom<TensorType> for WitTensorType {
+    type Error = NotWasiNn;
+
+    fn try_from(t: TensorType) -> Result<Self, NotWasiNn> {
+        Ok(match t {
             TensorType::Fp16 => WitTensorType::Fp16,
             TensorType::Fp32 => WitTensorType::Fp32,
             TensorType::Fp64 => WitTensorType::Fp64,
@@ -76,6 +86,7 @@ impl From<TensorType> for WitTensorType {
             TensorType::U8 => WitTensorType::U8,
             TensorType::I32 => WitTensorType::I32,
             TensorType::I64 => WitTensorType::I64,
-        }
+            other => return Err(NotWasiNn(other)),
+        })
     }
 }

@@ -24,11 +24,23 @@ pub enum TensorType {
     I32,
     /// Signed 64-bit integer (V2 `INT64`), 8 bytes.
     I64,
+    /// Boolean (V2 `BOOL`), 1 byte (0 or 1). Not a wasi-nn type.
+    Bool,
+    /// Signed 8-bit integer (V2 `INT8`), 1 byte. Not a wasi-nn type.
+    I8,
+    /// Signed 16-bit integer (V2 `INT16`), 2 bytes. Not a wasi-nn type.
+    I16,
+    /// Unsigned 16-bit integer (V2 `UINT16`), 2 bytes. Not a wasi-nn type.
+    U16,
+    /// Unsigned 32-bit integer (V2 `UINT32`), 4 bytes. Not a wasi-nn type.
+    U32,
+    /// Unsigned 64-bit integer (V2 `UINT64`), 8 bytes. Not a wasi-nn type.
+    U64,
 }
 
 impl TensorType {
-    /// Every supported type, in wasi-nn order.
-    pub const ALL: [TensorType; 7] = [
+    /// The types wasi-nn carries (what a module can see), in its order.
+    pub const WASI_NN: [TensorType; 7] = [
         TensorType::Fp16,
         TensorType::Fp32,
         TensorType::Fp64,
@@ -38,14 +50,37 @@ impl TensorType {
         TensorType::I64,
     ];
 
+    /// Every numeric V2 type: wasi-nn's, then those only models served
+    /// without a module take (where their backend does).
+    pub const ALL: [TensorType; 13] = [
+        TensorType::Fp16,
+        TensorType::Fp32,
+        TensorType::Fp64,
+        TensorType::Bf16,
+        TensorType::U8,
+        TensorType::I32,
+        TensorType::I64,
+        TensorType::Bool,
+        TensorType::I8,
+        TensorType::I16,
+        TensorType::U16,
+        TensorType::U32,
+        TensorType::U64,
+    ];
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            TensorType::U8 => 1,
-            TensorType::Fp16 | TensorType::Bf16 => 2,
-            TensorType::Fp32 | TensorType::I32 => 4,
-            TensorType::Fp64 | TensorType::I64 => 8,
+            TensorType::U8 | TensorType::Bool | TensorType::I8 => 1,
+            TensorType::Fp16 | TensorType::Bf16 | TensorType::I16 | TensorType::U16 => 2,
+            TensorType::Fp32 | TensorType::I32 | TensorType::U32 => 4,
+            TensorType::Fp64 | TensorType::I64 | TensorType::U64 => 8,
         }
+    }
+
+    /// Whether wasi-nn (and so a module) can carry it.
+    pub fn is_wasi_nn(self) -> bool {
+        TensorType::WASI_NN.contains(&self)
     }
 
     /// The Open Inference Protocol V2 datatype name.
@@ -58,10 +93,16 @@ impl TensorType {
             TensorType::U8 => "UINT8",
             TensorType::I32 => "INT32",
             TensorType::I64 => "INT64",
+            TensorType::Bool => "BOOL",
+            TensorType::I8 => "INT8",
+            TensorType::I16 => "INT16",
+            TensorType::U16 => "UINT16",
+            TensorType::U32 => "UINT32",
+            TensorType::U64 => "UINT64",
         }
     }
 
-    /// Parses a V2 datatype name; `None` for names wasi-nn cannot carry.
+    /// Parses a V2 datatype name; `None` for names not served (BYTES).
     pub fn from_v2_name(name: &str) -> Option<TensorType> {
         TensorType::ALL.into_iter().find(|t| t.v2_name() == name)
     }
@@ -183,6 +224,7 @@ mod tests {
         for t in TensorType::ALL {
             assert_eq!(TensorType::from_v2_name(t.v2_name()), Some(t));
         }
-        assert_eq!(TensorType::from_v2_name("BOOL"), None);
+        assert_eq!(TensorType::from_v2_name("BYTES"), None);
+        assert!(TensorType::I32.is_wasi_nn() && !TensorType::Bool.is_wasi_nn());
     }
 }

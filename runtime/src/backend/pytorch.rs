@@ -113,8 +113,8 @@ impl PyTorch {
     }
 }
 
-fn code(ty: TensorType) -> i32 {
-    match ty {
+fn code(ty: TensorType) -> Result<i32, BackendError> {
+    Ok(match ty {
         TensorType::Fp16 => 0,
         TensorType::Fp32 => 1,
         TensorType::Fp64 => 2,
@@ -122,7 +122,12 @@ fn code(ty: TensorType) -> i32 {
         TensorType::U8 => 4,
         TensorType::I32 => 5,
         TensorType::I64 => 6,
-    }
+        other => {
+            return Err(BackendError::Unsupported(format!(
+                "{other} tensors are not supported by the PyTorch backend"
+            )));
+        }
+    })
 }
 
 fn from_code(code: i32) -> Option<TensorType> {
@@ -337,15 +342,17 @@ impl Graph for TorchGraph {
         let feeds: Vec<SstTensor> = inputs
             .iter()
             .zip(dims.iter_mut())
-            .map(|(i, d)| SstTensor {
-                dtype: code(i.tensor.ty),
-                ndim: d.len() as u32,
-                dims: d.as_mut_ptr(),
-                // The library only reads inputs.
-                data: i.tensor.data.as_ptr().cast_mut(),
-                len: i.tensor.data.len(),
+            .map(|(i, d)| {
+                Ok(SstTensor {
+                    dtype: code(i.tensor.ty)?,
+                    ndim: d.len() as u32,
+                    dims: d.as_mut_ptr(),
+                    // The library only reads inputs.
+                    data: i.tensor.data.as_ptr().cast_mut(),
+                    len: i.tensor.data.len(),
+                })
             })
-            .collect();
+            .collect::<Result<_, BackendError>>()?;
         let api = &self.api;
         let mut out: *mut SstTensor = std::ptr::null_mut();
         let mut n_out = 0usize;

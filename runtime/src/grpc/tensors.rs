@@ -42,7 +42,7 @@ pub fn inputs(r: &ModelInferRequest) -> Result<Vec<NamedTensor>, Status> {
             }
             let ty = TensorType::from_v2_name(&input.datatype).ok_or_else(|| {
                 bad(format!(
-                    "input '{name}': datatype '{}' is not supported; use one of FP16, FP32, FP64, BF16, UINT8, INT32, INT64",
+                    "input '{name}': datatype '{}' is not supported; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64",
                     crate::escape::capped(&input.datatype, 32)
                 ))
             })?;
@@ -99,6 +99,46 @@ fn typed(
             .iter()
             .map(|&v| u8::try_from(v).map_err(|_| format!("{v} is not a valid UINT8")))
             .collect::<Result<_, _>>()?,
+        TensorType::Bool => c.bool_contents.iter().map(|&b| u8::from(b)).collect(),
+        TensorType::I8 => c
+            .int_contents
+            .iter()
+            .map(|&v| {
+                i8::try_from(v)
+                    .map(|x| x.to_le_bytes()[0])
+                    .map_err(|_| format!("{v} is not a valid INT8"))
+            })
+            .collect::<Result<_, _>>()?,
+        TensorType::I16 => c
+            .int_contents
+            .iter()
+            .map(|&v| {
+                i16::try_from(v)
+                    .map(i16::to_le_bytes)
+                    .map_err(|_| format!("{v} is not a valid INT16"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .concat(),
+        TensorType::U16 => c
+            .uint_contents
+            .iter()
+            .map(|&v| {
+                u16::try_from(v)
+                    .map(u16::to_le_bytes)
+                    .map_err(|_| format!("{v} is not a valid UINT16"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .concat(),
+        TensorType::U32 => c
+            .uint_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        TensorType::U64 => c
+            .uint64_contents
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
         TensorType::Fp16 | TensorType::Bf16 => {
             return Err(format!(
                 "{ty} has no typed contents; send raw_input_contents"

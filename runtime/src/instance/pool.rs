@@ -38,6 +38,10 @@ pub enum CallError {
     /// A fresh instance could not be made.
     #[error(transparent)]
     Instance(#[from] InstanceError),
+    /// The request holds what a module cannot receive (a tensor type
+    /// wasi-nn does not carry).
+    #[error("{0}")]
+    Unsupported(String),
     /// The module returned something malformed or too large.
     #[error("the scoring module returned an invalid result: {0}")]
     Invalid(String),
@@ -127,13 +131,17 @@ impl Pool {
     ) -> Result<Vec<NamedTensor>, CallError> {
         let wit: Vec<WitTensor> = inputs
             .into_iter()
-            .map(|n| WitTensor {
-                name: n.name,
-                shape: n.tensor.shape,
-                datatype: n.tensor.ty.into(),
-                data: n.tensor.data,
+            .map(|n| {
+                Ok(WitTensor {
+                    datatype: n.tensor.ty.try_into().map_err(|e: crate::wit::NotWasiNn| {
+                        CallError::Unsupported(format!("input '{}': {e}", n.name))
+                    })?,
+                    name: n.name,
+                    shape: n.tensor.shape,
+                    data: n.tensor.data,
+                })
             })
-            .collect();
+            .collect::<Result<_, CallError>>()?;
         let out = self
             .call(request_id, move |w| {
                 w.scorer.call_infer(&mut w.store, &model, &wit)

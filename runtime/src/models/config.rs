@@ -69,6 +69,12 @@ fn data_type(t: &TensorInfo) -> i32 {
         Some(TensorType::U8) => DataType::TypeUint8,
         Some(TensorType::I32) => DataType::TypeInt32,
         Some(TensorType::I64) => DataType::TypeInt64,
+        Some(TensorType::Bool) => DataType::TypeBool,
+        Some(TensorType::I8) => DataType::TypeInt8,
+        Some(TensorType::I16) => DataType::TypeInt16,
+        Some(TensorType::U16) => DataType::TypeUint16,
+        Some(TensorType::U32) => DataType::TypeUint32,
+        Some(TensorType::U64) => DataType::TypeUint64,
         None => DataType::TypeInvalid,
     };
     d as i32

@@ -168,6 +168,14 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
         let graph = Arc::clone(&self.table.get(&ctx)?.0);
         match fenced(|| graph.compute(named, deadline)) {
             Ok(outputs) => {
+                if let Some(o) = outputs.iter().find(|o| !o.tensor.ty.is_wasi_nn()) {
+                    let message = format!(
+                        "output '{}': {}",
+                        crate::escape::capped(&o.name, 128),
+                        crate::wit::NotWasiNn(o.tensor.ty)
+                    );
+                    return self.nn_error(errors::ErrorCode::UnsupportedOperation, message);
+                }
                 let bytes: usize = outputs.iter().map(|o| o.tensor.data.len()).sum();
                 let count = self.nn.tensors.saturating_add(outputs.len());
                 if !self.nn.fits(bytes) || count > self.nn.limits.max_tensors {
@@ -249,7 +257,9 @@ impl tensor::HostTensor for NnView<'_> {
     }
 
     fn ty(&mut self, t: Resource<TensorRes>) -> wasmtime::Result<tensor::TensorType> {
-        Ok(self.table.get(&t)?.0.ty.into())
+        // Every tensor a guest holds is of a wasi-nn type (compute refuses
+        // outputs of other types).
+        Ok(self.table.get(&t)?.0.ty.try_into()?)
     }
 
     fn data(&mut self, t: Resource<TensorRes>) -> wasmtime::Result<tensor::TensorData> {

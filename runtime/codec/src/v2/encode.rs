@@ -62,6 +62,16 @@ impl Serialize for Data<'_> {
                 TensorType::I64 => {
                     seq.serialize_element(&i64::from_le_bytes(c.try_into().unwrap_or_default()))?
                 }
+                TensorType::Bool => seq.serialize_element(&(c[0] != 0))?,
+                TensorType::I8 => seq.serialize_element(&i8::from_le_bytes([c[0]]))?,
+                TensorType::I16 => seq.serialize_element(&i16::from_le_bytes([c[0], c[1]]))?,
+                TensorType::U16 => seq.serialize_element(&u16::from_le_bytes([c[0], c[1]]))?,
+                TensorType::U32 => {
+                    seq.serialize_element(&u32::from_le_bytes([c[0], c[1], c[2], c[3]]))?
+                }
+                TensorType::U64 => {
+                    seq.serialize_element(&u64::from_le_bytes(c.try_into().unwrap_or_default()))?
+                }
             }
         }
         seq.end()

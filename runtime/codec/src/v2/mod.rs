@@ -7,8 +7,9 @@
 //! JSON `data` may be flat or nested (row-major either way); its element
 //! count must equal the product of `shape`, and each element must fit
 //! `datatype`. Binary data must be exactly the shape's size in bytes.
-//! Datatypes are the ones wasi-nn carries: FP16, FP32, FP64, BF16, UINT8,
-//! INT32, INT64.
+//! Datatypes: every numeric V2 type and BOOL (what a module can see is
+//! wasi-nn's FP16, FP32, FP64, BF16, UINT8, INT32, INT64; the service says
+//! so for the rest). BYTES is not served.
 
 use std::collections::HashSet;
 
@@ -27,7 +28,7 @@ pub enum DecodeError {
     Json(String),
     /// An input names a datatype wasi-nn cannot carry.
     #[error(
-        "input '{name}': datatype '{datatype}' is not supported; use one of FP16, FP32, FP64, BF16, UINT8, INT32, INT64"
+        "input '{name}': datatype '{datatype}' is not supported; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64"
     )]
     Datatype {
         /// Name of the input (truncated if long).
@@ -423,6 +424,25 @@ impl Elements {
         };
         let d = &mut self.data;
         let ok = match self.ty {
+            // BOOL is true/false in JSON; 0 and 1 are taken too.
+            TensorType::Bool => int.filter(|x| *x == 0 || *x == 1).map(|x| d.push(x as u8)),
+            TensorType::I8 => int
+                .and_then(|x| i8::try_from(x).ok())
+                .map(|x| d.extend(x.to_le_bytes())),
+            TensorType::I16 => int
+                .and_then(|x| i16::try_from(x).ok())
+                .map(|x| d.extend(x.to_le_bytes())),
+            TensorType::U16 => int
+                .and_then(|x| u16::try_from(x).ok())
+                .map(|x| d.extend(x.to_le_bytes())),
+            TensorType::U32 => int
+                .and_then(|x| u32::try_from(x).ok())
+                .map(|x| d.extend(x.to_le_bytes())),
+            TensorType::U64 => match n {
+                Number::U(x) => Some(d.extend(x.to_le_bytes())),
+                Number::I(x) => u64::try_from(x).ok().map(|x| d.extend(x.to_le_bytes())),
+                _ => None,
+            },
             TensorType::Fp16 => float.map(|x| d.extend(f16::from_f64(x).to_le_bytes())),
             TensorType::Bf16 => float.map(|x| d.extend(bf16::from_f64(x).to_le_bytes())),
             TensorType::Fp32 => float.map(|x| d.extend((x as f32).to_le_bytes())),
@@ -488,7 +508,11 @@ impl<'de> Visitor<'de> for Flat<'_> {
         Ok(())
     }
     fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.0.reject(v.to_string());
+        if self.0.ty == TensorType::Bool {
+            self.0.push(Number::U(u64::from(v)));
+        } else {
+            self.0.reject(v.to_string());
+        }
         Ok(())
     }
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
@@ -560,24 +584,47 @@ mod tests {
 
     #[test]
     fn every_type_round_trips() {
-        for ty in TensorType::ALL {
+        let float = |t: TensorType| {
+            matches!(
+                t,
+                TensorType::Fp16 | TensorType::Fp32 | TensorType::Fp64 | TensorType::Bf16
+            )
+        };
+        for ty in TensorType::ALL
+            .into_iter()
+            .filter(|t| *t != TensorType::Bool)
+        {
             let body = json!({"inputs": [{"name": "x", "shape": [3], "datatype": ty.v2_name(), "data": [0, 1, 2]}]});
             let t = one(body).unwrap();
             assert_eq!(t.ty, ty);
-            assert_eq!(
-                tensor_data(&t),
+            let want = if float(ty) {
                 json!([0.0, 1.0, 2.0])
-                    .as_array()
-                    .map(|a| {
-                        if matches!(ty, TensorType::U8 | TensorType::I32 | TensorType::I64) {
-                            json!([0, 1, 2])
-                        } else {
-                            Value::Array(a.clone())
-                        }
-                    })
-                    .unwrap()
+            } else {
+                json!([0, 1, 2])
+            };
+            assert_eq!(tensor_data(&t), want, "{ty}");
+        }
+        let b = one(json!({"inputs": [{"name": "b", "shape": [3], "datatype": "BOOL", "data": [true, false, 1]}]})).unwrap();
+        assert_eq!(
+            (b.data.as_slice(), tensor_data(&b)),
+            (&[1u8, 0, 1][..], json!([true, false, true]))
+        );
+        // Each integer type holds its own range only.
+        for (ty, out) in [
+            ("INT8", 128),
+            ("UINT16", 65_536),
+            ("UINT32", -1),
+            ("BOOL", 2),
+        ] {
+            let body =
+                json!({"inputs": [{"name": "x", "shape": [1], "datatype": ty, "data": [out]}]});
+            assert!(
+                matches!(one(body), Err(DecodeError::Element { .. })),
+                "{ty} {out}"
             );
         }
+        let big = json!({"inputs": [{"name": "x", "shape": [1], "datatype": "UINT64", "data": [u64::MAX]}]});
+        assert_eq!(one(big).unwrap().data, u64::MAX.to_le_bytes());
     }
 
     #[test]
@@ -595,7 +642,7 @@ mod tests {
         ));
         assert!(matches!(
             err(
-                json!({"inputs": [{"name": "x", "shape": [1], "datatype": "BOOL", "data": [true]}]})
+                json!({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}]})
             ),
             DecodeError::Datatype { .. }
         ));

@@ -1,4 +1,4 @@
-//! Tensors into ORT values and back: every element type wasi-nn carries,
+//! Tensors into ORT values and back: every numeric element type and bool,
 //! and scikit-learn's ZipMap outputs (a sequence of maps) as a tensor.
 
 use half::{bf16, f16};
@@ -16,6 +16,12 @@ fn element_type(t: TensorElementType) -> Option<TensorType> {
         TensorElementType::Uint8 => TensorType::U8,
         TensorElementType::Int32 => TensorType::I32,
         TensorElementType::Int64 => TensorType::I64,
+        TensorElementType::Bool => TensorType::Bool,
+        TensorElementType::Int8 => TensorType::I8,
+        TensorElementType::Int16 => TensorType::I16,
+        TensorElementType::Uint16 => TensorType::U16,
+        TensorElementType::Uint32 => TensorType::U32,
+        TensorElementType::Uint64 => TensorType::U64,
         _ => return None,
     })
 }
@@ -66,6 +72,21 @@ pub(super) fn to_value(t: Tensor) -> Result<DynValue, BackendError> {
                 .map(|v| v.into_dyn()),
             TensorType::I64 => OrtTensor::from_array((shape, elements(d, i64::from_le_bytes)))
                 .map(|v| v.into_dyn()),
+            TensorType::Bool => {
+                OrtTensor::from_array((shape, d.iter().map(|&b| b != 0).collect::<Vec<bool>>()))
+                    .map(|v| v.into_dyn())
+            }
+            TensorType::I8 => {
+                OrtTensor::from_array((shape, elements(d, i8::from_le_bytes))).map(|v| v.into_dyn())
+            }
+            TensorType::I16 => OrtTensor::from_array((shape, elements(d, i16::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::U16 => OrtTensor::from_array((shape, elements(d, u16::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::U32 => OrtTensor::from_array((shape, elements(d, u32::from_le_bytes)))
+                .map(|v| v.into_dyn()),
+            TensorType::U64 => OrtTensor::from_array((shape, elements(d, u64::from_le_bytes)))
+                .map(|v| v.into_dyn()),
         };
     made.map_err(|e| BackendError::InvalidInput(e.to_string()))
 }
@@ -108,8 +129,23 @@ pub(super) fn from_value(name: &str, value: &DynValue) -> Result<Tensor, Backend
             TensorElementType::Uint8 => extract!(name, value, u8, TensorType::U8),
             TensorElementType::Int32 => extract!(name, value, i32, TensorType::I32),
             TensorElementType::Int64 => extract!(name, value, i64, TensorType::I64),
+            TensorElementType::Int8 => extract!(name, value, i8, TensorType::I8),
+            TensorElementType::Int16 => extract!(name, value, i16, TensorType::I16),
+            TensorElementType::Uint16 => extract!(name, value, u16, TensorType::U16),
+            TensorElementType::Uint32 => extract!(name, value, u32, TensorType::U32),
+            TensorElementType::Uint64 => extract!(name, value, u64, TensorType::U64),
+            TensorElementType::Bool => {
+                let (shape, data) = value
+                    .try_extract_tensor::<bool>()
+                    .map_err(|e| BackendError::Runtime(e.to_string()))?;
+                Ok(Tensor {
+                    shape: shape_u32(name, shape)?,
+                    ty: TensorType::Bool,
+                    data: data.iter().map(|&b| u8::from(b)).collect(),
+                })
+            }
             other => Err(BackendError::Unsupported(format!(
-                "output '{name}' is a {other:?} tensor, which wasi-nn cannot carry"
+                "output '{name}' is a {other:?} tensor, which sandscore does not carry"
             ))),
         },
         ValueType::Sequence(inner) if matches!(**inner, ValueType::Map { .. }) => {

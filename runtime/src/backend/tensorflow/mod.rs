@@ -75,6 +75,12 @@ fn from_tf(dtype: c_int) -> Option<TensorType> {
         9 => TensorType::I64,
         14 => TensorType::Bf16,
         19 => TensorType::Fp16,
+        10 => TensorType::Bool,
+        6 => TensorType::I8,
+        5 => TensorType::I16,
+        17 => TensorType::U16,
+        22 => TensorType::U32,
+        23 => TensorType::U64,
         _ => return None,
     })
 }
@@ -88,6 +94,12 @@ fn to_tf(ty: TensorType) -> c_int {
         TensorType::I64 => 9,
         TensorType::Bf16 => 14,
         TensorType::Fp16 => 19,
+        TensorType::Bool => 10,
+        TensorType::I8 => 6,
+        TensorType::I16 => 5,
+        TensorType::U16 => 17,
+        TensorType::U32 => 22,
+        TensorType::U64 => 23,
     }
 }
 

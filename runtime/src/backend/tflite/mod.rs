@@ -91,6 +91,12 @@ fn from_litert(t: u32) -> Option<TensorType> {
         10 => TensorType::Fp16,
         11 => TensorType::Fp64,
         19 => TensorType::Bf16,
+        6 => TensorType::Bool,
+        9 => TensorType::I8,
+        7 => TensorType::I16,
+        17 => TensorType::U16,
+        16 => TensorType::U32,
+        13 => TensorType::U64,
         _ => return None,
     })
 }
@@ -380,6 +386,12 @@ impl Graph for Model {
                 TensorType::Fp16 => 10,
                 TensorType::Fp64 => 11,
                 TensorType::Bf16 => 19,
+                TensorType::Bool => 6,
+                TensorType::I8 => 9,
+                TensorType::I16 => 7,
+                TensorType::U16 => 17,
+                TensorType::U32 => 16,
+                TensorType::U64 => 13,
             };
             let b = buffers
                 .add(m.rt.env, ty, dims, t.data.len())
