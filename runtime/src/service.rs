@@ -21,6 +21,15 @@ use crate::models::{ModelEntry, ModelRegistry, RegistryError};
 use crate::tensor::NamedTensor;
 use crate::wit::{GuestErrorCode, WitRequest};
 
+/// The protocol extensions the front ends serve (Triton's names), as
+/// `GET /v2` and gRPC ServerMetadata list them.
+pub const EXTENSIONS: [&str; 4] = [
+    "binary_tensor_data",
+    "model_configuration",
+    "model_repository",
+    "statistics",
+];
+
 /// What the service is started with.
 #[derive(Clone, Debug, Default)]
 pub struct ServiceConfig {

@@ -202,5 +202,13 @@ async fn an_unknown_model_is_404_before_its_body_is_read() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = send(app(true), get("/v2")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["extensions"], json!(["binary_tensor_data"]));
+    assert_eq!(
+        body["extensions"],
+        json!([
+            "binary_tensor_data",
+            "model_configuration",
+            "model_repository",
+            "statistics"
+        ])
+    );
 }

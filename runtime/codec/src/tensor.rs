@@ -39,17 +39,6 @@ pub enum TensorType {
 }
 
 impl TensorType {
-    /// The types wasi-nn carries (what a module can see), in its order.
-    pub const WASI_NN: [TensorType; 7] = [
-        TensorType::Fp16,
-        TensorType::Fp32,
-        TensorType::Fp64,
-        TensorType::Bf16,
-        TensorType::U8,
-        TensorType::I32,
-        TensorType::I64,
-    ];
-
     /// Every numeric V2 type: wasi-nn's, then those only models served
     /// without a module take (where their backend does).
     pub const ALL: [TensorType; 13] = [
@@ -78,9 +67,10 @@ impl TensorType {
         }
     }
 
-    /// Whether wasi-nn (and so a module) can carry it.
+    /// Whether wasi-nn (and so a module) can carry it: the first seven of
+    /// [`TensorType::ALL`].
     pub fn is_wasi_nn(self) -> bool {
-        TensorType::WASI_NN.contains(&self)
+        TensorType::ALL[..7].contains(&self)
     }
 
     /// The Open Inference Protocol V2 datatype name.

@@ -117,7 +117,7 @@ impl GrpcInferenceService for Grpc {
         Ok(Response::new(ServerMetadataResponse {
             name: "sandscore".into(),
             version: crate::VERSION.into(),
-            extensions: vec!["binary_tensor_data".into()],
+            extensions: crate::service::EXTENSIONS.map(String::from).to_vec(),
         }))
     }
 

@@ -73,72 +73,31 @@ fn typed(
     let Some(c) = contents else {
         return Err("neither raw_input_contents nor contents".into());
     };
+    // Each element narrowed to `ty`'s width, refused where it does not fit.
+    fn narrow<S: Copy + std::fmt::Display, T: TryFrom<S>, const N: usize>(
+        values: &[S],
+        ty: TensorType,
+        bytes: fn(T) -> [u8; N],
+    ) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(values.len() * N);
+        for &v in values {
+            let x = T::try_from(v).map_err(|_| format!("{v} is not a valid {ty}"))?;
+            out.extend(bytes(x));
+        }
+        Ok(out)
+    }
     Ok(match ty {
-        TensorType::Fp32 => c
-            .fp32_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        TensorType::Fp64 => c
-            .fp64_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        TensorType::I32 => c
-            .int_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        TensorType::I64 => c
-            .int64_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        TensorType::U8 => c
-            .uint_contents
-            .iter()
-            .map(|&v| u8::try_from(v).map_err(|_| format!("{v} is not a valid UINT8")))
-            .collect::<Result<_, _>>()?,
+        TensorType::Fp32 => narrow(&c.fp32_contents, ty, f32::to_le_bytes)?,
+        TensorType::Fp64 => narrow(&c.fp64_contents, ty, f64::to_le_bytes)?,
+        TensorType::I32 => narrow(&c.int_contents, ty, i32::to_le_bytes)?,
+        TensorType::I64 => narrow(&c.int64_contents, ty, i64::to_le_bytes)?,
+        TensorType::I8 => narrow(&c.int_contents, ty, i8::to_le_bytes)?,
+        TensorType::I16 => narrow(&c.int_contents, ty, i16::to_le_bytes)?,
+        TensorType::U8 => narrow(&c.uint_contents, ty, u8::to_le_bytes)?,
+        TensorType::U16 => narrow(&c.uint_contents, ty, u16::to_le_bytes)?,
+        TensorType::U32 => narrow(&c.uint_contents, ty, u32::to_le_bytes)?,
+        TensorType::U64 => narrow(&c.uint64_contents, ty, u64::to_le_bytes)?,
         TensorType::Bool => c.bool_contents.iter().map(|&b| u8::from(b)).collect(),
-        TensorType::I8 => c
-            .int_contents
-            .iter()
-            .map(|&v| {
-                i8::try_from(v)
-                    .map(|x| x.to_le_bytes()[0])
-                    .map_err(|_| format!("{v} is not a valid INT8"))
-            })
-            .collect::<Result<_, _>>()?,
-        TensorType::I16 => c
-            .int_contents
-            .iter()
-            .map(|&v| {
-                i16::try_from(v)
-                    .map(i16::to_le_bytes)
-                    .map_err(|_| format!("{v} is not a valid INT16"))
-            })
-            .collect::<Result<Vec<_>, _>>()?
-            .concat(),
-        TensorType::U16 => c
-            .uint_contents
-            .iter()
-            .map(|&v| {
-                u16::try_from(v)
-                    .map(u16::to_le_bytes)
-                    .map_err(|_| format!("{v} is not a valid UINT16"))
-            })
-            .collect::<Result<Vec<_>, _>>()?
-            .concat(),
-        TensorType::U32 => c
-            .uint_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        TensorType::U64 => c
-            .uint64_contents
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
         TensorType::Fp16 | TensorType::Bf16 => {
             return Err(format!(
                 "{ty} has no typed contents; send raw_input_contents"

@@ -18,7 +18,7 @@ use crate::service::InferRequest;
 /// `GET /v2`.
 pub async fn server_metadata() -> Json<Value> {
     Json(
-        json!({ "name": "sandscore", "version": crate::VERSION, "extensions": ["binary_tensor_data"] }),
+        json!({ "name": "sandscore", "version": crate::VERSION, "extensions": crate::service::EXTENSIONS }),
     )
 }
 
