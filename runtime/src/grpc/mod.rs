@@ -141,10 +141,10 @@ impl GrpcInferenceService for Grpc {
         r: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let service = self.service()?;
-        let r = r.into_inner();
+        let mut r = r.into_inner();
         // An unknown model is NOT_FOUND before any tensor is decoded.
         let model = self.model(&r.model_name, &r.model_version)?;
-        let inputs = tensors::inputs(&r)?;
+        let inputs = tensors::inputs(&mut r)?;
         let request_id = if crate::escape::is_safe_id(&r.id) {
             r.id.clone()
         } else {

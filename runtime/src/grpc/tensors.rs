@@ -13,7 +13,7 @@ fn bad(message: String) -> Status {
 
 /// The request's inputs: `raw_input_contents` (one per input, in order)
 /// when there are any, else each input's typed contents.
-pub fn inputs(r: &ModelInferRequest) -> Result<Vec<NamedTensor>, Status> {
+pub fn inputs(r: &mut ModelInferRequest) -> Result<Vec<NamedTensor>, Status> {
     if r.inputs.is_empty() {
         return Err(bad("the request has no inputs".into()));
     }
@@ -52,8 +52,9 @@ pub fn inputs(r: &ModelInferRequest) -> Result<Vec<NamedTensor>, Status> {
                 .map(|&d| u32::try_from(d))
                 .collect::<Result<_, _>>()
                 .map_err(|_| bad(format!("input '{name}': shape {:?} is invalid", input.shape)))?;
-            let data = match r.raw_input_contents.get(i) {
-                Some(raw) => raw.clone(),
+            let data = match r.raw_input_contents.get_mut(i) {
+                // Moved, not copied: the request's bytes become the tensor's.
+                Some(raw) => std::mem::take(raw),
                 None => typed(input.contents.as_ref(), ty).map_err(|e| bad(format!("input '{name}': {e}")))?,
             };
             let tensor = Tensor::new(shape, ty, data).map_err(|e| bad(format!("input '{name}': {e}")))?;

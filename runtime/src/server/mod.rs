@@ -128,6 +128,10 @@ pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), S
         tokio::spawn(
             tonic::transport::Server::builder()
                 .timeout(config.grpc_timeout)
+                // Streams one connection may hold open at once: each may
+                // carry a message of up to --max-body.
+                .max_concurrent_streams(Some(GRPC_STREAMS))
+                .concurrency_limit_per_connection(GRPC_STREAMS as usize)
                 .add_service(service)
                 .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
                     let _ = grpc_stopped.await;
@@ -189,6 +193,9 @@ pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), S
     }
     Ok(())
 }
+
+/// Most gRPC calls one connection may have in flight.
+const GRPC_STREAMS: u32 = 64;
 
 /// The next connection, once one of the `slots` is free.
 async fn accept(
