@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&files),
     )?;
     tonic_prost_build::configure()
-        .build_client(false)
+        .build_client(true)
         .compile_fds(files)?;
     Ok(())
 }

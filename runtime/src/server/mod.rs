@@ -133,7 +133,7 @@ pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), S
                 .max_concurrent_streams(Some(GRPC_STREAMS))
                 .concurrency_limit_per_connection(GRPC_STREAMS as usize)
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
                     let _ = grpc_stopped.await;
                 }),
         )
