@@ -1,7 +1,8 @@
-//! Named models, loaded once at startup and shared by every instance.
+//! Named models, loaded at start (and, under explicit or poll model
+//! control, while serving) and shared by every instance.
 //!
 //! Loading a graph costs milliseconds to seconds; opening one by name must
-//! cost nothing. So the model directory is scanned once ([`discover`]):
+//! cost nothing. So the model directory is scanned up front ([`discover`]):
 //! each model file, each folder holding one model file, and each version a
 //! Triton-layout model's policy serves becomes a graph that guests open with
 //! wasi-nn `load-by-name` (its highest version) and that V2 clients address
