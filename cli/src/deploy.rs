@@ -51,6 +51,10 @@ pub struct InvokeArgs {
     /// Send the body to this model's V2 `infer` instead of `/score`.
     #[arg(long)]
     model: Option<String>,
+    /// Send it over gRPC (ModelInfer) to the endpoint's gRPC port instead
+    /// of HTTP (needs --model; the container target publishes one).
+    #[arg(long, requires = "model")]
+    grpc: bool,
 }
 
 #[derive(clap::Args)]
@@ -191,6 +195,18 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
             args.name,
             endpoint.record.url
         );
+    }
+    if let (true, Some(model)) = (args.grpc, &args.model) {
+        let Some(addr) = &endpoint.record.grpc else {
+            bail!(
+                "{} has no gRPC address: the {} target serves HTTP only (the container target publishes gRPC)",
+                args.name,
+                endpoint.record.placement.target()
+            );
+        };
+        let text = serde_json::to_vec(&body)?;
+        println!("{}", crate::grpc_invoke::infer(addr, model, &text)?);
+        return Ok(());
     }
     let answer = match &args.model {
         Some(model) => endpoint.infer(model, &body)?,

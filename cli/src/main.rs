@@ -6,6 +6,7 @@ mod advice;
 mod args;
 mod check;
 mod deploy;
+mod grpc_invoke;
 mod python;
 mod serve;
 

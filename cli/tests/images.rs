@@ -605,6 +605,35 @@ fn the_container_target_deploys_a_scaffolded_project() {
         &exp["mlp"]["ort"]["probabilities"],
         1e-5,
     );
+    // The same model over the container's published gRPC port.
+    let rows = exp["mlp"]["input"].as_array().expect("rows");
+    let flat: Vec<Value> = rows
+        .iter()
+        .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+        .collect();
+    let request = fx.dir.join("v2-request.json");
+    std::fs::write(
+        &request,
+        json!({"inputs": [{"name": "input", "shape": [rows.len(), 64], "datatype": "FP32", "data": flat}]})
+            .to_string(),
+    )
+    .expect("write");
+    let out = fx.run(&[
+        "invoke",
+        "hello-model",
+        "--grpc",
+        "--model",
+        "mlp",
+        "--data",
+        request.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let over_grpc: Value = serde_json::from_slice(&out.stdout).expect("V2 JSON");
+    assert_close(
+        &over_grpc["outputs"][0]["data"],
+        &exp["mlp"]["ort"]["probabilities"],
+        1e-5,
+    );
     let logs = fx.run(&["logs", "hello-model"]);
     assert!(
         String::from_utf8_lossy(&logs.stdout).contains("path=/score"),

@@ -74,7 +74,11 @@ async fn main() {
         errors += e;
     }
     all.sort_by(f64::total_cmp);
-    let at = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let at = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
     println!(
         "{}",
         serde_json::json!({

@@ -133,9 +133,12 @@ pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), S
                 .max_concurrent_streams(Some(GRPC_STREAMS))
                 .concurrency_limit_per_connection(GRPC_STREAMS as usize)
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
-                    let _ = grpc_stopped.await;
-                }),
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    async {
+                        let _ = grpc_stopped.await;
+                    },
+                ),
         )
     });
     let graceful = GracefulShutdown::new();
