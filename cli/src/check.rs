@@ -280,6 +280,6 @@ fn text(r: &CheckReport) -> String {
         l.queue,
         l.response_mib
     ));
-    let _ = write!(out, "ok in {:.0} ms\n", r.elapsed_ms);
+    let _ = writeln!(out, "ok in {:.0} ms", r.elapsed_ms);
     out
 }

@@ -439,10 +439,11 @@ impl Elements {
                 .and_then(|x| u32::try_from(x).ok())
                 .map(|x| d.extend(x.to_le_bytes())),
             TensorType::U64 => match n {
-                Number::U(x) => Some(d.extend(x.to_le_bytes())),
-                Number::I(x) => u64::try_from(x).ok().map(|x| d.extend(x.to_le_bytes())),
+                Number::U(x) => Some(x),
+                Number::I(x) => u64::try_from(x).ok(),
                 _ => None,
-            },
+            }
+            .map(|x| d.extend(x.to_le_bytes())),
             TensorType::Fp16 => float.map(|x| d.extend(f16::from_f64(x).to_le_bytes())),
             TensorType::Bf16 => float.map(|x| d.extend(bf16::from_f64(x).to_le_bytes())),
             TensorType::Fp32 => float.map(|x| d.extend((x as f32).to_le_bytes())),
