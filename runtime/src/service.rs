@@ -434,6 +434,12 @@ impl Service {
         self.max_response_bytes
     }
 
+    /// Whether `model` (at `version`) is served, or why not: the check a
+    /// request makes before its body is read, without describing the model.
+    pub fn check_model(&self, name: &str, version: Option<&str>) -> Result<(), ServiceError> {
+        self.entry(name, version).map(drop)
+    }
+
     /// `model` at `version` (any, when `None`), or why not.
     pub fn model(&self, name: &str, version: Option<&str>) -> Result<ModelInfo, ServiceError> {
         self.entry(name, version)

@@ -106,7 +106,9 @@ impl GrpcInferenceService for Grpc {
         r: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let r = r.into_inner();
-        let ready = self.model(&r.name, &r.version).is_ok();
+        let ready = self
+            .service()
+            .is_ok_and(|s| s.check_model(&r.name, version(&r.version)).is_ok());
         Ok(Response::new(ModelReadyResponse { ready }))
     }
 
@@ -143,7 +145,9 @@ impl GrpcInferenceService for Grpc {
         let service = self.service()?;
         let mut r = r.into_inner();
         // An unknown model is NOT_FOUND before any tensor is decoded.
-        let model = self.model(&r.model_name, &r.model_version)?;
+        service
+            .check_model(&r.model_name, version(&r.model_version))
+            .map_err(status)?;
         let inputs = tensors::inputs(&mut r)?;
         let request_id = if crate::escape::is_safe_id(&r.id) {
             r.id.clone()
@@ -153,7 +157,7 @@ impl GrpcInferenceService for Grpc {
         let answer = service
             .infer(
                 InferRequest {
-                    model: model.name.clone(),
+                    model: r.model_name.clone(),
                     version: version(&r.model_version).map(str::to_string),
                     inputs,
                 },
@@ -165,7 +169,7 @@ impl GrpcInferenceService for Grpc {
         let (outputs, raw) =
             tensors::outputs(answer.outputs, &requested, service.max_response_bytes())?;
         Ok(Response::new(ModelInferResponse {
-            model_name: model.name,
+            model_name: r.model_name,
             model_version: answer.model_version.unwrap_or_default(),
             id: r.id,
             parameters: Default::default(),

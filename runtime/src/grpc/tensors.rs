@@ -3,7 +3,7 @@
 
 use tonic::Status;
 
-use crate::codec::v2::{MAX_INPUTS, MAX_OUTPUTS};
+use crate::codec::v2::{MAX_INPUTS, MAX_OUTPUTS, input_layout};
 use crate::proto::{ModelInferRequest, model_infer_response};
 use crate::tensor::{NamedTensor, Tensor, TensorType};
 
@@ -40,24 +40,16 @@ pub fn inputs(r: &mut ModelInferRequest) -> Result<Vec<NamedTensor>, Status> {
             if !seen.insert(input.name.as_str()) {
                 return Err(bad(format!("input '{name}' appears more than once")));
             }
-            let ty = TensorType::from_v2_name(&input.datatype).ok_or_else(|| {
-                bad(format!(
-                    "input '{name}': datatype '{}' is not supported; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64",
-                    crate::escape::capped(&input.datatype, 32)
-                ))
-            })?;
-            let shape: Vec<u32> = input
-                .shape
-                .iter()
-                .map(|&d| u32::try_from(d))
-                .collect::<Result<_, _>>()
-                .map_err(|_| bad(format!("input '{name}': shape {:?} is invalid", input.shape)))?;
+            let (ty, shape, _) = input_layout(&input.name, &input.datatype, &input.shape)
+                .map_err(|e| bad(e.to_string()))?;
             let data = match r.raw_input_contents.get_mut(i) {
                 // Moved, not copied: the request's bytes become the tensor's.
                 Some(raw) => std::mem::take(raw),
-                None => typed(input.contents.as_ref(), ty).map_err(|e| bad(format!("input '{name}': {e}")))?,
+                None => typed(input.contents.as_ref(), ty)
+                    .map_err(|e| bad(format!("input '{name}': {e}")))?,
             };
-            let tensor = Tensor::new(shape, ty, data).map_err(|e| bad(format!("input '{name}': {e}")))?;
+            let tensor =
+                Tensor::new(shape, ty, data).map_err(|e| bad(format!("input '{name}': {e}")))?;
             Ok(NamedTensor {
                 name: input.name.clone(),
                 tensor,

@@ -124,7 +124,7 @@ async fn run(
     let service = state.ready(Style::V2)?;
     // An unknown model (or version) is 404 before the body is read.
     service
-        .model(&name, version.as_deref())
+        .check_model(&name, version.as_deref())
         .map_err(|e| ApiError::service(Style::V2, e))?;
     if let Some(ct) = headers
         .get(header::CONTENT_TYPE)

@@ -47,12 +47,19 @@ pub fn read(name: &str, folder: &Path) -> Result<Option<ModelConfig>, RegistryEr
     parse(&text).map(Some).map_err(|e| invalid(name, path, e))
 }
 
+/// `inference.ModelConfig`'s descriptor, decoded once.
+fn descriptor() -> Result<prost_reflect::MessageDescriptor, String> {
+    static POOL: std::sync::OnceLock<Result<DescriptorPool, String>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| DescriptorPool::decode(proto::DESCRIPTORS).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)?
+        .get_message_by_name("inference.ModelConfig")
+        .ok_or_else(|| "no inference.ModelConfig descriptor".into())
+}
+
 /// Parses a `config.pbtxt`'s text.
 pub fn parse(text: &str) -> Result<ModelConfig, String> {
-    let pool = DescriptorPool::decode(proto::DESCRIPTORS).map_err(|e| e.to_string())?;
-    let desc = pool
-        .get_message_by_name("inference.ModelConfig")
-        .ok_or("no inference.ModelConfig descriptor")?;
+    let desc = descriptor()?;
     let message =
         DynamicMessage::parse_text_format(desc, &list_colons(text)).map_err(|e| e.to_string())?;
     message
@@ -141,8 +148,7 @@ pub fn model_config(entry: &ModelEntry, instances: usize) -> ModelConfig {
 /// names and enum names.
 pub fn config_json(config: &ModelConfig) -> serde_json::Value {
     let json = || -> Option<serde_json::Value> {
-        let pool = DescriptorPool::decode(proto::DESCRIPTORS).ok()?;
-        let desc = pool.get_message_by_name("inference.ModelConfig")?;
+        let desc = descriptor().ok()?;
         let message =
             DynamicMessage::decode(desc, prost::Message::encode_to_vec(config).as_slice()).ok()?;
         let options = prost_reflect::SerializeOptions::new().use_proto_field_name(true);

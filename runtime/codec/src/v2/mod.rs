@@ -301,20 +301,28 @@ pub fn decode_request_with(
     })
 }
 
-/// An input's datatype and shape, checked: the type, the dimensions, and
-/// the element count.
 fn layout(input: &RequestInput) -> Result<(TensorType, Vec<u32>, usize), DecodeError> {
-    let name = truncate(input.name.clone());
-    let ty = TensorType::from_v2_name(&input.datatype).ok_or_else(|| DecodeError::Datatype {
+    input_layout(&input.name, &input.datatype, &input.shape)
+}
+
+/// An input's datatype and shape, checked as every front end needs them
+/// (V2 JSON, the binary extension, gRPC): the type, the dimensions, and the
+/// element count.
+pub fn input_layout(
+    name: &str,
+    datatype: &str,
+    dims: &[i64],
+) -> Result<(TensorType, Vec<u32>, usize), DecodeError> {
+    let name = truncate(name.to_string());
+    let ty = TensorType::from_v2_name(datatype).ok_or_else(|| DecodeError::Datatype {
         name: name.clone(),
-        datatype: truncate(input.datatype.clone()),
+        datatype: truncate(datatype.to_string()),
     })?;
     let bad_shape = || DecodeError::Shape {
         name: name.clone(),
-        shape: input.shape.iter().take(16).copied().collect(),
+        shape: dims.iter().take(16).copied().collect(),
     };
-    let shape: Vec<u32> = input
-        .shape
+    let shape: Vec<u32> = dims
         .iter()
         .map(|&d| u32::try_from(d))
         .collect::<Result<_, _>>()
