@@ -37,10 +37,17 @@ fn run_client(python_var: &str, script: &str, url: &str) {
 }
 
 /// A repository in Triton's layout: the mlp as versions 1 and 2, both
-/// served (`version_policy: { all: {} }`).
+/// served (`version_policy: { all: {} }`), and beside it a flat model file
+/// of the types wasi-nn lacks.
 fn triton_repo() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sandscore-triton-repo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(
+        models().join("wide_types.onnx"),
+        dir.join("wide_types.onnx"),
+    )
+    .expect("copy");
     for v in ["1", "2"] {
         std::fs::create_dir_all(dir.join("mlp").join(v)).expect("mkdir");
         std::fs::copy(

@@ -173,7 +173,10 @@ fn types_wasi_nn_lacks_work_without_a_module_and_are_named_with_one() {
         .as_object()
         .expect("wide types")
         .iter()
-        .map(|(ty, data)| json!({"name": format!("x_{}", ty.to_lowercase()), "shape": [3], "datatype": ty, "data": data}))
+        .map(|(ty, data)| {
+            let n = data.as_array().map_or(0, Vec::len);
+            json!({"name": format!("x_{}", ty.to_lowercase()), "shape": [n], "datatype": ty, "data": data})
+        })
         .collect();
     let body = json!({ "inputs": inputs });
     let server = models_only();

@@ -161,10 +161,15 @@ WIDE = {"BOOL": (TensorProto.BOOL, np.bool_), "INT8": (TensorProto.INT8, np.int8
         "UINT32": (TensorProto.UINT32, np.uint32), "UINT64": (TensorProto.UINT64, np.uint64)}
 
 
+# BYTES: a LabelEncoder from words to their upper case (locale-free, unlike
+# StringNormalizer), unknown words to a default.
+WORDS = ["cat", "naïve", "", "Zoë 42"]
+
+
 def make_wide_types(out):
     """The V2 types wasi-nn does not carry, for models served without a
-    module: BOOL through Not, each integer type through Add(x, 1), with
-    NumPy's own answers."""
+    module: BOOL through Not, each integer type through Add(x, 1), BYTES
+    through a string LabelEncoder, with NumPy's (and Python's) own answers."""
     nodes, inputs, outputs, inits = [], [], [], []
     values = {"BOOL": [True, False, True], "INT8": [-128, 0, 126], "INT16": [-32768, 0, 32766],
               "UINT16": [0, 7, 65534], "UINT32": [0, 7, 4294967294],
@@ -183,8 +188,21 @@ def make_wide_types(out):
             nodes.append(helper.make_node("Add", [f"x_{lower}", f"one_{lower}"], [f"y_{lower}"]))
             y = x + dtype(1)
         expected[name] = y.tolist()
+    inputs.append(helper.make_tensor_value_info("x_bytes", TensorProto.STRING, ["n"]))
+    outputs.append(helper.make_tensor_value_info("y_bytes", TensorProto.STRING, ["n"]))
+    table = {w: w.upper() or "(empty)" for w in WORDS}
+    nodes.append(helper.make_node("LabelEncoder", ["x_bytes"], ["y_bytes"], domain="ai.onnx.ml",
+                                  keys_strings=list(table), values_strings=list(table.values()),
+                                  default_string="(unknown)"))
+    values["BYTES"] = WORDS + ["dog"]
+    expected["BYTES"] = [table.get(w, "(unknown)") for w in values["BYTES"]]
     graph = helper.make_graph(nodes, "wide_types", inputs, outputs, initializer=inits)
-    save(helper.make_model(graph, opset_imports=OPSET), os.path.join(out, "wide_types.onnx"))
+    model = helper.make_model(graph, opset_imports=OPSET + [helper.make_opsetid("ai.onnx.ml", 3)])
+    save(model, os.path.join(out, "wide_types.onnx"))
+    got = ort.InferenceSession(os.path.join(out, "wide_types.onnx")).run(
+        ["y_bytes"], {f"x_{n.lower()}": np.array(v, dtype=object if n == "BYTES" else WIDE[n][1])
+                      for n, v in values.items()})[0]
+    assert got.tolist() == expected["BYTES"], (got, expected["BYTES"])
     return {"input": values, "numpy": expected}
 
 

@@ -34,6 +34,25 @@ got = client.infer("mlp", [x], outputs=[out], model_version="1").as_numpy("proba
 assert np.allclose(got, want, atol=1e-5)
 print("one output by name, version 1: equal")
 
+# BYTES as raw contents (length-prefixed elements) both ways.
+wide = json.load(open(expected_path))["wide_types"]
+NP = {"BOOL": np.bool_, "INT8": np.int8, "INT16": np.int16, "UINT16": np.uint16,
+      "UINT32": np.uint32, "UINT64": np.uint64}
+inputs = []
+for ty, values in wide["input"].items():
+    arr = (np.array([v.encode() for v in values], dtype=np.object_) if ty == "BYTES"
+           else np.array(values, dtype=NP[ty]))
+    x_wide = grpcclient.InferInput(f"x_{ty.lower()}", list(arr.shape), ty)
+    x_wide.set_data_from_numpy(arr)
+    inputs.append(x_wide)
+result = client.infer("wide_types", inputs)
+for ty, want_values in wide["numpy"].items():
+    got = result.as_numpy(f"y_{ty.lower()}").tolist()
+    if ty == "BYTES":
+        got = [g.decode() for g in got]
+    assert got == want_values, (ty, got, want_values)
+print("every type wasi-nn lacks, BYTES included: equal to NumPy")
+
 stats = client.get_inference_statistics("mlp").model_stats[0]
 assert stats.inference_stats.success.count >= 2, stats
 config = client.get_model_config("mlp").config

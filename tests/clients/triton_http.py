@@ -71,4 +71,34 @@ try:
 except InferenceServerException as e:
     assert e.status() == "400", (e.status(), e.message())
 print("errors: 404, 404, 400")
+
+# Every type wasi-nn lacks, BYTES included (NumPy object arrays of bytes),
+# binary by default and as JSON: NumPy's and Python's own answers.
+wide = json.load(open(expected_path))["wide_types"]
+NP = {"BOOL": np.bool_, "INT8": np.int8, "INT16": np.int16, "UINT16": np.uint16,
+      "UINT32": np.uint32, "UINT64": np.uint64}
+for binary in (True, False):
+    inputs = []
+    for ty, values in wide["input"].items():
+        arr = (np.array([v.encode() for v in values], dtype=np.object_) if ty == "BYTES"
+               else np.array(values, dtype=NP[ty]))
+        x = httpclient.InferInput(f"x_{ty.lower()}", list(arr.shape), ty)
+        x.set_data_from_numpy(arr, binary_data=binary)
+        inputs.append(x)
+    outputs = [httpclient.InferRequestedOutput(f"y_{ty.lower()}", binary_data=binary) for ty in wide["numpy"]]
+    result = client.infer("wide_types", inputs, outputs=outputs)
+    for ty, want_values in wide["numpy"].items():
+        got = result.as_numpy(f"y_{ty.lower()}").tolist()
+        if ty == "BYTES":
+            got = [g.decode() if isinstance(g, bytes) else g for g in got]
+        assert got == want_values, (binary, ty, got, want_values)
+print("BOOL, INT8, INT16, UINT16, UINT32, UINT64, BYTES binary and JSON: equal to NumPy")
+# Bytes that are not UTF-8 never reach ONNX Runtime's string tensors.
+inputs[-1].set_data_from_numpy(np.array([b"\xff"] * len(wide["input"]["BYTES"]), dtype=np.object_))
+try:
+    client.infer("wide_types", inputs)
+    raise AssertionError("bytes that are not UTF-8 were accepted")
+except InferenceServerException as e:
+    assert e.status() == "400" and "not UTF-8" in e.message(), (e.status(), e.message())
+print("BYTES that are not UTF-8: 400, named")
 print("ok")

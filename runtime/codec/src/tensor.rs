@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-/// Element types wasi-nn can carry (`wasi:nn/tensor.tensor-type`).
+/// Element types of V2 tensors: wasi-nn's own (`wasi:nn/tensor.tensor-type`),
+/// then those only models served without a module take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TensorType {
     /// IEEE 754 half-precision float (V2 `FP16`), 2 bytes.
@@ -36,12 +37,15 @@ pub enum TensorType {
     U32,
     /// Unsigned 64-bit integer (V2 `UINT64`), 8 bytes. Not a wasi-nn type.
     U64,
+    /// Byte strings (V2 `BYTES`): each element a 4-byte little-endian
+    /// length, then that many bytes (Triton's binary form). Not a wasi-nn type.
+    Bytes,
 }
 
 impl TensorType {
-    /// Every numeric V2 type: wasi-nn's, then those only models served
-    /// without a module take (where their backend does).
-    pub const ALL: [TensorType; 13] = [
+    /// Every V2 type: wasi-nn's, then those only models served without a
+    /// module take (where their backend does).
+    pub const ALL: [TensorType; 14] = [
         TensorType::Fp16,
         TensorType::Fp32,
         TensorType::Fp64,
@@ -55,16 +59,18 @@ impl TensorType {
         TensorType::U16,
         TensorType::U32,
         TensorType::U64,
+        TensorType::Bytes,
     ];
 
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
+    /// Bytes per element; `None` for BYTES, whose elements vary.
+    pub fn size(self) -> Option<usize> {
+        Some(match self {
             TensorType::U8 | TensorType::Bool | TensorType::I8 => 1,
             TensorType::Fp16 | TensorType::Bf16 | TensorType::I16 | TensorType::U16 => 2,
             TensorType::Fp32 | TensorType::I32 | TensorType::U32 => 4,
             TensorType::Fp64 | TensorType::I64 | TensorType::U64 => 8,
-        }
+            TensorType::Bytes => return None,
+        })
     }
 
     /// Whether wasi-nn (and so a module) can carry it: the first seven of
@@ -89,10 +95,11 @@ impl TensorType {
             TensorType::U16 => "UINT16",
             TensorType::U32 => "UINT32",
             TensorType::U64 => "UINT64",
+            TensorType::Bytes => "BYTES",
         }
     }
 
-    /// Parses a V2 datatype name; `None` for names not served (BYTES).
+    /// Parses a V2 datatype name; `None` for names that are not one.
     pub fn from_v2_name(name: &str) -> Option<TensorType> {
         TensorType::ALL.into_iter().find(|t| t.v2_name() == name)
     }
@@ -111,7 +118,8 @@ pub struct Tensor {
     pub shape: Vec<u32>,
     /// Element type.
     pub ty: TensorType,
-    /// Little-endian element bytes; `len == elements(shape) * ty.size()`.
+    /// Little-endian element bytes; `len == elements(shape) * ty.size()`,
+    /// or for BYTES each element length-prefixed ([`bytes_elements`]).
     pub data: Vec<u8>,
 }
 
@@ -133,6 +141,17 @@ pub enum TensorError {
         /// The offending shape.
         shape: Vec<u32>,
     },
+    /// BYTES data does not split into as many length-prefixed elements as
+    /// the shape holds.
+    #[error(
+        "BYTES tensor of shape {shape:?} needs {expected} length-prefixed elements; the data does not hold them"
+    )]
+    BytesElements {
+        /// Shape of the tensor.
+        shape: Vec<u32>,
+        /// Elements the shape holds.
+        expected: usize,
+    },
     /// The data's length does not match the shape and element type.
     #[error("{ty} tensor of shape {shape:?} needs {expected} bytes of data, got {actual}")]
     DataLength {
@@ -145,6 +164,33 @@ pub enum TensorError {
         /// Bytes of data given.
         actual: usize,
     },
+}
+
+/// The elements of BYTES tensor data (each a 4-byte little-endian length,
+/// then that many bytes), or `None` when the data does not split that way.
+/// Never allocates more than one slice per four bytes of data.
+pub fn bytes_elements(mut data: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::with_capacity(data.len() / 4);
+    while !data.is_empty() {
+        let (len, rest) = data.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+        if len > rest.len() {
+            return None;
+        }
+        let (element, rest) = rest.split_at(len);
+        out.push(element);
+        data = rest;
+    }
+    Some(out)
+}
+
+/// Appends one BYTES element to tensor data: its length, then its bytes.
+/// `None` (and nothing appended) for an element of 4 GiB or more.
+pub fn push_bytes_element(data: &mut Vec<u8>, element: &[u8]) -> Option<()> {
+    let len = u32::try_from(element.len()).ok()?;
+    data.extend_from_slice(&len.to_le_bytes());
+    data.extend_from_slice(element);
+    Some(())
 }
 
 /// Number of elements a shape holds, or `None` on overflow.
@@ -164,8 +210,21 @@ impl Tensor {
 
     /// Checks that the data length fits the shape and type.
     pub fn validate(&self) -> Result<(), TensorError> {
+        let Some(size) = self.ty.size() else {
+            let expected =
+                element_count(&self.shape).ok_or_else(|| TensorError::ShapeOverflow {
+                    shape: self.shape.clone(),
+                })?;
+            return match bytes_elements(&self.data) {
+                Some(e) if e.len() == expected => Ok(()),
+                _ => Err(TensorError::BytesElements {
+                    shape: self.shape.clone(),
+                    expected,
+                }),
+            };
+        };
         let expected = element_count(&self.shape)
-            .and_then(|n| n.checked_mul(self.ty.size()))
+            .and_then(|n| n.checked_mul(size))
             .ok_or_else(|| TensorError::ShapeOverflow {
                 shape: self.shape.clone(),
             })?;
@@ -201,6 +260,24 @@ mod tests {
     }
 
     #[test]
+    fn bytes_elements_are_length_prefixed() {
+        let mut data = Vec::new();
+        for e in [&b"cat"[..], b"", b"\xff\x00"] {
+            push_bytes_element(&mut data, e).unwrap();
+        }
+        assert_eq!(
+            bytes_elements(&data).unwrap(),
+            vec![&b"cat"[..], b"", b"\xff\x00"]
+        );
+        assert!(Tensor::new(vec![3], TensorType::Bytes, data.clone()).is_ok());
+        assert!(Tensor::new(vec![2], TensorType::Bytes, data.clone()).is_err());
+        // A length running past the end, and a torn length prefix.
+        assert_eq!(bytes_elements(&[9, 0, 0, 0, 1]), None);
+        assert_eq!(bytes_elements(&[0, 0]), None);
+        assert_eq!(bytes_elements(&[255, 255, 255, 255]), None);
+    }
+
+    #[test]
     fn overflowing_shape_is_rejected() {
         let shape = vec![u32::MAX, u32::MAX, u32::MAX];
         assert!(matches!(
@@ -214,7 +291,7 @@ mod tests {
         for t in TensorType::ALL {
             assert_eq!(TensorType::from_v2_name(t.v2_name()), Some(t));
         }
-        assert_eq!(TensorType::from_v2_name("BYTES"), None);
+        assert_eq!(TensorType::from_v2_name("STRING"), None);
         assert!(TensorType::I32.is_wasi_nn() && !TensorType::Bool.is_wasi_nn());
     }
 }

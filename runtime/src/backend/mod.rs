@@ -386,7 +386,7 @@ mod tests {
     }
 
     fn input(name: &str, shape: Vec<u32>, ty: TensorType) -> NamedTensor {
-        let n = crate::tensor::element_count(&shape).unwrap() * ty.size();
+        let n = crate::tensor::element_count(&shape).unwrap() * ty.size().unwrap();
         NamedTensor {
             name: name.into(),
             tensor: Tensor::new(shape, ty, vec![0; n]).unwrap(),

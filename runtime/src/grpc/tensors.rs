@@ -1,11 +1,12 @@
 //! gRPC tensors to and from the service's: raw or typed input contents in,
-//! raw output contents out.
+//! raw output contents out (BYTES raw as Triton frames them: each element's
+//! 4-byte little-endian length, then its bytes).
 
 use tonic::Status;
 
 use crate::codec::v2::{MAX_INPUTS, MAX_OUTPUTS, input_layout};
 use crate::proto::{ModelInferRequest, model_infer_response};
-use crate::tensor::{NamedTensor, Tensor, TensorType};
+use crate::tensor::{NamedTensor, Tensor, TensorType, push_bytes_element};
 
 fn bad(message: String) -> Status {
     Status::invalid_argument(message)
@@ -91,6 +92,13 @@ fn typed(
         TensorType::U32 => narrow(&c.uint_contents, ty, u32::to_le_bytes)?,
         TensorType::U64 => narrow(&c.uint64_contents, ty, u64::to_le_bytes)?,
         TensorType::Bool => c.bool_contents.iter().map(|&b| u8::from(b)).collect(),
+        TensorType::Bytes => {
+            let mut out = Vec::with_capacity(c.bytes_contents.iter().map(|b| b.len() + 4).sum());
+            for b in &c.bytes_contents {
+                push_bytes_element(&mut out, b).ok_or("an element of 4 GiB or more")?;
+            }
+            out
+        }
         TensorType::Fp16 | TensorType::Bf16 => {
             return Err(format!(
                 "{ty} has no typed contents; send raw_input_contents"

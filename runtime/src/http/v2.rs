@@ -192,7 +192,7 @@ async fn run(
     .await?
     .map_err(|e| {
         let status = match e {
-            EncodeError::NoSuchOutput { .. } => StatusCode::BAD_REQUEST,
+            EncodeError::NoSuchOutput { .. } | EncodeError::NotText(_) => StatusCode::BAD_REQUEST,
             EncodeError::TooLarge(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(Style::V2, status, e.to_string())

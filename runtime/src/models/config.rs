@@ -82,6 +82,7 @@ fn data_type(t: &TensorInfo) -> i32 {
         Some(TensorType::U16) => DataType::TypeUint16,
         Some(TensorType::U32) => DataType::TypeUint32,
         Some(TensorType::U64) => DataType::TypeUint64,
+        Some(TensorType::Bytes) => DataType::TypeString,
         None => DataType::TypeInvalid,
     };
     d as i32

@@ -444,9 +444,12 @@ mod tests {
         );
     }
 
+    /// A named corruption of a valid model.
+    type Case = (&'static str, Box<dyn FnOnce(&mut Value)>);
+
     #[test]
     fn every_index_and_count_is_checked() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "child past the tree",
                 Box::new(|m| tree(m)["left_children"][0] = json!(1000000)),

@@ -9,7 +9,7 @@ use serde::ser::{SerializeSeq, Serializer};
 use serde_json::Value;
 
 use super::{RequestedOutput, truncate};
-use crate::tensor::{NamedTensor, Tensor, TensorType};
+use crate::tensor::{NamedTensor, Tensor, TensorType, bytes_elements};
 
 /// Why a response could not be encoded.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -22,6 +22,12 @@ pub enum EncodeError {
         /// Names of the outputs the model produced.
         have: Vec<String>,
     },
+    /// A BYTES output holds bytes that are not UTF-8, which JSON cannot
+    /// carry as text.
+    #[error(
+        "output '{0}' holds bytes that are not UTF-8 text; ask for it as binary data (parameters.binary_data: true)"
+    )]
+    NotText(String),
     /// The JSON would be larger than the response limit.
     #[error(
         "the response would be larger than the {0}-byte limit (--max-response); ask for fewer outputs or smaller batches"
@@ -29,14 +35,28 @@ pub enum EncodeError {
     TooLarge(usize),
 }
 
-/// A tensor's elements as a flat JSON array (NaN and infinities as null),
-/// written as they are read: no JSON value per element.
+/// A tensor's elements as a flat JSON array (NaN and infinities as null;
+/// BYTES as strings), written as they are read: no JSON value per element.
 struct Data<'t>(&'t Tensor);
+
+/// BYTES elements as JSON strings; an error for any that is not UTF-8.
+fn text_elements<S: Serializer>(t: &Tensor, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let elements = bytes_elements(&t.data).ok_or_else(|| S::Error::custom("torn BYTES data"))?;
+    let mut seq = s.serialize_seq(Some(elements.len()))?;
+    for e in elements {
+        let text = std::str::from_utf8(e).map_err(|_| S::Error::custom("BYTES not UTF-8"))?;
+        seq.serialize_element(text)?;
+    }
+    seq.end()
+}
 
 impl Serialize for Data<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let t = self.0;
-        let n = t.ty.size();
+        let Some(n) = t.ty.size() else {
+            return text_elements(t, s);
+        };
         let mut seq = s.serialize_seq(Some(t.data.len() / n))?;
         let float = |x: f64| x.is_finite().then_some(x);
         for c in t.data.chunks_exact(n) {
@@ -72,13 +92,16 @@ impl Serialize for Data<'_> {
                 TensorType::U64 => {
                     seq.serialize_element(&u64::from_le_bytes(c.try_into().unwrap_or_default()))?
                 }
+                // Written by `text_elements` above; never reached here.
+                TensorType::Bytes => {}
             }
         }
         seq.end()
     }
 }
 
-/// The tensor's elements as a flat JSON array (NaN and infinities as null).
+/// The tensor's elements as a flat JSON array (NaN and infinities as null;
+/// BYTES as strings, or null when they are not UTF-8 text).
 pub fn tensor_data(t: &Tensor) -> Value {
     serde_json::to_value(Data(t)).unwrap_or(Value::Null)
 }
@@ -177,6 +200,16 @@ pub fn encode_response(
         .sum();
     if binary > max_bytes {
         return Err(EncodeError::TooLarge(max_bytes));
+    }
+    for (o, _) in chosen
+        .iter()
+        .filter(|(o, b)| !*b && o.tensor.ty == TensorType::Bytes)
+    {
+        let text = bytes_elements(&o.tensor.data)
+            .is_some_and(|e| e.iter().all(|e| std::str::from_utf8(e).is_ok()));
+        if !text {
+            return Err(EncodeError::NotText(truncate(o.name.clone())));
+        }
     }
     let body = ResponseJson {
         model_name: model,

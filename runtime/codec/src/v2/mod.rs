@@ -7,9 +7,10 @@
 //! JSON `data` may be flat or nested (row-major either way); its element
 //! count must equal the product of `shape`, and each element must fit
 //! `datatype`. Binary data must be exactly the shape's size in bytes.
-//! Datatypes: every numeric V2 type and BOOL (what a module can see is
-//! wasi-nn's FP16, FP32, FP64, BF16, UINT8, INT32, INT64; the service says
-//! so for the rest). BYTES is not served.
+//! Datatypes: every V2 type, BOOL and BYTES included (what a module can see
+//! is wasi-nn's FP16, FP32, FP64, BF16, UINT8, INT32, INT64; the service
+//! says so for the rest). BYTES elements are JSON strings, or in binary
+//! data each a 4-byte little-endian length and its bytes.
 
 use std::collections::HashSet;
 
@@ -18,7 +19,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::tensor::{NamedTensor, Tensor, TensorType, element_count};
+use crate::tensor::{NamedTensor, Tensor, TensorType, element_count, push_bytes_element};
 
 /// Why an inference request body was rejected (always a client error).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -28,7 +29,7 @@ pub enum DecodeError {
     Json(String),
     /// An input names a datatype wasi-nn cannot carry.
     #[error(
-        "input '{name}': datatype '{datatype}' is not supported; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64"
+        "input '{name}': datatype '{datatype}' is not supported; use one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, BF16, FP32, FP64, BYTES"
     )]
     Datatype {
         /// Name of the input (truncated if long).
@@ -328,7 +329,7 @@ pub fn input_layout(
         .collect::<Result<_, _>>()
         .map_err(|_| bad_shape())?;
     let expected = element_count(&shape)
-        .filter(|n| n.checked_mul(ty.size()).is_some())
+        .filter(|n| n.checked_mul(ty.size().unwrap_or(1)).is_some())
         .ok_or_else(bad_shape)?;
     Ok((ty, shape, expected))
 }
@@ -336,13 +337,18 @@ pub fn input_layout(
 /// A tensor from its raw little-endian bytes (one copy, out of the body).
 fn binary_tensor(input: &RequestInput, bytes: &[u8]) -> Result<Tensor, DecodeError> {
     let (ty, shape, expected) = layout(input)?;
-    if bytes.len() != expected * ty.size() {
+    let Some(size) = ty.size() else {
+        return Tensor::new(shape, ty, bytes.to_vec()).map_err(|e| {
+            DecodeError::Binary(format!("input '{}': {e}", truncate(input.name.clone())))
+        });
+    };
+    if bytes.len() != expected * size {
         return Err(DecodeError::Binary(format!(
             "input '{}': shape {:?} of {} needs {} bytes, binary_data_size is {}",
             truncate(input.name.clone()),
             input.shape,
             ty,
-            expected * ty.size(),
+            expected * size,
             bytes.len()
         )));
     }
@@ -360,7 +366,10 @@ fn decode_tensor(input: &RequestInput, data: &RawValue) -> Result<Tensor, Decode
         ty,
         // Never more than the text could hold: a hostile shape cannot make
         // the decoder reserve more than the body's size calls for.
-        data: Vec::with_capacity((expected * ty.size()).min(data.get().len() * ty.size())),
+        data: Vec::with_capacity(match ty.size() {
+            Some(size) => (expected * size).min(data.get().len() * size),
+            None => data.get().len(),
+        }),
         count: 0,
         expected,
         bad: None,
@@ -461,6 +470,8 @@ impl Elements {
                 .and_then(|x| i32::try_from(x).ok())
                 .map(|x| d.extend(x.to_le_bytes())),
             TensorType::I64 => int.map(|x| d.extend(x.to_le_bytes())),
+            // BYTES elements are strings (`visit_str`), never numbers.
+            TensorType::Bytes => None,
         };
         if ok.is_none() {
             let text = match n {
@@ -494,7 +505,7 @@ impl<'de> DeserializeSeed<'de> for Flat<'_> {
 impl<'de> Visitor<'de> for Flat<'_> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("numbers, or arrays of them")
+        f.write_str("numbers or strings, or arrays of them")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq.next_element_seed(Flat(&mut *self.0))?.is_some() {}
@@ -525,7 +536,20 @@ impl<'de> Visitor<'de> for Flat<'_> {
         Ok(())
     }
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.0.reject(format!("{v:?}"));
+        let e = &mut *self.0;
+        if e.ty != TensorType::Bytes {
+            e.reject(format!("{v:?}"));
+        } else {
+            let index = e.count;
+            e.count += 1;
+            if e.bad.is_none() && index < e.expected {
+                // A string of 4 GiB cannot come in a body this size; refused
+                // all the same rather than trusted.
+                if push_bytes_element(&mut e.data, v.as_bytes()).is_none() {
+                    e.bad = Some((index, "a string of 4 GiB or more".into()));
+                }
+            }
+        }
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
@@ -601,7 +625,7 @@ mod tests {
         };
         for ty in TensorType::ALL
             .into_iter()
-            .filter(|t| *t != TensorType::Bool)
+            .filter(|t| !matches!(t, TensorType::Bool | TensorType::Bytes))
         {
             let body = json!({"inputs": [{"name": "x", "shape": [3], "datatype": ty.v2_name(), "data": [0, 1, 2]}]});
             let t = one(body).unwrap();
@@ -637,6 +661,52 @@ mod tests {
     }
 
     #[test]
+    fn bytes_are_strings_in_json_and_length_prefixed_in_binary() {
+        let s = one(json!({"inputs": [{"name": "s", "shape": [1, 3], "datatype": "BYTES", "data": [["cat", "", "é"]]}]})).unwrap();
+        assert_eq!(s.ty, TensorType::Bytes);
+        assert_eq!(
+            s.data,
+            [
+                &[3, 0, 0, 0][..],
+                b"cat",
+                &[0; 4],
+                &[2, 0, 0, 0],
+                "é".as_bytes()
+            ]
+            .concat()
+        );
+        assert_eq!(tensor_data(&s), json!(["cat", "", "é"]));
+        // The same tensor as binary data decodes to the same bytes.
+        let header = json!({"inputs": [{"name": "s", "shape": [1, 3], "datatype": "BYTES", "parameters": {"binary_data_size": s.data.len()}}]});
+        let (body, n) = framed(header, &[&s.data]);
+        assert_eq!(
+            decode_request_with(&body, Some(n)).unwrap().inputs[0].tensor,
+            s
+        );
+        // Numbers are not strings; strings are not numbers; counts hold.
+        for (ty, data) in [("BYTES", json!([1])), ("FP32", json!(["1"]))] {
+            let body =
+                json!({"inputs": [{"name": "x", "shape": [1], "datatype": ty, "data": data}]});
+            assert!(
+                matches!(one(body), Err(DecodeError::Element { .. })),
+                "{ty}"
+            );
+        }
+        let body =
+            json!({"inputs": [{"name": "x", "shape": [2], "datatype": "BYTES", "data": ["a"]}]});
+        assert!(matches!(one(body), Err(DecodeError::Count { .. })));
+        // Binary BYTES data whose prefixes do not add up to the shape.
+        for blob in [&[5u8, 0, 0, 0, b'a'][..], &[1, 0, 0, 0, b'a', 0, 0]] {
+            let header = json!({"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": blob.len()}}]});
+            let (body, n) = framed(header, &[blob]);
+            assert!(matches!(
+                decode_request_with(&body, Some(n)),
+                Err(DecodeError::Binary(_))
+            ));
+        }
+    }
+
+    #[test]
     fn bad_inputs_say_what_is_wrong() {
         let err = |v: Value| one(v).unwrap_err();
         assert!(matches!(
@@ -651,7 +721,7 @@ mod tests {
         ));
         assert!(matches!(
             err(
-                json!({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}]})
+                json!({"inputs": [{"name": "x", "shape": [1], "datatype": "STRING", "data": ["a"]}]})
             ),
             DecodeError::Datatype { .. }
         ));
@@ -831,6 +901,18 @@ mod tests {
             encode_response("m", None, None, &outs, None, true, 10),
             Err(EncodeError::TooLarge(10))
         );
+        // BYTES that are not text go as binary data, never as mangled JSON.
+        let raw = NamedTensor {
+            name: "s".into(),
+            tensor: Tensor::new(vec![1], TensorType::Bytes, vec![1, 0, 0, 0, 0xff]).unwrap(),
+        };
+        let outs = [raw];
+        assert_eq!(
+            encode_response("m", None, None, &outs, None, false, 1 << 20),
+            Err(EncodeError::NotText("s".into()))
+        );
+        let e = encode_response("m", None, None, &outs, None, true, 1 << 20).unwrap();
+        assert_eq!(&e.body[e.header_len.unwrap()..], &[1, 0, 0, 0, 0xff]);
     }
 
     #[test]

@@ -109,7 +109,10 @@ impl OrtGraph {
         check_inputs(&self.signature.inputs, &inputs)?;
         let values = inputs
             .into_iter()
-            .map(|i| Ok((i.name, to_value(i.tensor)?)))
+            .map(|i| {
+                let value = to_value(&i.name, i.tensor)?;
+                Ok((i.name, value))
+            })
             .collect::<Result<Vec<(String, DynValue)>, BackendError>>()?;
         let mut session = self.take_session()?;
         let result = run_session(&mut session, values, deadline);

@@ -1,11 +1,12 @@
-//! Tensors into ORT values and back: every numeric element type and bool,
-//! and scikit-learn's ZipMap outputs (a sequence of maps) as a tensor.
+//! Tensors into ORT values and back: every numeric element type, bool and
+//! strings (V2 BYTES, UTF-8 as ONNX requires), and scikit-learn's ZipMap
+//! outputs (a sequence of maps) as a tensor.
 
 use half::{bf16, f16};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
 use crate::backend::{BackendError, TensorInfo};
-use crate::tensor::{Tensor, TensorType};
+use crate::tensor::{Tensor, TensorType, bytes_elements, push_bytes_element};
 
 fn element_type(t: TensorElementType) -> Option<TensorType> {
     Some(match t {
@@ -22,6 +23,7 @@ fn element_type(t: TensorElementType) -> Option<TensorType> {
         TensorElementType::Uint16 => TensorType::U16,
         TensorElementType::Uint32 => TensorType::U32,
         TensorElementType::Uint64 => TensorType::U64,
+        TensorElementType::String => TensorType::Bytes,
         _ => return None,
     })
 }
@@ -54,7 +56,29 @@ fn elements<const N: usize, T>(data: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
         .collect()
 }
 
-pub(super) fn to_value(t: Tensor) -> Result<DynValue, BackendError> {
+/// BYTES elements as the UTF-8 strings an ORT string tensor holds; an
+/// element with invalid UTF-8 or a NUL byte is refused by name and index.
+fn strings(name: &str, t: &Tensor) -> Result<(Vec<i64>, Vec<String>), BackendError> {
+    let bad = |i: usize, why: &str| {
+        BackendError::InvalidInput(format!(
+            "input '{name}': BYTES element {i} {why}; ONNX Runtime strings are UTF-8 text"
+        ))
+    };
+    let elements = bytes_elements(&t.data).ok_or_else(|| bad(0, "is torn"))?;
+    let text = elements
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| match std::str::from_utf8(e) {
+            Ok(s) if !s.contains('\0') => Ok(s.to_owned()),
+            Ok(_) => Err(bad(i, "holds a NUL byte")),
+            Err(_) => Err(bad(i, "is not UTF-8")),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((t.shape.iter().map(|&d| i64::from(d)).collect(), text))
+}
+
+/// The tensor as an ORT value, for the input called `name`.
+pub(super) fn to_value(name: &str, t: Tensor) -> Result<DynValue, BackendError> {
     let shape: Vec<i64> = t.shape.iter().map(|&d| i64::from(d)).collect();
     let d = &t.data;
     let made =
@@ -87,6 +111,10 @@ pub(super) fn to_value(t: Tensor) -> Result<DynValue, BackendError> {
                 .map(|v| v.into_dyn()),
             TensorType::U64 => OrtTensor::from_array((shape, elements(d, u64::from_le_bytes)))
                 .map(|v| v.into_dyn()),
+            TensorType::Bytes => {
+                let (shape, text) = strings(name, &t)?;
+                OrtTensor::from_string_array((shape, text.as_slice())).map(|v| v.into_dyn())
+            }
         };
     made.map_err(|e| BackendError::InvalidInput(e.to_string()))
 }
@@ -142,6 +170,22 @@ pub(super) fn from_value(name: &str, value: &DynValue) -> Result<Tensor, Backend
                     shape: shape_u32(name, shape)?,
                     ty: TensorType::Bool,
                     data: data.iter().map(|&b| u8::from(b)).collect(),
+                })
+            }
+            TensorElementType::String => {
+                let (shape, text) = value
+                    .try_extract_strings()
+                    .map_err(|e| BackendError::Runtime(e.to_string()))?;
+                let mut data = Vec::with_capacity(text.iter().map(|s| s.len() + 4).sum());
+                for s in &text {
+                    push_bytes_element(&mut data, s.as_bytes()).ok_or_else(|| {
+                        BackendError::Runtime(format!("output '{name}': a string of 4 GiB"))
+                    })?;
+                }
+                Ok(Tensor {
+                    shape: shape_u32(name, shape)?,
+                    ty: TensorType::Bytes,
+                    data,
                 })
             }
             other => Err(BackendError::Unsupported(format!(

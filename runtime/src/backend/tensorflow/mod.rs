@@ -85,8 +85,10 @@ fn from_tf(dtype: c_int) -> Option<TensorType> {
     })
 }
 
-fn to_tf(ty: TensorType) -> c_int {
-    match ty {
+/// TensorFlow's code for a type; `None` for BYTES, which sandscore does not
+/// hand TensorFlow (its string tensors are laid out otherwise).
+fn to_tf(ty: TensorType) -> Option<c_int> {
+    Some(match ty {
         TensorType::Fp32 => 1,
         TensorType::Fp64 => 2,
         TensorType::I32 => 3,
@@ -100,7 +102,8 @@ fn to_tf(ty: TensorType) -> c_int {
         TensorType::U16 => 17,
         TensorType::U32 => 22,
         TensorType::U64 => 23,
-    }
+        TensorType::Bytes => return None,
+    })
 }
 
 /// `ConfigProto` with intra- and inter-op thread counts (fields 2 and 5).
@@ -333,14 +336,13 @@ impl Graph for TfGraph {
                     BackendError::InvalidInput(format!("missing input '{}'", info.name))
                 })?;
             let dims: Vec<i64> = t.shape.iter().map(|&d| i64::from(d)).collect();
+            let ty = to_tf(t.ty).ok_or_else(|| {
+                BackendError::Unsupported(format!("input '{}' is {}", info.name, t.ty))
+            })?;
             // SAFETY: TensorFlow allocates `len` bytes, filled before use.
             unsafe {
-                let tensor = (api.allocate_tensor)(
-                    to_tf(t.ty),
-                    dims.as_ptr(),
-                    dims.len() as c_int,
-                    t.data.len(),
-                );
+                let tensor =
+                    (api.allocate_tensor)(ty, dims.as_ptr(), dims.len() as c_int, t.data.len());
                 if tensor.is_null() {
                     return Err(runtime(format!("cannot allocate input '{}'", info.name)));
                 }

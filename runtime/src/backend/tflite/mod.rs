@@ -392,6 +392,11 @@ impl Graph for Model {
                 TensorType::U16 => 17,
                 TensorType::U32 => 16,
                 TensorType::U64 => 13,
+                TensorType::Bytes => {
+                    return Err(BackendError::Unsupported(
+                        "LiteRT string tensors are not served".into(),
+                    ));
+                }
             };
             let b = buffers
                 .add(m.rt.env, ty, dims, t.data.len())
@@ -412,7 +417,10 @@ impl Graph for Model {
                 BackendError::Unsupported(format!("output '{}' is {}", info.name, info.native_type))
             })?;
             let dims = layouts[i].dims().to_vec();
-            let bytes = element_count(&dims) * ty.size();
+            let size = ty.size().ok_or_else(|| {
+                BackendError::Unsupported(format!("output '{}' is {ty}", info.name))
+            })?;
+            let bytes = element_count(&dims) * size;
             fetches.push(
                 buffers
                     .add(m.rt.env, m.output_types[i], &dims, bytes)
@@ -438,7 +446,8 @@ impl Graph for Model {
         for (i, info) in m.signature.outputs.iter().enumerate() {
             let ty = info.ty.unwrap_or(TensorType::Fp32);
             let dims = layouts[i].dims();
-            let data = read(api, fetches[i], element_count(dims) * ty.size()).map_err(runtime)?;
+            let size = ty.size().unwrap_or(0);
+            let data = read(api, fetches[i], element_count(dims) * size).map_err(runtime)?;
             let shape = dims.iter().map(|&d| d.max(0) as u32).collect();
             let tensor = Tensor::new(shape, ty, data).map_err(|e| runtime(e.to_string()))?;
             out.push(NamedTensor {
