@@ -680,7 +680,8 @@ pub struct ModelStats {
 }
 
 /// Rescans the repository every `every` while the registry lives: models
-/// added are loaded, models removed unloaded (Triton's poll mode).
+/// added or changed are loaded (a failed one again once its files change),
+/// models removed unloaded (Triton's poll mode).
 fn poll(models: std::sync::Weak<ModelRegistry>, every: Duration) {
     let spawned = std::thread::Builder::new()
         .name("repository-poll".into())
@@ -693,8 +694,8 @@ fn poll(models: std::sync::Weak<ModelRegistry>, every: Duration) {
                 let (added, removed) = models.changes();
                 for name in added {
                     match models.load(&name) {
-                        Ok(()) => tracing::info!(model = %name, "model added to the repository: loaded"),
-                        Err(e) => tracing::warn!(model = %name, error = %e, "model added to the repository failed to load"),
+                        Ok(()) => tracing::info!(model = %name, "model added or changed in the repository: loaded"),
+                        Err(e) => tracing::warn!(model = %name, error = %e, "model added or changed in the repository failed to load; tried again when its files change"),
                     }
                 }
                 for name in removed {

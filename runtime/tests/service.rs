@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{fake_models, fp32, guest, service};
 use sandscore_runtime::service::{
-    ErrorKind, InferRequest, ModelControl, ScoreRequest, ServiceConfig,
+    ErrorKind, InferRequest, ModelControl, ScoreRequest, Service, ServiceConfig,
 };
 use serde_json::{Value, json};
 
@@ -275,6 +275,15 @@ async fn a_triton_layout_serves_the_versions_its_policy_names() {
     assert_eq!(config["input"][0]["data_type"], "TYPE_FP32");
 }
 
+/// A model's state and reason in the repository index.
+fn index_state(service: &Service, name: &str) -> Option<(&'static str, String)> {
+    service
+        .index()
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| (e.state, e.reason))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn explicit_model_control_loads_and_unloads_while_serving() {
     let dir = fake_models("explicit", &[("first", "echo"), ("second", "echo")]);
@@ -286,13 +295,7 @@ async fn explicit_model_control_loads_and_unloads_while_serving() {
         ..ServiceConfig::default()
     });
     assert_eq!(service.model_names(), ["first"]);
-    let state = |name: &str| {
-        service
-            .index()
-            .into_iter()
-            .find(|e| e.name == name)
-            .map(|e| (e.state, e.reason))
-    };
+    let state = |name: &str| index_state(&service, name);
     assert_eq!(state("second"), Some(("UNAVAILABLE", "not loaded".into())));
 
     service.load_model("second").await.expect("load");
@@ -322,6 +325,20 @@ async fn explicit_model_control_loads_and_unloads_while_serving() {
     );
     let e = service.load_model("nowhere").await.expect_err("missing");
     assert!(e.message.contains("no such model"), "{e}");
+
+    // A folder of several model files names each FOLDER_STEM; each loads.
+    std::fs::create_dir_all(dir.join("pair")).expect("mkdir");
+    for m in ["a", "b"] {
+        std::fs::write(dir.join("pair").join(format!("{m}.fake")), "echo").expect("write");
+    }
+    service
+        .load_model("pair_b")
+        .await
+        .expect("one of a folder's models");
+    service
+        .infer(infer("pair_b", &[1.0]), "t".into())
+        .await
+        .expect("served");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -361,4 +378,42 @@ async fn poll_mode_follows_the_repository() {
         .infer(infer("coming", &[1.0]), "t".into())
         .await
         .expect("loaded by the poll");
+
+    // A model whose file changes is loaded again: `kept` now fails.
+    std::fs::write(dir.join("kept.fake"), "changed").expect("change");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while service
+        .infer(infer("kept", &[1.0]), "t".into())
+        .await
+        .is_ok()
+    {
+        assert!(Instant::now() < deadline, "the change was not loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = service
+        .infer(infer("kept", &[1.0]), "t".into())
+        .await
+        .expect_err("the new file");
+    assert!(e.message.contains("fake model 'changed' failed"), "{e}");
+
+    // A model that fails to load is in the index with why, and is tried
+    // again once its file changes (as when it was copied in half-written).
+    std::fs::write(dir.join("late.fake"), "unloadable").expect("add");
+    let state = |name: &str| index_state(&service, name);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !state("late").is_some_and(|(_, why)| why.contains("never loads")) {
+        assert!(Instant::now() < deadline, "{:?}", state("late"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state("late").map(|s| s.0), Some("UNAVAILABLE"));
+    std::fs::write(dir.join("late.fake"), "echo").expect("fix");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state("late").map(|s| s.0) != Some("READY") {
+        assert!(Instant::now() < deadline, "{:?}", state("late"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service
+        .infer(infer("late", &[1.0]), "t".into())
+        .await
+        .expect("loaded once fixed");
 }

@@ -159,13 +159,42 @@ pub fn discover_named<'b>(
 ) -> Result<Vec<Found<'b>>, RegistryError> {
     let mut found = Vec::new();
     for path in sorted_entries(dir)? {
-        let own = stem(&path) == name || (path.is_dir() && file_name(&path).starts_with(name));
+        // A folder of several models names them `FOLDER_STEM`.
+        let folder = path.is_dir().then(|| file_name(&path));
+        let own = stem(&path) == name
+            || folder.is_some_and(|f| {
+                name.strip_prefix(f.as_str())
+                    .is_some_and(|r| r.starts_with('_'))
+            });
         if own {
             entry(&path, backends, &mut found)?;
         }
     }
     found.retain(|m| m.name == name);
     Ok(found)
+}
+
+/// The model names the repository entry `entry` (a file stem or a folder
+/// name) gives, without loading them; the entry's own name when it gives
+/// none or cannot be read, so that loading it says why.
+pub fn entry_model_names(dir: &Path, entry: &str, backends: &Backends) -> Vec<String> {
+    let mut found = Vec::new();
+    for path in sorted_entries(dir).unwrap_or_default() {
+        let name = if path.is_dir() {
+            file_name(&path)
+        } else {
+            stem(&path)
+        };
+        if name == entry && self::entry(&path, backends, &mut found).is_err() {
+            return vec![entry.to_string()];
+        }
+    }
+    let mut names: Vec<String> = found.into_iter().map(|m| m.name).collect();
+    names.dedup();
+    if names.is_empty() {
+        names.push(entry.to_string());
+    }
+    names
 }
 
 /// The names the repository's entries would give, without loading or

@@ -10,10 +10,11 @@
 
 mod config;
 mod discover;
+mod stamp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use crate::backend::{Backend, BackendError, Backends, Graph, Target};
@@ -115,6 +116,8 @@ pub struct ModelRegistry {
     entries: RwLock<BTreeMap<String, Versions>>,
     /// Models of the repository that are not served, and why.
     unavailable: RwLock<BTreeMap<String, String>>,
+    /// Each repository entry's files as last loaded ([`stamp`]), for polls.
+    stamps: Mutex<BTreeMap<String, u64>>,
 }
 
 /// One line of the repository index.
@@ -242,6 +245,9 @@ impl ModelRegistry {
                 ),
             });
         }
+        // Stamped before loading: a file still being written when it was
+        // read stamps differently on the next poll, which loads it again.
+        let stamps = stamp::stamps(dir);
         let loaded = load_all(&found, backends);
         let entries = group(&found, loaded)?;
         Ok(ModelRegistry {
@@ -249,6 +255,7 @@ impl ModelRegistry {
             backends: backends.clone(),
             entries: RwLock::new(entries),
             unavailable: RwLock::new(BTreeMap::new()),
+            stamps: Mutex::new(stamps),
         })
     }
 
@@ -372,29 +379,32 @@ impl ModelRegistry {
         out
     }
 
-    /// Names in the repository not served and not failed (to load), and
-    /// names served no longer in it: what a poll loads and unloads.
+    /// What a poll loads and unloads: the models of every repository
+    /// entry added or changed since it was last looked at (a model served
+    /// is reloaded, a model that failed is tried again), and the names
+    /// served that are no longer in it. Each entry counts as seen once
+    /// returned, so a model that fails again waits for its next change.
     pub fn changes(&self) -> (Vec<String>, Vec<String>) {
         let Some(dir) = &self.dir else {
             return (Vec::new(), Vec::new());
         };
         let present = discover::model_names(dir, &self.backends);
+        let now = stamp::stamps(dir);
         let served = self.names();
-        let failed: Vec<String> = self
-            .unavailable
-            .read()
-            .map(|u| {
-                u.iter()
-                    .filter(|(_, why)| why.as_str() != "unloaded")
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let added = present
-            .iter()
-            .filter(|n| !served.contains(n) && !failed.contains(n))
-            .cloned()
-            .collect();
+        let mut seen = self
+            .stamps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut added = Vec::new();
+        for entry in &present {
+            let Some(&stamp) = now.get(entry) else {
+                continue;
+            };
+            if seen.insert(entry.clone(), stamp) != Some(stamp) {
+                added.extend(discover::entry_model_names(dir, entry, &self.backends));
+            }
+        }
+        seen.retain(|e, _| now.contains_key(e));
         let removed = served
             .into_iter()
             .filter(|n| {

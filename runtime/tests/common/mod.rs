@@ -58,6 +58,11 @@ impl Backend for Fake {
             .first()
             .map(|p| String::from_utf8_lossy(p).trim().to_string())
             .unwrap_or_default();
+        if behaviour == "unloadable" {
+            return Err(BackendError::InvalidModel(
+                "a fake model that never loads".into(),
+            ));
+        }
         Ok(Arc::new(FakeGraph {
             behaviour,
             signature: Signature {
