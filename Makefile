@@ -249,7 +249,7 @@ readme-table:
 
 # Benchmarks: sandscore beside the Azure ML inference server, MLServer and a
 # bare hyper server; writes docs/BENCHMARKS.md and docs/benchmarks.png.
-# Bounded: BENCH_SECONDS per load run (22 runs) plus cold starts; ~8 min.
+# Bounded: BENCH_SECONDS per load run (34 runs) plus cold starts; ~10 min.
 BENCH_SECONDS ?= 8
 BENCH_OUT := $(CARGO_TARGET_DIR)/bench
 BENCH_MODELS := $(BENCH_OUT)/models
@@ -260,11 +260,11 @@ bench: all
 	mkdir -p $(BENCH_MODELS)
 	cp $(MODELS)/mlp.onnx $(MODELS)/iris.onnx $(BENCH_MODELS)/
 	test -f $(BENCH_MODELS)/large.onnx || $(PY) bench/make_models.py $(BENCH_MODELS)
-	cargo build --release --locked -p sandscore-runtime --example ceiling
+	cargo build --release --locked -p sandscore-runtime --example ceiling --example grpc_load
 	$(RELEASE)/sandscore build --cache-dir $(CACHE) bench/guest-python/score.py -o $(BENCH_OUT)/bench_python.wasm
 	rm -f $(BENCH_OUT)/inprocess.jsonl
 	SANDSCORE_BENCH_MODELS=$(BENCH_MODELS) BENCH_OUT=$(BENCH_OUT)/inprocess.jsonl cargo bench --locked -p sandscore-runtime --bench overhead
-	printf '{"sandscore":"%s","guests":"%s","python_guest":"%s","ort_lib":"%s","bench_models":"%s","azureml_venv":"%s","mlserver_venv":"%s","ceiling":"%s","inprocess":"%s","results":"%s","duration":%s}' \
+	printf '{"sandscore":"%s","guests":"%s","python_guest":"%s","ort_lib":"%s","bench_models":"%s","azureml_venv":"%s","mlserver_venv":"%s","ceiling":"%s","grpc_load":"%s","inprocess":"%s","results":"%s","duration":%s}' \
 	  $(RELEASE)/sandscore $(GUESTS) $(BENCH_OUT)/bench_python.wasm $(ORT_LIB) $(BENCH_MODELS) $(CACHE)/bench-azureml $(CACHE)/bench-mlserver \
-	  $(RELEASE)/examples/ceiling $(BENCH_OUT)/inprocess.jsonl $(BENCH_OUT)/results.json $(BENCH_SECONDS) > $(BENCH_OUT)/config.json
+	  $(RELEASE)/examples/ceiling $(RELEASE)/examples/grpc_load $(BENCH_OUT)/inprocess.jsonl $(BENCH_OUT)/results.json $(BENCH_SECONDS) > $(BENCH_OUT)/config.json
 	$(CACHE)/bench-azureml/bin/python bench/run.py $(BENCH_OUT)/config.json

@@ -47,7 +47,9 @@ def main():
              f"- CPU: {cpu()}, {os.cpu_count()} cores; memory {mem_kib / 1048576:.0f} GiB; {platform.system()} {platform.release()}",
              f"- sandscore {res.get('sandscore_version', '0.1.0')}, wasmtime 48.0.8, ONNX Runtime 1.32.0 (same library and session options everywhere: 1 intra-op thread, all graph optimisations)",
              f"- peers: {', '.join(res.get('peer_versions', []))}",
-             f"- load generator: {version(['wrk', '-v']) or 'wrk'} (threads = min(connections, 2)), on the same machine",
+             f"- load generator: {version(['wrk', '-v']) or 'wrk'} (threads = min(connections, 2)), on the same machine; "
+             "gRPC rows: `runtime/examples/grpc_load.rs` (tonic, the same thread count, one HTTP/2 connection per client, "
+             "ModelInfer with raw input contents)",
              "- command: `make bench` (BENCH_SECONDS per load run after a warm-up; see the Makefile)", "",
              "## In-process: the sandbox's cost per inference", "",
              "Batch 1. *native* is an ONNX Runtime session with sandscore's session options called directly; *backend* is "
@@ -76,6 +78,9 @@ def main():
     lines += ["", "### Ratios (same run)", "", "| comparison | model | connections | throughput ratio | p99 (sandscore vs peer) |", "| --- | --- | ---: | ---: | --- |"]
     pairs = [("sandscore /score (module)", "Azure ML server (default workers)"), ("sandscore /score (module)", "Azure ML server (WORKER_COUNT=2)"),
              ("sandscore V2 infer (no module)", "MLServer V2 infer"),
+             ("sandscore V2 gRPC (no module)", "MLServer V2 gRPC"),
+             ("sandscore V2 gRPC (no module)", "sandscore V2 infer (no module)"),
+             ("sandscore V2 infer, binary tensors (no module)", "sandscore V2 infer (no module)"),
              ("sandscore /score (Python module)", "Azure ML server, same score.py natively (WORKER_COUNT=2)"),
              ("sandscore /score (Python module)", "sandscore /score (module)")]
     for ours, peer in pairs:

@@ -5,8 +5,10 @@ Starts each server itself (sandscore /score through a Rust module and
 through the same work as a Python score.py, sandscore V2 with no module, the
 Azure ML inference server with default workers and with WORKER_COUNT=2, and
 running that same score.py natively, Seldon MLServer, a bare hyper server as
-the HTTP ceiling),
-loads each with wrk at fixed concurrency for a fixed time after a warm-up,
+the HTTP ceiling; V2 as JSON, as Triton's binary tensor data, and over gRPC
+for sandscore and MLServer alike),
+loads each with wrk (gRPC: runtime/examples/grpc_load.rs) at fixed
+concurrency for a fixed time after a warm-up,
 measures cold start and resident memory, reads the in-process results that
 `cargo bench --bench overhead` wrote, and writes docs/BENCHMARKS.md and
 docs/benchmarks.png. Bounded in time; stops every server it started.
@@ -47,6 +49,17 @@ def score_body(model):
 
 def v2_body(model):
     return json.dumps({"inputs": [{"name": "input", "shape": [1, FEATURES[model]], "datatype": "FP32", "data": row(model)}]})
+
+
+def v2_binary_body(model):
+    """The same row as Triton's binary tensor data extension: a JSON header,
+    then the FP32 bytes; and the header's length."""
+    import struct
+    data = struct.pack(f"<{FEATURES[model]}f", *row(model))
+    header = json.dumps({"inputs": [{"name": "input", "shape": [1, FEATURES[model]], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": len(data)}}],
+                         "parameters": {"binary_data_output": True}}).encode()
+    return header + data, len(header)
 
 
 def free_port():
@@ -133,9 +146,21 @@ class Server:
 
 
 def wrk(url, body, connections, seconds):
+    """wrk POSTing `body`: JSON text, or (bytes, header length) for the
+    binary tensor data extension (read by the script from a file)."""
+    blob = None
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write('wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\n')
-        f.write(f"wrk.body = {json.dumps(body)}\n")
+        if isinstance(body, tuple):
+            data, header_len = body
+            with tempfile.NamedTemporaryFile("wb", suffix=".bin", delete=False) as b:
+                b.write(data)
+                blob = b.name
+            f.write('wrk.method = "POST"\nwrk.headers["content-type"] = "application/octet-stream"\n')
+            f.write(f'wrk.headers["Inference-Header-Content-Length"] = "{header_len}"\n')
+            f.write(f'local f = io.open("{blob}", "rb")\nwrk.body = f:read("*a")\nf:close()\n')
+        else:
+            f.write('wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\n')
+            f.write(f"wrk.body = {json.dumps(body)}\n")
         script = f.name
     threads = min(connections, 2)
     out = subprocess.run(
@@ -143,6 +168,8 @@ def wrk(url, body, connections, seconds):
         capture_output=True, text=True, timeout=seconds + 60,
     ).stdout
     os.unlink(script)
+    if blob:
+        os.unlink(blob)
 
     def ms(label):
         m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -157,6 +184,19 @@ def wrk(url, body, connections, seconds):
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
     return {"rps": rps, "p50_ms": ms("50%"), "p99_ms": ms("99%"), "errors": errors, "requests": total}
+
+
+def grpc_load(addr, model, connections, seconds):
+    """gRPC ModelInfer load (raw input contents, one row), in wrk's terms."""
+    out = subprocess.run([CFG["grpc_load"], addr, model, str(FEATURES[model]), str(seconds), str(connections)],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    try:
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        print(f"grpc_load failed: {out.stderr[-2000:]}", file=sys.stderr)
+        return {"rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"), "errors": -1, "requests": 0}
+    return {"rps": r["requests_per_second"], "p50_ms": r["p50_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3,
+            "errors": r["errors"], "requests": int(r["requests_per_second"] * seconds)}
 
 
 def peer_version(venv, package):
@@ -177,10 +217,10 @@ def main():
     small_only = Path(tempfile.mkdtemp(prefix="sandscore-bench-small-"))
     shutil.copy(bench_models / "mlp.onnx", small_only)
 
-    def sandscore_server(name, module, cache_dir, models=bench_models):
+    def sandscore_server(name, module, cache_dir, models=bench_models, grpc_port=0):
         port = free_port()
-        cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--model-dir", str(models),
-               "--workers", "2", "--cache-dir", str(cache_dir), *root_flag]
+        cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port),
+               "--model-dir", str(models), "--workers", "2", "--cache-dir", str(cache_dir), *root_flag]
         if module:
             cmd += ["--module", CFG["python_guest"] if module == "python" else str(guests / "bench_guest.wasm")]
             return Server(name, cmd, common_env, f"http://127.0.0.1:{port}/score", score_body("mlp"))
@@ -199,12 +239,14 @@ def main():
         cmd = [str(azure_venv / "bin" / "azmlinfsrv"), "--entry_script", str(script), "--port", str(port)]
         return Server(name, cmd, env, f"http://127.0.0.1:{port}/score", score_body(model))
 
-    def mlserver_server(name):
+    def mlserver_server(name, grpc_port=0):
         port = free_port()
         work = Path(tempfile.mkdtemp(prefix="sandscore-mlserver-"))
         shutil.copy(ROOT / "bench/peers/mlserver/runtime.py", work)
         settings = json.loads((ROOT / "bench/peers/mlserver/settings.json").read_text())
         settings.update({"http_port": port, "host": "127.0.0.1"})
+        if grpc_port:
+            settings.update({"grpc_port": grpc_port})
         (work / "settings.json").write_text(json.dumps(settings))
         for m in FEATURES:
             (work / m).mkdir()
@@ -217,12 +259,16 @@ def main():
         port = free_port()
         return Server("hyper ceiling", [CFG["ceiling"], str(port)], {}, f"http://127.0.0.1:{port}/", "{}")
 
-    def load(server, label, url_for, body_for, models):
+    def load(server, label, url_for, body_for, models, grpc=None):
         for model in models:
             for c in CONCURRENCY:
-                url, body = url_for(model), body_for(model)
-                wrk(url, body, c, WARMUP)
-                r = wrk(url, body, c, DURATION)
+                if grpc:
+                    # grpc_load warms each connection up for a second itself.
+                    r = grpc_load(grpc, model, c, DURATION)
+                else:
+                    url, body = url_for(model), body_for(model)
+                    wrk(url, body, c, WARMUP)
+                    r = wrk(url, body, c, DURATION)
                 r.update({"server": label, "model": model, "concurrency": c})
                 print(f"{label:<34} {model:<6} c={c:<3} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:>8.2f} ms  p99 {r['p99_ms']:>8.2f} ms  errors {r['errors']}", flush=True)
                 results["http"].append(r)
@@ -268,10 +314,13 @@ def main():
     base = s.url.rsplit("/", 1)[0]
     load(s, "sandscore /score (Python module)", lambda m: f"{base}/score", score_body, FEATURES)
     s.stop()
-    s = sandscore_server("sandscore-v2", False, cache)
+    grpc_port = free_port()
+    s = sandscore_server("sandscore-v2", False, cache, grpc_port=grpc_port)
     s.start()
     base = s.url.split("/v2/")[0]
     load(s, "sandscore V2 infer (no module)", lambda m: f"{base}/v2/models/{m}/infer", v2_body, FEATURES)
+    load(s, "sandscore V2 infer, binary tensors (no module)", lambda m: f"{base}/v2/models/{m}/infer", v2_binary_body, FEATURES)
+    load(s, "sandscore V2 gRPC (no module)", None, None, FEATURES, grpc=f"127.0.0.1:{grpc_port}")
     s.stop()
     for workers, label in [(None, "Azure ML server (default workers)"), (2, "Azure ML server (WORKER_COUNT=2)")]:
         for model in FEATURES:
@@ -287,11 +336,13 @@ def main():
     results["memory"].append({"server": label, "rss_mib": tree_rss_mib(s.proc.pid)})
     load(s, label, lambda m, u=s.url: u, score_body, FEATURES)
     s.stop()
-    s = mlserver_server("mlserver")
+    grpc_port = free_port()
+    s = mlserver_server("mlserver", grpc_port=grpc_port)
     s.start()
     results["memory"].append({"server": "MLServer (2 models)", "rss_mib": tree_rss_mib(s.proc.pid)})
     base = s.url.split("/v2/")[0]
     load(s, "MLServer V2 infer", lambda m: f"{base}/v2/models/{m}/infer", v2_body, FEATURES)
+    load(s, "MLServer V2 gRPC", None, None, FEATURES, grpc=f"127.0.0.1:{grpc_port}")
     s.stop()
     s = ceiling_server()
     s.start()

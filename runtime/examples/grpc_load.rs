@@ -3,7 +3,8 @@
 //! to MODEL for SECONDS after a one-second warm-up, then print requests per
 //! second and latency percentiles as one JSON line.
 //!
-//! One client thread, as `wrk -t1` on the HTTP side.
+//! As many client threads as wrk uses on the HTTP side (`min(connections,
+//! 2)`), so gRPC and HTTP rows of the benchmark load alike.
 //!
 //! Usage: grpc_load HOST:PORT MODEL FEATURES SECONDS CONCURRENCY
 
@@ -29,8 +30,21 @@ fn request(model: &str, features: usize) -> ModelInferRequest {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
+    let threads = std::env::args()
+        .nth(5)
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, 2);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let args: Vec<String> = std::env::args().collect();
     let [_, addr, model, features, seconds, concurrency] = args.as_slice() else {
         eprintln!("usage: grpc_load HOST:PORT MODEL FEATURES SECONDS CONCURRENCY");
