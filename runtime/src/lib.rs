@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod proto;
+pub mod reactor;
 pub mod server;
 pub mod service;
 pub use sandscore_codec::tensor;

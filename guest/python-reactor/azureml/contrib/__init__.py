@@ -1,0 +1,1 @@
+"""Azure ML's contrib namespace (only ``services``)."""

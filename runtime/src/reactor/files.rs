@@ -1,0 +1,133 @@
+//! What the interpreter is made of on disk: its compiled code (Cranelift
+//! takes minutes for it, so the result is cached by content, as a
+//! component's is) and the guest side of this host, written out for the
+//! guest to import.
+
+use std::path::Path;
+use std::time::Instant;
+
+use wasmtime::{Engine, Module};
+
+use crate::instance::InstanceError;
+use crate::instance::compile::{Origin, cache_path};
+
+/// Where the guest imports the driver and the shims from.
+pub const GUEST_SHIM: &str = "/sandscore";
+
+/// Where the guest sees the script's folder.
+pub const GUEST_APP: &str = "/app";
+
+/// The guest side, by path under [`GUEST_SHIM`].
+const SHIM: [(&str, &str); 9] = [
+    (
+        "sandscore_reactor.py",
+        include_str!("../../../guest/python-reactor/sandscore_reactor.py"),
+    ),
+    (
+        "sandscore/__init__.py",
+        include_str!("../../../guest/python-reactor/sandscore/__init__.py"),
+    ),
+    (
+        "sandscore/_core.py",
+        include_str!("../../../guest/python/sandscore/_core.py"),
+    ),
+    (
+        "onnxruntime/__init__.py",
+        include_str!("../../../guest/python-reactor/onnxruntime/__init__.py"),
+    ),
+    (
+        "azureml/__init__.py",
+        include_str!("../../../guest/python-reactor/azureml/__init__.py"),
+    ),
+    (
+        "azureml/contrib/__init__.py",
+        include_str!("../../../guest/python-reactor/azureml/contrib/__init__.py"),
+    ),
+    (
+        "azureml/contrib/services/__init__.py",
+        include_str!("../../../guest/python-reactor/azureml/contrib/services/__init__.py"),
+    ),
+    (
+        "azureml/contrib/services/aml_request.py",
+        include_str!("../../../guest/python-reactor/azureml/contrib/services/aml_request.py"),
+    ),
+    (
+        "azureml/contrib/services/aml_response.py",
+        include_str!("../../../guest/python-reactor/azureml/contrib/services/aml_response.py"),
+    ),
+];
+
+/// The guest side written to a fresh folder (removed with the reactor).
+pub fn shim() -> Result<tempfile::TempDir, InstanceError> {
+    let fail = |e: std::io::Error| {
+        InstanceError::Instantiate(format!("cannot write the Python guest's files: {e}"))
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("sandscore-python-")
+        .tempdir()
+        .map_err(fail)?;
+    for (path, text) in SHIM {
+        let file = dir.path().join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(fail)?;
+        }
+        std::fs::write(&file, text).map_err(fail)?;
+    }
+    Ok(dir)
+}
+
+/// The interpreter's compiled code: from the cache when it is there, else
+/// compiled now and written to the cache.
+pub fn module(
+    engine: &Engine,
+    wasm: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<(Module, Origin), InstanceError> {
+    let started = Instant::now();
+    let bytes = std::fs::read(wasm)
+        .map_err(|e| InstanceError::Instantiate(format!("cannot read {}: {e}", wasm.display())))?;
+    let cached = cache_dir.map(|d| cache_path(engine, d, &bytes));
+    if let Some(file) = cached.as_deref().filter(|f| f.is_file()) {
+        // SAFETY: only this process writes the cache; wasmtime checks the
+        // header and the engine settings it was compiled for.
+        match unsafe { Module::deserialize_file(engine, file) } {
+            Ok(m) => {
+                tracing::info!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "Python runtime loaded from the compiled-code cache"
+                );
+                return Ok((m, Origin::Cache));
+            }
+            Err(e) => {
+                tracing::warn!(path = %file.display(), error = %format!("{e:#}"), "cached Python runtime not usable; compiling again")
+            }
+        }
+    }
+    tracing::info!(
+        "compiling the Python runtime (once per machine and version; a few minutes on 2 cores)"
+    );
+    let module = Module::new(engine, &bytes).map_err(|e| {
+        InstanceError::Instantiate(format!("cannot compile {}: {e:#}", wasm.display()))
+    })?;
+    tracing::info!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "Python runtime compiled"
+    );
+    if let Some(file) = cached {
+        let written = module
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
+            .and_then(|code| {
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, code)?;
+                std::fs::rename(&tmp, &file)
+            });
+        if let Err(e) = written {
+            tracing::warn!(path = %file.display(), error = %e, "cannot write the compiled-code cache; the next start compiles again");
+        }
+    }
+    Ok((module, Origin::Compiled))
+}
