@@ -194,6 +194,30 @@ fn the_sandbox_holds_for_a_script_with_the_scientific_stack() {
             "{name} was not refused: {t}"
         );
     }
+    // Memory past --memory-limit is the script's MemoryError.
+    let (s, t) = attempt("memory");
+    assert!(s == 200 && t.contains("MemoryError"), "{s} {t}");
+    // Frames no driver sends, straight through the door: each is refused
+    // with a reason, and nothing outside the model directory opens.
+    for case in [
+        "empty",
+        "torn",
+        "unknown_op",
+        "not_json",
+        "traversal",
+        "outside",
+        "no_session",
+        "size_lie",
+        "bad_status",
+        "huge",
+    ] {
+        let (s, t) = attempt(&format!("door_{case}"));
+        assert_eq!(s, 200, "{case}: {t}");
+        assert!(
+            t.contains("'status': 1") && t.contains("'message'"),
+            "door_{case} was not refused: {t}"
+        );
+    }
     // The host's environment is not the guest's.
     let (_, t) = attempt("host_env");
     assert!(t.contains("\"result\": \"None\""), "{t}");

@@ -240,7 +240,12 @@ impl Reactor {
                 self.backends.clone(),
                 self.model_dir.clone(),
                 self.config.max_response_bytes,
-                self.config.hostcall_bytes(),
+                // A frame holds a request, an answer, or a model call's
+                // tensors: never more than the largest of those.
+                self.config
+                    .max_response_bytes
+                    .max(self.config.nn.max_tensor_bytes)
+                    .saturating_add(1 << 20),
             ),
         };
         let mut store = Store::new(&self.engine, state);

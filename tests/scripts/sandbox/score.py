@@ -37,7 +37,42 @@ def attempt(name):
         raise SystemExit(3)
     if name == "numpy":
         return float(np.arange(6).reshape(2, 3).sum())
+    if name == "memory":
+        return np.ones(3 * 2**28, dtype=np.uint8).sum()
+    if name.startswith("door_"):
+        return door(name[5:])
     raise ValueError(name)
+
+
+def door(case):
+    """Frames no driver would send, straight through the host door: each
+    must come back as a refusal, never crash or reach past the sandbox."""
+    import struct
+
+    import _host
+
+    def frame(op, header, payload=b""):
+        head = json.dumps(header).encode()
+        return bytes([op]) + struct.pack("<I", len(head)) + head + payload
+
+    frames = {
+        "empty": b"",
+        "torn": b"\x04\xff\xff\xff\x7f{}",
+        "unknown_op": frame(99, {}),
+        "not_json": b"\x04\x03\x00\x00\x00abc",
+        "traversal": frame(4, {"path": "/models/../../etc/passwd"}),
+        "outside": frame(4, {"path": "/etc/passwd"}),
+        "no_session": frame(5, {"session": 7, "inputs": [], "outputs": None}),
+        "size_lie": frame(5, {"session": 0, "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64],
+                                                         "size": 10**9}], "outputs": None}),
+        "bad_status": frame(2, {"status": 99999, "content_type": "x"}),
+        "huge": b"\x01" * (80 << 20),
+    }
+    if case == "size_lie":
+        _host.call(frame(4, {"path": os.path.join(os.environ["AZUREML_MODEL_DIR"], "mlp.onnx")}))
+    answer = _host.call(frames[case])
+    (n,) = struct.unpack_from("<I", answer, 1)
+    return {"status": answer[0], "header": json.loads(answer[5:5 + n])}
 
 
 def init():
