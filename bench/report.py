@@ -82,7 +82,9 @@ def main():
              ("sandscore V2 gRPC (no module)", "sandscore V2 infer (no module)"),
              ("sandscore V2 infer, binary tensors (no module)", "sandscore V2 infer (no module)"),
              ("sandscore /score (Python module)", "Azure ML server, same score.py natively (WORKER_COUNT=2)"),
-             ("sandscore /score (Python module)", "sandscore /score (module)")]
+             ("sandscore /score (Python module)", "sandscore /score (module)"),
+             ("sandscore /score (Python runtime)", "Azure ML server, same score.py natively (WORKER_COUNT=2)"),
+             ("sandscore /score (Python runtime)", "sandscore /score (Python module)")]
     for ours, peer in pairs:
         for model in ["mlp", "large"]:
             for c in [1, 16]:

@@ -2,7 +2,8 @@
 """sandscore's benchmark harness: every number side by side, one run, one machine.
 
 Starts each server itself (sandscore /score through a Rust module and
-through the same work as a Python score.py, sandscore V2 with no module, the
+through the same work as a Python score.py, both as a componentize-py
+component and run as it is by the Python runtime, sandscore V2 with no module, the
 Azure ML inference server with default workers and with WORKER_COUNT=2, and
 running that same score.py natively, Seldon MLServer, a bare hyper server as
 the HTTP ceiling; V2 as JSON, as Triton's binary tensor data, and over gRPC
@@ -222,7 +223,8 @@ def main():
         cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port),
                "--model-dir", str(models), "--workers", "2", "--cache-dir", str(cache_dir), *root_flag]
         if module:
-            cmd += ["--module", CFG["python_guest"] if module == "python" else str(guests / "bench_guest.wasm")]
+            path = {"python": CFG["python_guest"], "python-runtime": str(ROOT / "bench/guest-python/score.py")}
+            cmd += ["--module", path.get(module, str(guests / "bench_guest.wasm"))]
             return Server(name, cmd, common_env, f"http://127.0.0.1:{port}/score", score_body("mlp"))
         return Server(name, cmd, common_env, f"http://127.0.0.1:{port}/v2/models/mlp/infer", v2_body("mlp"))
 
@@ -298,6 +300,17 @@ def main():
         times.append(s.start())
         s.stop()
     results["cold"].append({"server": "sandscore /score, Python module (precompiled .cwasm)", "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
+    # The Python runtime: its compiled code cached (the first start of all
+    # compiles it), the script imported and init() run in each worker.
+    s = sandscore_server("python-runtime", "python-runtime", cache, small_only)
+    s.start()
+    s.stop()
+    times = []
+    for _ in range(COLD_RUNS):
+        s = sandscore_server("python-runtime", "python-runtime", cache, small_only)
+        times.append(s.start())
+        s.stop()
+    results["cold"].append({"server": "sandscore /score, same score.py in the Python runtime (cached runtime)", "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
     for c in results["cold"]:
         print(f"cold start  {c['server']:<46} {c['median_ms']:>8.0f} ms (median of {c['runs']})", flush=True)
 
@@ -315,6 +328,12 @@ def main():
     load(s, "sandscore /score (Python module)", lambda m: f"{base}/score", score_body, FEATURES)
     s.stop()
     grpc_port = free_port()
+    s = sandscore_server("sandscore-pyrt", "python-runtime", cache)
+    s.start()
+    results["memory"].append({"server": "sandscore, same score.py in the Python runtime (3 models; 2 workers)", "rss_mib": tree_rss_mib(s.proc.pid)})
+    base = s.url.rsplit("/", 1)[0]
+    load(s, "sandscore /score (Python runtime)", lambda m: f"{base}/score", score_body, FEATURES)
+    s.stop()
     s = sandscore_server("sandscore-v2", False, cache, grpc_port=grpc_port)
     s.start()
     base = s.url.split("/v2/")[0]

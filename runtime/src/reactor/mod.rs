@@ -151,6 +151,20 @@ impl Reactor {
                 script.display()
             )));
         }
+        // The script's folder is granted whole (its own modules sit beside
+        // it): never the root or a home directory.
+        let folder = std::fs::canonicalize(script)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let home = std::env::var_os("HOME").and_then(|h| std::fs::canonicalize(h).ok());
+        if folder.parent().is_none() || home.as_deref() == Some(folder.as_path()) {
+            return Err(InstanceError::Instantiate(format!(
+                "{} sits in {}, and the script's folder is what the sandbox may read: put score.py (and the modules it imports) in a folder of its own",
+                script.display(),
+                folder.display()
+            )));
+        }
         if config.memory_limit < MIN_MEMORY {
             return Err(InstanceError::Instantiate(format!(
                 "a Python script needs at least {} MiB of memory (--memory-limit, now {} MiB)",
