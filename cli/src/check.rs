@@ -168,7 +168,13 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
                     .parent()
                     .map_or_else(|| ".".into(), |p| p.display().to_string()),
             },
-        ],
+        ]
+        .into_iter()
+        .chain(python.packages.as_ref().map(|p| Mount {
+            guest: sandscore_runtime::reactor::GUEST_PACKAGES,
+            host: p.display().to_string(),
+        }))
+        .collect(),
         _ => Vec::new(),
     };
     let reactor = !runtime_files.is_empty();

@@ -47,13 +47,18 @@ fn serve(name: &str, extra: &[&str]) -> Server {
 
 /// The script run natively (CPython and the real packages) on `bodies`.
 fn native(name: &str, bodies: &[Value]) -> Vec<Value> {
+    native_in(name, &models(), bodies)
+}
+
+/// [`native`] with `model_dir` as `AZUREML_MODEL_DIR`.
+fn native_in(name: &str, model_dir: &std::path::Path, bodies: &[Value]) -> Vec<Value> {
     let python = std::env::var_os("SANDSCORE_NATIVE_PYTHON")
         .expect("SANDSCORE_NATIVE_PYTHON is not set: run the tests with `make test`");
     let runner = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts/native.py");
     let mut child = Command::new(python)
         .arg(runner)
         .arg(script(name))
-        .arg(models())
+        .arg(model_dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -107,6 +112,27 @@ fn a_scikit_learn_pickle_with_pandas_answers_as_it_does_natively() {
     let got = r.json();
     assert_eq!(got["label"], want["label"]);
     assert_close(&got["probabilities"], &want["probabilities"], 1e-5);
+}
+
+#[test]
+fn an_xgboost_script_answers_as_it_does_natively() {
+    warm();
+    let xgb = common::xgb_models();
+    let body = json!({ "data": common::xgb_expected()["iris_xgb"]["input"] });
+    let path = script("xgboost_booster");
+    let server = Server::start(&[
+        "--module",
+        path.to_str().expect("path"),
+        "--model-dir",
+        xgb.to_str().expect("path"),
+    ]);
+    let r = server.post_json("/score", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let want = &native_in("xgboost_booster", &xgb, std::slice::from_ref(&body))[0];
+    let got = r.json();
+    assert_close(&got["booster"], &want["booster"], 1e-5);
+    assert_close(&got["proba"], &want["proba"], 1e-5);
+    assert_eq!(got["label"], want["label"]);
 }
 
 #[test]
@@ -235,6 +261,55 @@ fn the_sandbox_holds_for_a_script_with_the_scientific_stack() {
         let (s, t) = attempt("numpy");
         assert_eq!(s, 200, "after {name}: {t}");
     }
+}
+
+#[test]
+fn an_extra_packages_folder_is_importable_and_native_code_in_it_is_refused() {
+    warm();
+    let dir = std::env::temp_dir().join(format!("sandscore-packages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (app, packages) = (dir.join("app"), dir.join("packages"));
+    std::fs::create_dir_all(packages.join("greeting")).expect("mkdir");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    std::fs::write(
+        packages.join("greeting/__init__.py"),
+        "def hello(name):\n    return f'hello {name}'\n",
+    )
+    .expect("write");
+    let path = app.join("score.py");
+    std::fs::write(
+        &path,
+        "import json\nimport greeting\n\ndef init():\n    pass\n\ndef run(raw):\n    return {'greeting': greeting.hello(json.loads(raw)['name'])}\n",
+    )
+    .expect("write");
+    let models = models();
+    let args = [
+        "--module",
+        path.to_str().expect("path"),
+        "--model-dir",
+        models.to_str().expect("path"),
+    ];
+    let env = [(
+        "AZUREML_EXTRA_PYTHON_LIB_PATH",
+        packages.to_str().expect("path"),
+    )];
+    let server = Server::try_start_env(&args, &env).expect("starts");
+    let r = server.post_json("/score", &json!({ "name": "sandbox" }));
+    assert_eq!(r.json()["greeting"], "hello sandbox", "{}", r.text);
+    drop(server);
+    // A compiled extension cannot run in the sandbox: refused at start.
+    std::fs::write(
+        packages.join("greeting/_speedups.cpython-311-x86_64-linux-gnu.so"),
+        b"\x7fELF",
+    )
+    .expect("write");
+    let err = Server::try_start_env(&args, &env).err().expect("refused");
+    assert!(
+        err.contains("_speedups.cpython-311-x86_64-linux-gnu.so is native code")
+            && err.contains("bundles numpy"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -18,7 +18,7 @@ pub const GUEST_SHIM: &str = "/sandscore";
 pub const GUEST_APP: &str = "/app";
 
 /// The guest side, by path under [`GUEST_SHIM`].
-const SHIM: [(&str, &str); 9] = [
+const SHIM: [(&str, &str); 10] = [
     (
         "sandscore_reactor.py",
         include_str!("../../../guest/python-reactor/sandscore_reactor.py"),
@@ -34,6 +34,10 @@ const SHIM: [(&str, &str); 9] = [
     (
         "onnxruntime/__init__.py",
         include_str!("../../../guest/python-reactor/onnxruntime/__init__.py"),
+    ),
+    (
+        "xgboost/__init__.py",
+        include_str!("../../../guest/python-reactor/xgboost/__init__.py"),
     ),
     (
         "azureml/__init__.py",
@@ -56,6 +60,52 @@ const SHIM: [(&str, &str); 9] = [
         include_str!("../../../guest/python-reactor/azureml/contrib/services/aml_response.py"),
     ),
 ];
+
+/// Extensions of native code, which the interpreter cannot load.
+const NATIVE: [&str; 4] = ["so", "pyd", "dylib", "dll"];
+
+/// Refuses an extra packages folder that is not there, or that holds native
+/// code (a compiled extension cannot run in the sandbox), naming the file
+/// and what the runtime bundles instead. Bounded like a repository stamp.
+pub fn check_packages(dir: &Path) -> Result<(), InstanceError> {
+    if !dir.is_dir() {
+        return Err(InstanceError::Instantiate(format!(
+            "the extra packages folder {} (AZUREML_EXTRA_PYTHON_LIB_PATH, --python-packages) is not a folder",
+            dir.display()
+        )));
+    }
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((folder, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > 100_000 {
+                return Ok(());
+            }
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && depth < 16 => stack.push((path, depth + 1)),
+                Ok(t) if t.is_file() => {
+                    let native = path
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| NATIVE.contains(&e));
+                    if native {
+                        return Err(InstanceError::Instantiate(format!(
+                            "{} is native code, which cannot run in the sandbox; the Python runtime bundles numpy, pandas, scipy, scikit-learn, joblib, statsmodels, matplotlib, pyyaml, lxml and more (README: Python scoring scripts); use pure-Python packages otherwise",
+                            path.display()
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The guest side written to a fresh folder (removed with the reactor).
 pub fn shim() -> Result<tempfile::TempDir, InstanceError> {

@@ -55,7 +55,14 @@ pub const MIN_MEMORY: usize = 256 << 20;
 pub struct PythonRuntime {
     /// The folder holding them.
     pub dir: PathBuf,
+    /// A folder of extra pure-Python packages the script may import
+    /// (Azure ML's `AZUREML_EXTRA_PYTHON_LIB_PATH`), seen read-only at
+    /// [`GUEST_PACKAGES`].
+    pub packages: Option<PathBuf>,
 }
+
+/// Where the guest sees the extra packages folder.
+pub const GUEST_PACKAGES: &str = "/packages";
 
 impl PythonRuntime {
     /// The interpreter module.
@@ -165,6 +172,16 @@ impl Reactor {
                 folder.display()
             )));
         }
+        if let Some(dir) = &runtime.packages {
+            files::check_packages(dir)?;
+        }
+        let requirements = folder.join("requirements.txt");
+        if requirements.is_file() {
+            tracing::warn!(
+                file = %requirements.display(),
+                "requirements.txt is not installed by the Python runtime: numpy, pandas, scipy, scikit-learn, joblib and ~40 more are bundled; put other pure-Python packages in a folder and set AZUREML_EXTRA_PYTHON_LIB_PATH (--python-packages)"
+            );
+        }
         if config.memory_limit < MIN_MEMORY {
             return Err(InstanceError::Instantiate(format!(
                 "a Python script needs at least {} MiB of memory (--memory-limit, now {} MiB)",
@@ -212,6 +229,7 @@ impl Reactor {
                 "/usr/local/bin/python.wasm",
                 files::GUEST_SHIM,
                 files::GUEST_APP,
+                GUEST_PACKAGES,
             ])
             .env("TMPDIR", "/tmp")
             .env("HOME", "/tmp")
@@ -232,6 +250,9 @@ impl Reactor {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         ro(&mut wasi, app, files::GUEST_APP)?;
+        if let Some(dir) = &self.runtime.packages {
+            ro(&mut wasi, dir, GUEST_PACKAGES)?;
+        }
         if let Some(dir) = &self.model_dir {
             ro(&mut wasi, dir, GUEST_MODEL_DIR)?;
             wasi.env("AZUREML_MODEL_DIR", GUEST_MODEL_DIR);

@@ -169,7 +169,11 @@ fn worker(
     reactor: Arc<Reactor>,
     jobs: Arc<Mutex<Receiver<Job>>>,
     started: SyncSender<Result<(), InstanceError>>,
+    runtime: Option<tokio::runtime::Handle>,
 ) {
+    // Native compute a script starts stops at its deadline through timers
+    // on the server's async runtime (ONNX Runtime's terminate flag).
+    let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
     let init = reactor.config.init_timeout;
     let timeout = reactor.config.timeout;
     let mut live = match Live::start(&reactor, init) {
@@ -215,13 +219,15 @@ impl Pool {
         let (tx, rx) = std::sync::mpsc::channel();
         let rx = Arc::new(Mutex::new(rx));
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel(workers);
+        let runtime = tokio::runtime::Handle::try_current().ok();
         for i in 0..workers {
             let (reactor, rx, started) =
                 (Arc::clone(&reactor), Arc::clone(&rx), started_tx.clone());
+            let runtime = runtime.clone();
             std::thread::Builder::new()
                 .name(format!("python-{i}"))
                 .stack_size(THREAD_STACK)
-                .spawn(move || worker(reactor, rx, started))
+                .spawn(move || worker(reactor, rx, started, runtime))
                 .map_err(|e| InstanceError::Engine(format!("cannot start a worker thread: {e}")))?;
         }
         drop(started_tx);
