@@ -336,5 +336,24 @@ fn a_failing_init_names_the_script_line_and_the_server_does_not_start() {
         err.contains("RuntimeError: no model here") && err.contains("score.py line 4"),
         "{err}"
     );
+    // A module the runtime does not have: named, with where packages come from.
+    std::fs::write(
+        &path,
+        "import tensorflow_hub\n\ndef run(raw):\n    return 1\n",
+    )
+    .expect("write");
+    let err = Server::try_start(&[
+        "--module",
+        path.to_str().expect("path"),
+        "--model-dir",
+        models.to_str().expect("path"),
+    ])
+    .err()
+    .expect("import fails");
+    assert!(
+        err.contains("No module named 'tensorflow_hub'")
+            && err.contains("AZUREML_EXTRA_PYTHON_LIB_PATH"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -59,9 +59,20 @@ def _where(exc):
     return f"{last} (at {f.filename.rsplit('/', 1)[-1]} line {f.lineno}, in {f.name})"
 
 
+# What a missing module's error adds: where packages come from here.
+_PACKAGES_HINT = (
+    "; this runtime bundles numpy, pandas, scipy, scikit-learn, joblib, statsmodels, matplotlib and ~40 more, "
+    "and onnxruntime, xgboost and azureml.contrib.services run by the host: put other pure-Python packages "
+    "beside the script or in a folder named by AZUREML_EXTRA_PYTHON_LIB_PATH"
+)
+
+
 def _fail(kind, exc):
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    call(FAIL, {"kind": kind, "message": _where(exc)})
+    message = _where(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        message += _PACKAGES_HINT
+    call(FAIL, {"kind": kind, "message": message})
 
 
 def load(path):

