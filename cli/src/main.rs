@@ -116,7 +116,11 @@ struct ScoreArgs {
 
 fn init_logs(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default_level},ort=warn"))
+        // wasmtime-wasi's preview 1 calls are INFO spans: they would prefix
+        // every line a Python script prints.
+        tracing_subscriber::EnvFilter::new(format!(
+            "{default_level},ort=warn,wasmtime_wasi=warn,wiggle=warn"
+        ))
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
