@@ -164,9 +164,11 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
             },
             Mount {
                 guest: "/app",
-                host: path
-                    .parent()
-                    .map_or_else(|| ".".into(), |p| p.display().to_string()),
+                // The folder as it really is: what the sandbox is granted.
+                host: std::fs::canonicalize(path)
+                    .ok()
+                    .and_then(|p| p.parent().map(|d| d.display().to_string()))
+                    .unwrap_or_default(),
             },
         ]
         .into_iter()
@@ -341,10 +343,17 @@ fn text(r: &CheckReport) -> String {
         "  limits     memory {} MiB, stack {} KiB, table {} elements, request timeout {} ms, init timeout {} ms",
         l.memory_mib, l.stack_kib, l.table_elements, l.timeout_ms, l.init_timeout_ms
     ));
-    line(format!(
-        "  wasi-nn    tensors up to {} MiB, {} tensors, {} graphs, {} contexts at once",
-        l.tensor_mib, l.tensors, l.graphs, l.contexts
-    ));
+    if c.runtime_files.is_empty() {
+        line(format!(
+            "  wasi-nn    tensors up to {} MiB, {} tensors, {} graphs, {} contexts at once",
+            l.tensor_mib, l.tensors, l.graphs, l.contexts
+        ));
+    } else {
+        line(format!(
+            "  door       frames up to {} MiB (the larger of a tensor and a response), 64 models open at once",
+            l.tensor_mib.max(l.response_mib) + 1
+        ));
+    }
     line(format!(
         "  isolation  {}, queue {} requests, response up to {} MiB",
         title(&l.isolation),

@@ -59,6 +59,7 @@ fn native_in(name: &str, model_dir: &std::path::Path, bodies: &[Value]) -> Vec<V
         .arg(runner)
         .arg(script(name))
         .arg(model_dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -244,6 +245,12 @@ fn the_sandbox_holds_for_a_script_with_the_scientific_stack() {
             "door_{case} was not refused: {t}"
         );
     }
+    // A model opened in every request is one session, not a leak.
+    let (s, t) = attempt("reopen");
+    assert!(s == 200 && t.contains(r#""result": "100""#), "{s} {t}");
+    // The script's folder is all of /app.
+    let (_, t) = attempt("app");
+    assert!(t.contains("['score.py']"), "{t}");
     // The host's environment is not the guest's.
     let (_, t) = attempt("host_env");
     assert!(t.contains("\"result\": \"None\""), "{t}");
@@ -309,6 +316,47 @@ fn an_extra_packages_folder_is_importable_and_native_code_in_it_is_refused() {
             && err.contains("bundles numpy"),
         "{err}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_script_folder_is_granted_as_it_really_is_and_never_a_broad_one() {
+    warm();
+    let dir = std::env::temp_dir().join(format!("sandscore-grant-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("real")).expect("mkdir");
+    std::fs::write(dir.join("secret.txt"), "not for the guest").expect("write");
+    std::fs::write(
+        dir.join("real/score.py"),
+        "import os\n\ndef init():\n    pass\n\ndef run(raw):\n    return sorted(os.listdir('/app'))\n",
+    )
+    .expect("write");
+    // A symlink beside secret.txt: the grant is the real script's folder.
+    std::os::unix::fs::symlink(dir.join("real/score.py"), dir.join("link.py")).expect("symlink");
+    let models = models();
+    let link = dir.join("link.py");
+    let server = Server::start(&[
+        "--module",
+        link.to_str().expect("path"),
+        "--model-dir",
+        models.to_str().expect("path"),
+    ]);
+    let r = server.post_json("/score", &json!({}));
+    assert_eq!(r.json(), json!(["score.py"]), "{}", r.text);
+    drop(server);
+    // A script straight in the temporary directory would grant all of it.
+    let loose = std::env::temp_dir().join(format!("sandscore-loose-{}.py", std::process::id()));
+    std::fs::copy(dir.join("real/score.py"), &loose).expect("copy");
+    let err = Server::try_start(&[
+        "--module",
+        loose.to_str().expect("path"),
+        "--model-dir",
+        models.to_str().expect("path"),
+    ])
+    .err()
+    .expect("refused");
+    assert!(err.contains("the sandbox may read all of it"), "{err}");
+    let _ = std::fs::remove_file(&loose);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

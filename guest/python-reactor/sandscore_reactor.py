@@ -143,4 +143,8 @@ def step():
     except BaseException as e:  # noqa: BLE001 - everything is reported
         _fail("internal", e)
         return
-    call(RESPOND, {"status": status, "content_type": content_type}, data)
+    try:
+        call(RESPOND, {"status": status, "content_type": content_type}, data)
+    except (HostError, TypeError, ValueError) as e:
+        # An answer the host refuses (too large, not an HTTP status): say why.
+        call(FAIL, {"kind": "internal", "message": f"the script's answer was refused: {e}"})

@@ -113,7 +113,7 @@ class InferenceSession:
                 data = b"".join(len(v).to_bytes(4, "little") + v for v in flat)
                 datatype = "BYTES"
             else:
-                datatype = _NAMES.get(arr.dtype)
+                datatype = _NAMES.get(arr.dtype.newbyteorder("="))
                 if datatype is None:
                     raise TypeError(f"input '{name}': NumPy dtype {arr.dtype} has no ONNX tensor type here")
                 data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -133,6 +133,8 @@ class InferenceSession:
                     items.append(bytes(chunk[i + 4:i + 4 + n]).decode("utf-8", "replace"))
                     i += 4 + n
                 out.append(np.array(items, dtype=object).reshape(o["shape"]))
+            elif o["datatype"] not in _DTYPES:
+                raise TypeError(f"output '{o['name']}' is {o['datatype']}, which has no NumPy type")
             else:
                 dtype = np.dtype(_DTYPES[o["datatype"]]).newbyteorder("<")
                 out.append(np.frombuffer(chunk, dtype=dtype).reshape(o["shape"]).copy())

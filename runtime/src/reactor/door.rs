@@ -243,21 +243,26 @@ impl Door {
                 "'{shown}' must name a file of the model directory plainly"
             ));
         }
+        // One answer for every path that is not a loaded model, so the
+        // guest learns nothing of the host's files beyond its own view.
+        let not_loaded = || {
+            format!(
+                "'{shown}' is not a model the server loaded; models load at start from the model directory (see GET /v2/models)"
+            )
+        };
+        let root = std::fs::canonicalize(dir).map_err(|_| not_loaded())?;
         let want = std::fs::canonicalize(dir.join(rel))
-            .map_err(|_| format!("'{shown}' does not exist in the model directory"))?;
+            .ok()
+            .filter(|p| p.starts_with(&root))
+            .ok_or_else(not_loaded)?;
         self.models
             .iter()
             .into_iter()
             .find(|e| std::fs::canonicalize(&e.path).is_ok_and(|p| p == want))
-            .ok_or_else(|| {
-                format!("'{shown}' is not a model the server loaded; models load at start from the model directory (see GET /v2/models)")
-            })
+            .ok_or_else(not_loaded)
     }
 
     fn open(&mut self, h: OpenHeader) -> Reply {
-        if self.sessions.len() >= MAX_SESSIONS {
-            return Err(format!("at most {MAX_SESSIONS} models may be open at once"));
-        }
         let entry = match (h.path, h.name) {
             (Some(path), _) => self.resolve(&path)?,
             (None, Some(name)) => self.models.get(&name).ok_or_else(|| {
@@ -286,12 +291,23 @@ impl Door {
                 })
                 .collect()
         };
+        // A model opened again (a session made per request) is the same
+        // session: the count bounds distinct models, not calls.
+        let id = match self.sessions.iter().position(|e| Arc::ptr_eq(e, &entry)) {
+            Some(id) => id,
+            None if self.sessions.len() >= MAX_SESSIONS => {
+                return Err(format!("at most {MAX_SESSIONS} models may be open at once"));
+            }
+            None => {
+                self.sessions.push(Arc::clone(&entry));
+                self.sessions.len() - 1
+            }
+        };
         let header = json!({
-            "session": self.sessions.len(),
+            "session": id,
             "inputs": describe(&sig.inputs),
             "outputs": describe(&sig.outputs),
         });
-        self.sessions.push(entry);
         Ok((header, Vec::new()))
     }
 

@@ -3,7 +3,7 @@
 //! component's is) and the guest side of this host, written out for the
 //! guest to import.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use wasmtime::{Engine, Module};
@@ -60,6 +60,25 @@ const SHIM: [(&str, &str); 10] = [
         include_str!("../../../guest/python-reactor/azureml/contrib/services/aml_response.py"),
     ),
 ];
+
+/// Refuses to grant `dir` (read-only) when it is the root, the temporary
+/// directory, or the home directory or one of its ancestors: folders that
+/// hold far more than a script's own files.
+pub fn check_grant(dir: &Path, what: &str) -> Result<(), InstanceError> {
+    let canonical = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+    let home = std::env::var_os("HOME").map(|h| canonical(PathBuf::from(h)));
+    let temp = canonical(std::env::temp_dir());
+    let broad = dir.parent().is_none()
+        || dir == temp
+        || home.as_deref().is_some_and(|h| h.starts_with(dir));
+    if broad {
+        return Err(InstanceError::Instantiate(format!(
+            "{what} would be {}, and the sandbox may read all of it: use a folder that holds only what the script needs",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
 
 /// Extensions of native code, which the interpreter cannot load.
 const NATIVE: [&str; 4] = ["so", "pyd", "dylib", "dll"];

