@@ -135,7 +135,8 @@ pub struct NamedTensor {
 /// Why a tensor is not well formed.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TensorError {
-    /// The shape's element count (or byte size) overflows `usize`.
+    /// The shape's element count (or byte size) overflows `usize`, or a
+    /// BYTES shape holds more than [`MAX_BYTES_ELEMENTS`].
     #[error("shape {shape:?} has too many elements")]
     ShapeOverflow {
         /// The offending shape.
@@ -166,11 +167,28 @@ pub enum TensorError {
     },
 }
 
+/// Most elements one BYTES tensor may hold: each becomes a string of its
+/// own in a backend, so their number, not only their bytes, is bounded.
+pub const MAX_BYTES_ELEMENTS: usize = 1 << 20;
+
+/// How many elements BYTES tensor data holds, without collecting them;
+/// `None` when it does not split into length-prefixed elements.
+pub fn bytes_count(mut data: &[u8]) -> Option<usize> {
+    let mut n = 0usize;
+    while !data.is_empty() {
+        let (len, rest) = data.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+        data = rest.get(len..)?;
+        n += 1;
+    }
+    Some(n)
+}
+
 /// The elements of BYTES tensor data (each a 4-byte little-endian length,
 /// then that many bytes), or `None` when the data does not split that way.
-/// Never allocates more than one slice per four bytes of data.
+/// Never reserves room for more than [`MAX_BYTES_ELEMENTS`].
 pub fn bytes_elements(mut data: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut out = Vec::with_capacity(data.len() / 4);
+    let mut out = Vec::with_capacity((data.len() / 4).min(MAX_BYTES_ELEMENTS));
     while !data.is_empty() {
         let (len, rest) = data.split_first_chunk::<4>()?;
         let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
@@ -211,12 +229,13 @@ impl Tensor {
     /// Checks that the data length fits the shape and type.
     pub fn validate(&self) -> Result<(), TensorError> {
         let Some(size) = self.ty.size() else {
-            let expected =
-                element_count(&self.shape).ok_or_else(|| TensorError::ShapeOverflow {
+            let expected = element_count(&self.shape)
+                .filter(|&n| n <= MAX_BYTES_ELEMENTS)
+                .ok_or_else(|| TensorError::ShapeOverflow {
                     shape: self.shape.clone(),
                 })?;
-            return match bytes_elements(&self.data) {
-                Some(e) if e.len() == expected => Ok(()),
+            return match bytes_count(&self.data) {
+                Some(n) if n == expected => Ok(()),
                 _ => Err(TensorError::BytesElements {
                     shape: self.shape.clone(),
                     expected,

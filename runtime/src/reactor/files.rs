@@ -107,7 +107,8 @@ pub fn check_packages(dir: &Path) -> Result<(), InstanceError> {
             let path = entry.path();
             match entry.file_type() {
                 Ok(t) if t.is_dir() && depth < 16 => stack.push((path, depth + 1)),
-                Ok(t) if t.is_file() => {
+                // A link is named by its own extension, wherever it points.
+                Ok(t) if t.is_file() || t.is_symlink() => {
                     let native = path
                         .extension()
                         .and_then(|e| e.to_str())

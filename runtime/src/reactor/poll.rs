@@ -96,7 +96,9 @@ fn poll_oneoff(
                     0 => SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| d.as_nanos() as u64),
-                    _ => clock.0.elapsed().as_nanos() as u64,
+                    // Monotonic, and the CPU-time clocks read as it.
+                    1..=3 => clock.0.elapsed().as_nanos() as u64,
+                    _ => return Ok(ERRNO_INVAL),
                 };
                 let wait = if flags & ABSTIME != 0 {
                     Duration::from_nanos(timeout.saturating_sub(now))

@@ -19,7 +19,9 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::tensor::{NamedTensor, Tensor, TensorType, element_count, push_bytes_element};
+use crate::tensor::{
+    MAX_BYTES_ELEMENTS, NamedTensor, Tensor, TensorType, element_count, push_bytes_element,
+};
 
 /// Why an inference request body was rejected (always a client error).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -331,6 +333,13 @@ pub fn input_layout(
     let expected = element_count(&shape)
         .filter(|n| n.checked_mul(ty.size().unwrap_or(1)).is_some())
         .ok_or_else(bad_shape)?;
+    if ty == TensorType::Bytes && expected > MAX_BYTES_ELEMENTS {
+        return Err(DecodeError::TooMany {
+            what: "BYTES elements in one input",
+            count: expected,
+            max: MAX_BYTES_ELEMENTS,
+        });
+    }
     Ok((ty, shape, expected))
 }
 
@@ -695,6 +704,11 @@ mod tests {
         let body =
             json!({"inputs": [{"name": "x", "shape": [2], "datatype": "BYTES", "data": ["a"]}]});
         assert!(matches!(one(body), Err(DecodeError::Count { .. })));
+        // Their number is bounded, not only their bytes: each would become
+        // a string of its own in a backend.
+        let body =
+            json!({"inputs": [{"name": "x", "shape": [1 << 21], "datatype": "BYTES", "data": []}]});
+        assert!(matches!(one(body), Err(DecodeError::TooMany { .. })));
         // Binary BYTES data whose prefixes do not add up to the shape.
         for blob in [&[5u8, 0, 0, 0, b'a'][..], &[1, 0, 0, 0, b'a', 0, 0]] {
             let header = json!({"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": blob.len()}}]});
