@@ -250,6 +250,8 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
         body,
         content_type: args.content_type,
         headers: Vec::new(),
+        method: "POST",
+        query: String::new(),
     };
     let answer = rt.block_on(service.score(request, "cli".into()))?;
     std::io::stdout().write_all(&answer.body)?;

@@ -180,6 +180,14 @@ fn rawhttp_scripts_get_the_request_and_answer_in_full() {
         r.header("content-type"),
         Some("application/x-reversed; was=application/octet-stream")
     );
+    // GET reaches run as a GET, its query as request.args.
+    let r = server.get("/score?a=1&b=two");
+    assert_eq!(
+        r.json(),
+        json!({"method": "GET", "args": {"a": "1", "b": "two"}}),
+        "{}",
+        r.text
+    );
     // What the script answers with its own status, it answers.
     let r = agent_post_with(&server, "x-mode", "reject");
     assert_eq!((r.0, r.1.as_str()), (422, "rejected by the script"));

@@ -177,6 +177,10 @@ pub struct ScoreRequest {
     pub content_type: String,
     /// The request's headers, those with text values.
     pub headers: Vec<(String, String)>,
+    /// `GET` or `POST` (what a Python script's `@rawhttp` request says).
+    pub method: &'static str,
+    /// The raw query string, without `?` (empty for none).
+    pub query: String,
 }
 
 /// The module's answer to a `/score` request.
@@ -556,6 +560,8 @@ impl Service {
                 body: request.body,
                 content_type: request.content_type,
                 headers: request.headers,
+                method: request.method,
+                query: request.query,
             };
             let answer = script.score(request, request_id).await?;
             return Ok(ScoreAnswer {

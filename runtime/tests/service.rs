@@ -26,6 +26,8 @@ fn score(action: Value) -> ScoreRequest {
         body: action.to_string().into_bytes(),
         content_type: "application/json".into(),
         headers: Vec::new(),
+        method: "POST",
+        query: String::new(),
     }
 }
 

@@ -31,10 +31,16 @@ pub async fn score_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let body = query_to_json(query.as_deref().unwrap_or(""))
-        .to_string()
-        .into_bytes();
-    score(&state, id, &headers, body, "application/json".into()).await
+    let query = query.unwrap_or_default();
+    let body = query_to_json(&query).to_string().into_bytes();
+    let request = ScoreRequest {
+        body,
+        content_type: "application/json".into(),
+        headers: text_headers(&headers),
+        method: "GET",
+        query,
+    };
+    score(&state, id, request).await
 }
 
 /// `POST /score`: the body as sent.
@@ -51,26 +57,26 @@ pub async fn score_post(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
-    score(&state, id, &headers, body.to_vec(), content_type).await
+    let request = ScoreRequest {
+        body: body.to_vec(),
+        content_type,
+        headers: text_headers(&headers),
+        method: "POST",
+        query: String::new(),
+    };
+    score(&state, id, request).await
 }
 
-async fn score(
-    state: &AppState,
-    id: String,
-    headers: &HeaderMap,
-    body: Vec<u8>,
-    content_type: String,
-) -> Result<Response, ApiError> {
-    let service = state.ready(Style::AzureMl)?;
-    let headers = headers
+/// The headers with text values, as the module sees them.
+fn text_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    let request = ScoreRequest {
-        body,
-        content_type,
-        headers,
-    };
+        .collect()
+}
+
+async fn score(state: &AppState, id: String, request: ScoreRequest) -> Result<Response, ApiError> {
+    let service = state.ready(Style::AzureMl)?;
     let answer = service
         .score(request, id)
         .await

@@ -45,6 +45,10 @@ pub struct Request {
     pub content_type: String,
     /// Headers with text values, lower-case names.
     pub headers: Vec<(String, String)>,
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// The raw query string, without `?`.
+    pub query: String,
 }
 
 /// The script's answer.
@@ -183,8 +187,8 @@ impl Door {
         let header = json!({
             "content_type": r.content_type,
             "headers": r.headers,
-            "method": "POST",
-            "query": "",
+            "method": r.method,
+            "query": r.query,
         });
         Ok((header, r.body.clone()))
     }

@@ -9,6 +9,8 @@ def init():
 
 @rawhttp
 def run(request):
+    if request.method == "GET":
+        return AMLResponse({"method": "GET", "args": request.args}, 200, json_str=True)
     if request.headers.get("X-Mode") == "reject":
         return AMLResponse("rejected by the script", 422)
     body = request.get_data()
