@@ -90,7 +90,9 @@ pub struct Door {
     sessions: Vec<Arc<ModelEntry>>,
 }
 
-type Reply = Result<(Value, Vec<u8>), String>;
+/// An answer's header and its payload, in pieces copied once, into the
+/// answer frame.
+type Reply = Result<(Value, Vec<Vec<u8>>), String>;
 
 impl Door {
     /// A door onto `models` (files of `model_dir`), answering at most
@@ -190,7 +192,7 @@ impl Door {
             "method": r.method,
             "query": r.query,
         });
-        Ok((header, r.body.clone()))
+        Ok((header, vec![r.body.clone()]))
     }
 
     fn respond(&mut self, h: RespondHeader, body: &[u8]) -> Reply {
@@ -375,22 +377,22 @@ impl Door {
                 })
             })
             .collect();
-        let mut data = Vec::with_capacity(total);
-        for o in outputs {
-            data.extend_from_slice(&o.tensor.data);
-        }
+        let data = outputs.into_iter().map(|o| o.tensor.data).collect();
         Ok((json!({ "outputs": meta }), data))
     }
 }
 
 /// An answer: status byte, header length, header, payload.
-fn answer_frame(status: u8, header: &Value, payload: &[u8]) -> Vec<u8> {
+fn answer_frame(status: u8, header: &Value, payload: &[Vec<u8>]) -> Vec<u8> {
     let header = header.to_string().into_bytes();
-    let mut out = Vec::with_capacity(5 + header.len() + payload.len());
+    let size: usize = payload.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(5 + header.len() + size);
     out.push(status);
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(&header);
-    out.extend_from_slice(payload);
+    for piece in payload {
+        out.extend_from_slice(piece);
+    }
     out
 }
 
@@ -464,11 +466,15 @@ fn call(
         let message = format!("a door frame of {len} bytes is over the {max}-byte limit");
         answer_frame(1, &json!({ "message": message }), &[])
     } else {
-        let mut frame = vec![0u8; len];
-        if memory.read(&*caller, ptr as usize, &mut frame).is_err() {
+        // Read in place: the guest does not run while the host answers.
+        let (data, state) = memory.data_and_store_mut(&mut *caller);
+        let Some(frame) = (ptr as usize)
+            .checked_add(len)
+            .and_then(|end| data.get(ptr as usize..end))
+        else {
             return Ok(FAULT);
-        }
-        caller.data_mut().door.handle(&frame)
+        };
+        state.door.handle(frame)
     };
     let Some(alloc) = caller
         .get_export("host_alloc")
