@@ -276,41 +276,31 @@ def main():
                 results["http"].append(r)
 
     # Cold start: exec to first successful score, median of several runs.
-    cache = Path(tempfile.mkdtemp(prefix="sandscore-bench-cache-"))
-    for label, warm in [("sandscore /score, empty compiled-code cache", False), ("sandscore /score, warm compiled-code cache", True)]:
+    def cold(label, make, runs, before=None):
         times = []
-        for _ in range(COLD_RUNS):
-            if not warm:
-                shutil.rmtree(cache, ignore_errors=True)
-            s = sandscore_server(label, True, cache, small_only)
-            times.append(s.start())
-            s.stop()
-        results["cold"].append({"server": label, "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
-    for label, make in [("Azure ML inference server", lambda: azureml_server("azureml", "mlp", None)),
-                        ("MLServer", lambda: mlserver_server("mlserver"))]:
-        times = []
-        for _ in range(max(3, COLD_RUNS // 2)):
+        for _ in range(runs):
+            if before:
+                before()
             s = make()
             times.append(s.start())
             s.stop()
         results["cold"].append({"server": label, "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
-    times = []
-    for _ in range(COLD_RUNS):
-        s = sandscore_server("python", "python", cache, small_only)
-        times.append(s.start())
-        s.stop()
-    results["cold"].append({"server": "sandscore /score, Python module (precompiled .cwasm)", "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
+
+    cache = Path(tempfile.mkdtemp(prefix="sandscore-bench-cache-"))
+    cold("sandscore /score, empty compiled-code cache", lambda: sandscore_server("cold", True, cache, small_only), COLD_RUNS,
+         before=lambda: shutil.rmtree(cache, ignore_errors=True))
+    cold("sandscore /score, warm compiled-code cache", lambda: sandscore_server("warm", True, cache, small_only), COLD_RUNS)
+    cold("Azure ML inference server", lambda: azureml_server("azureml", "mlp", None), max(3, COLD_RUNS // 2))
+    cold("MLServer", lambda: mlserver_server("mlserver"), max(3, COLD_RUNS // 2))
+    cold("sandscore /score, Python module (precompiled .cwasm)", lambda: sandscore_server("python", "python", cache, small_only), COLD_RUNS)
     # The Python runtime: its compiled code cached (the first start of all
     # compiles it), the script imported and init() run in each worker.
-    s = sandscore_server("python-runtime", "python-runtime", cache, small_only)
+    def runtime():
+        return sandscore_server("python-runtime", "python-runtime", cache, small_only)
+    s = runtime()
     s.start()
     s.stop()
-    times = []
-    for _ in range(COLD_RUNS):
-        s = sandscore_server("python-runtime", "python-runtime", cache, small_only)
-        times.append(s.start())
-        s.stop()
-    results["cold"].append({"server": "sandscore /score, same score.py in the Python runtime (cached runtime)", "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
+    cold("sandscore /score, same score.py in the Python runtime (cached runtime)", runtime, COLD_RUNS)
     for c in results["cold"]:
         print(f"cold start  {c['server']:<46} {c['median_ms']:>8.0f} ms (median of {c['runs']})", flush=True)
 

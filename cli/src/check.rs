@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use clap::ValueEnum;
 use sandscore_runtime::instance::{GUEST_MODEL_DIR, GUEST_SCRATCH_DIR};
+use sandscore_runtime::reactor;
 use sandscore_runtime::service::{ModelInfo, Service, TensorSpec};
 use serde::Serialize;
 
@@ -155,15 +156,15 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
     let runtime_files = match (script, args.python()) {
         (Some(path), Some(python)) => vec![
             Mount {
-                guest: "/usr/local/lib",
+                guest: reactor::GUEST_STDLIB,
                 host: python.lib().display().to_string(),
             },
             Mount {
-                guest: "/sandscore",
+                guest: reactor::GUEST_SHIM,
                 host: "the host's guest side (driver, onnxruntime, azureml.contrib.services, sandscore)".into(),
             },
             Mount {
-                guest: "/app",
+                guest: reactor::GUEST_APP,
                 // The folder as it really is: what the sandbox is granted.
                 host: std::fs::canonicalize(path)
                     .ok()
@@ -173,7 +174,7 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
         ]
         .into_iter()
         .chain(python.packages.as_ref().map(|p| Mount {
-            guest: sandscore_runtime::reactor::GUEST_PACKAGES,
+            guest: reactor::GUEST_PACKAGES,
             host: p.display().to_string(),
         }))
         .collect(),
@@ -215,8 +216,7 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
             limits: Limits {
                 memory_mib: args.memory_limit_mb,
                 stack_kib: if reactor {
-                    args.max_stack_kb
-                        .max(sandscore_runtime::reactor::WASM_STACK >> 10)
+                    args.max_stack_kb.max(reactor::WASM_STACK >> 10)
                 } else {
                     args.max_stack_kb
                 },

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Once;
 
@@ -33,16 +33,8 @@ fn serve(name: &str, extra: &[&str]) -> Server {
         std::env::var_os("SANDSCORE_WASI_PYTHON").is_some(),
         "SANDSCORE_WASI_PYTHON is not set: run the tests with `make test` (it installs the Python runtime)"
     );
-    let path = script(name);
-    let models = models();
-    let mut args = vec![
-        "--module",
-        path.to_str().expect("path"),
-        "--model-dir",
-        models.to_str().expect("path"),
-    ];
-    args.extend_from_slice(extra);
-    Server::start(&args)
+    common::serve_path(&script(name), None, extra, &[])
+        .unwrap_or_else(|log| panic!("server did not become ready:\n{log}"))
 }
 
 /// The script run natively (CPython and the real packages) on `bodies`.
@@ -51,7 +43,7 @@ fn native(name: &str, bodies: &[Value]) -> Vec<Value> {
 }
 
 /// [`native`] with `model_dir` as `AZUREML_MODEL_DIR`.
-fn native_in(name: &str, model_dir: &std::path::Path, bodies: &[Value]) -> Vec<Value> {
+fn native_in(name: &str, model_dir: &Path, bodies: &[Value]) -> Vec<Value> {
     let python = std::env::var_os("SANDSCORE_NATIVE_PYTHON")
         .expect("SANDSCORE_NATIVE_PYTHON is not set: run the tests with `make test`");
     let runner = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts/native.py");
@@ -120,13 +112,8 @@ fn an_xgboost_script_answers_as_it_does_natively() {
     warm();
     let xgb = common::xgb_models();
     let body = json!({ "data": common::xgb_expected()["iris_xgb"]["input"] });
-    let path = script("xgboost_booster");
-    let server = Server::start(&[
-        "--module",
-        path.to_str().expect("path"),
-        "--model-dir",
-        xgb.to_str().expect("path"),
-    ]);
+    let server =
+        common::serve_path(&script("xgboost_booster"), Some(&xgb), &[], &[]).expect("starts");
     let r = server.post_json("/score", &body);
     assert_eq!(r.status, 200, "{}", r.text);
     let want = &native_in("xgboost_booster", &xgb, std::slice::from_ref(&body))[0];
@@ -149,14 +136,8 @@ fn sandscore_api_scripts_run_here_as_they_do_as_components() {
             &exp["iris"]["sklearn"]["probabilities"],
         ),
     ] {
-        let path = examples.join(dir).join("score.py");
-        let models = models();
-        let server = Server::start(&[
-            "--module",
-            path.to_str().expect("path"),
-            "--model-dir",
-            models.to_str().expect("path"),
-        ]);
+        let server = common::serve_path(&examples.join(dir).join("score.py"), None, &[], &[])
+            .expect("starts");
         let r = server.post_json("/score", &json!({ "data": exp[model]["input"] }));
         assert_eq!(r.status, 200, "{dir}: {}", r.text);
         assert_close(&common::column(&r.json(), "probabilities"), truth, 1e-5);
@@ -297,18 +278,11 @@ fn an_extra_packages_folder_is_importable_and_native_code_in_it_is_refused() {
         "import json\nimport greeting\n\ndef init():\n    pass\n\ndef run(raw):\n    return {'greeting': greeting.hello(json.loads(raw)['name'])}\n",
     )
     .expect("write");
-    let models = models();
-    let args = [
-        "--module",
-        path.to_str().expect("path"),
-        "--model-dir",
-        models.to_str().expect("path"),
-    ];
     let env = [(
         "AZUREML_EXTRA_PYTHON_LIB_PATH",
         packages.to_str().expect("path"),
     )];
-    let server = Server::try_start_env(&args, &env).expect("starts");
+    let server = common::serve_path(&path, None, &[], &env).expect("starts");
     let r = server.post_json("/score", &json!({ "name": "sandbox" }));
     assert_eq!(r.json()["greeting"], "hello sandbox", "{}", r.text);
     drop(server);
@@ -318,7 +292,9 @@ fn an_extra_packages_folder_is_importable_and_native_code_in_it_is_refused() {
         b"\x7fELF",
     )
     .expect("write");
-    let err = Server::try_start_env(&args, &env).err().expect("refused");
+    let err = common::serve_path(&path, None, &[], &env)
+        .err()
+        .expect("refused");
     assert!(
         err.contains("_speedups.cpython-311-x86_64-linux-gnu.so is native code")
             && err.contains("bundles numpy"),
@@ -341,28 +317,16 @@ fn a_script_folder_is_granted_as_it_really_is_and_never_a_broad_one() {
     .expect("write");
     // A symlink beside secret.txt: the grant is the real script's folder.
     std::os::unix::fs::symlink(dir.join("real/score.py"), dir.join("link.py")).expect("symlink");
-    let models = models();
-    let link = dir.join("link.py");
-    let server = Server::start(&[
-        "--module",
-        link.to_str().expect("path"),
-        "--model-dir",
-        models.to_str().expect("path"),
-    ]);
+    let server = common::serve_path(&dir.join("link.py"), None, &[], &[]).expect("starts");
     let r = server.post_json("/score", &json!({}));
     assert_eq!(r.json(), json!(["score.py"]), "{}", r.text);
     drop(server);
     // A script straight in the temporary directory would grant all of it.
     let loose = std::env::temp_dir().join(format!("sandscore-loose-{}.py", std::process::id()));
     std::fs::copy(dir.join("real/score.py"), &loose).expect("copy");
-    let err = Server::try_start(&[
-        "--module",
-        loose.to_str().expect("path"),
-        "--model-dir",
-        models.to_str().expect("path"),
-    ])
-    .err()
-    .expect("refused");
+    let err = common::serve_path(&loose, None, &[], &[])
+        .err()
+        .expect("refused");
     assert!(err.contains("the sandbox may read all of it"), "{err}");
     let _ = std::fs::remove_file(&loose);
     let _ = std::fs::remove_dir_all(&dir);
@@ -379,15 +343,9 @@ fn a_failing_init_names_the_script_line_and_the_server_does_not_start() {
         "import numpy as np\n\ndef init():\n    raise RuntimeError('no model here')\n\ndef run(raw):\n    return 1\n",
     )
     .expect("write");
-    let models = models();
-    let err = Server::try_start(&[
-        "--module",
-        path.to_str().expect("path"),
-        "--model-dir",
-        models.to_str().expect("path"),
-    ])
-    .err()
-    .expect("init fails");
+    let err = common::serve_path(&path, None, &[], &[])
+        .err()
+        .expect("init fails");
     assert!(
         err.contains("RuntimeError: no model here") && err.contains("score.py line 4"),
         "{err}"
@@ -398,14 +356,9 @@ fn a_failing_init_names_the_script_line_and_the_server_does_not_start() {
         "import tensorflow_hub\n\ndef run(raw):\n    return 1\n",
     )
     .expect("write");
-    let err = Server::try_start(&[
-        "--module",
-        path.to_str().expect("path"),
-        "--model-dir",
-        models.to_str().expect("path"),
-    ])
-    .err()
-    .expect("import fails");
+    let err = common::serve_path(&path, None, &[], &[])
+        .err()
+        .expect("import fails");
     assert!(
         err.contains("No module named 'tensorflow_hub'")
             && err.contains("AZUREML_EXTRA_PYTHON_LIB_PATH"),

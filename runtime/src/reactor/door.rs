@@ -88,6 +88,9 @@ pub struct Door {
     answer: Option<Answer>,
     failure: Option<Failure>,
     sessions: Vec<Arc<ModelEntry>>,
+    /// Sessions by the path or name they were opened with, so a script
+    /// that opens its model per request resolves it once.
+    opened: std::collections::HashMap<String, usize>,
 }
 
 /// An answer's header and its payload, in pieces copied once, into the
@@ -116,6 +119,7 @@ impl Door {
             answer: None,
             failure: None,
             sessions: Vec::new(),
+            opened: std::collections::HashMap::new(),
         }
     }
 
@@ -269,17 +273,23 @@ impl Door {
     }
 
     fn open(&mut self, h: OpenHeader) -> Reply {
-        let entry = match (h.path, h.name) {
-            (Some(path), _) => self.resolve(&path)?,
-            (None, Some(name)) => self.models.get(&name).ok_or_else(|| {
-                format!(
-                    "no model named '{}' in the model directory; it has {:?}",
-                    crate::escape::capped(&name, 64),
-                    self.models.names()
-                )
-            })?,
+        let key = match (&h.path, &h.name) {
+            (Some(path), _) => format!("path:{path}"),
+            (None, Some(name)) => format!("name:{name}"),
             (None, None) => return Err("open needs a path or a name".into()),
         };
+        let id = match self.opened.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = self.session_for(h)?;
+                // Bounded: equivalent spellings of one path cannot grow it.
+                if self.opened.len() < 4 * MAX_SESSIONS {
+                    self.opened.insert(key, id);
+                }
+                id
+            }
+        };
+        let entry = self.sessions.get(id).cloned().ok_or("no such session")?;
         let sig = entry.graph.signature();
         let describe = |infos: &[TensorInfo]| -> Vec<Value> {
             infos
@@ -297,24 +307,38 @@ impl Door {
                 })
                 .collect()
         };
-        // A model opened again (a session made per request) is the same
-        // session: the count bounds distinct models, not calls.
-        let id = match self.sessions.iter().position(|e| Arc::ptr_eq(e, &entry)) {
-            Some(id) => id,
-            None if self.sessions.len() >= MAX_SESSIONS => {
-                return Err(format!("at most {MAX_SESSIONS} models may be open at once"));
-            }
-            None => {
-                self.sessions.push(Arc::clone(&entry));
-                self.sessions.len() - 1
-            }
-        };
         let header = json!({
             "session": id,
             "inputs": describe(&sig.inputs),
             "outputs": describe(&sig.outputs),
         });
         Ok((header, Vec::new()))
+    }
+
+    /// The session of the model `h` names: an existing one when that model
+    /// is already open (the count bounds distinct models, not calls).
+    fn session_for(&mut self, h: OpenHeader) -> Result<usize, String> {
+        let entry = match (h.path, h.name) {
+            (Some(path), _) => self.resolve(&path)?,
+            (None, Some(name)) => self.models.get(&name).ok_or_else(|| {
+                format!(
+                    "no model named '{}' in the model directory; it has {:?}",
+                    crate::escape::capped(&name, 64),
+                    self.models.names()
+                )
+            })?,
+            (None, None) => return Err("open needs a path or a name".into()),
+        };
+        match self.sessions.iter().position(|e| Arc::ptr_eq(e, &entry)) {
+            Some(id) => Ok(id),
+            None if self.sessions.len() >= MAX_SESSIONS => {
+                Err(format!("at most {MAX_SESSIONS} models may be open at once"))
+            }
+            None => {
+                self.sessions.push(entry);
+                Ok(self.sessions.len() - 1)
+            }
+        }
     }
 
     fn run(&mut self, h: RunHeader, mut payload: &[u8]) -> Reply {

@@ -65,6 +65,11 @@ pub struct PythonRuntime {
 /// Where the guest sees the extra packages folder.
 pub const GUEST_PACKAGES: &str = "/packages";
 
+/// Where the guest sees the runtime's standard library (`lib/`).
+pub const GUEST_STDLIB: &str = "/usr/local/lib";
+
+pub use files::{GUEST_APP, GUEST_SHIM};
+
 impl PythonRuntime {
     /// The interpreter module.
     pub fn module(&self) -> PathBuf {
@@ -246,7 +251,7 @@ impl Reactor {
                 .map(|_| ())
                 .map_err(|e| setup(&format!("cannot open {}", host.display()), e))
         };
-        ro(&mut wasi, &self.runtime.lib(), "/usr/local/lib")?;
+        ro(&mut wasi, &self.runtime.lib(), GUEST_STDLIB)?;
         ro(&mut wasi, self.shim.path(), files::GUEST_SHIM)?;
         // `script` is canonical (Reactor::new): its folder is the grant.
         let app = self.script.parent().unwrap_or(Path::new("/nonexistent"));
