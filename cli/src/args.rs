@@ -114,6 +114,11 @@ pub struct RuntimeArgs {
     #[arg(long, env = "AZUREML_EXTRA_PYTHON_LIB_PATH")]
     pub python_packages: Option<PathBuf>,
 
+    /// Further packages folders found for the script (its requirements.txt
+    /// resolved, PYTHONPATH entries), after `python_packages`.
+    #[arg(skip)]
+    pub extra_packages: Vec<PathBuf>,
+
     /// Path of libonnxruntime.so [default: beside the binary, then ../lib].
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
@@ -418,10 +423,13 @@ impl RuntimeArgs {
     /// The Python runtime: `--python-runtime` when given, else the first
     /// complete one of the images' and the cache's.
     pub fn python(&self) -> Option<PythonRuntime> {
-        let packages = self
+        let packages: Vec<PathBuf> = self
             .python_packages
-            .clone()
-            .filter(|p| !p.as_os_str().is_empty());
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .chain(&self.extra_packages)
+            .cloned()
+            .collect();
         if let Some(dir) = self
             .python_runtime
             .clone()

@@ -82,7 +82,7 @@ pub struct Capabilities {
 #[derive(Serialize)]
 pub struct Mount {
     /// Its path inside the sandbox.
-    pub guest: &'static str,
+    pub guest: std::borrow::Cow<'static, str>,
     /// Its path on the host.
     pub host: String,
 }
@@ -156,15 +156,15 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
     let runtime_files = match (script, args.python()) {
         (Some(path), Some(python)) => vec![
             Mount {
-                guest: reactor::GUEST_STDLIB,
+                guest: reactor::GUEST_STDLIB.into(),
                 host: python.lib().display().to_string(),
             },
             Mount {
-                guest: reactor::GUEST_SHIM,
+                guest: reactor::GUEST_SHIM.into(),
                 host: "the host's guest side (driver, onnxruntime, azureml.contrib.services, sandscore)".into(),
             },
             Mount {
-                guest: reactor::GUEST_APP,
+                guest: reactor::GUEST_APP.into(),
                 // The folder as it really is: what the sandbox is granted.
                 host: std::fs::canonicalize(path)
                     .ok()
@@ -173,8 +173,8 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
             },
         ]
         .into_iter()
-        .chain(python.packages.as_ref().map(|p| Mount {
-            guest: reactor::GUEST_PACKAGES,
+        .chain(python.packages.iter().enumerate().map(|(i, p)| Mount {
+            guest: reactor::guest_packages(i).into(),
             host: p.display().to_string(),
         }))
         .collect(),
@@ -198,7 +198,7 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
         models: service.models(),
         capabilities: Capabilities {
             files: args.model_dir.as_ref().map(|d| Mount {
-                guest: GUEST_MODEL_DIR,
+                guest: GUEST_MODEL_DIR.into(),
                 host: d.display().to_string(),
             }),
             runtime_files,

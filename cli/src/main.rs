@@ -167,6 +167,11 @@ fn main() -> ExitCode {
         | Command::Delete(_) => {}
     }
     // A score.py given as the module is built into one first (cached).
+    // Root is refused before any build or install, not after it.
+    let runs = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Score(_) | Command::Check(_)
+    );
     let runtime = match &mut cli.command {
         Command::Serve(a) => Some(&mut a.runtime),
         Command::Score(a) => Some(&mut a.runtime),
@@ -175,7 +180,12 @@ fn main() -> ExitCode {
         _ => None,
     };
     if let Some(r) = runtime
-        && let Err(e) = python::resolve(r)
+        && let Err(e) = (if runs {
+            r.check_user().map_err(anyhow::Error::msg)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| python::resolve(r))
     {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
@@ -263,8 +273,31 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
 }
 
 fn compile_module(args: CompileArgs) -> anyhow::Result<()> {
+    let script = args
+        .runtime
+        .module
+        .as_ref()
+        .is_none_or(|m| m.extension().is_some_and(|e| e == "py"));
+    if script && let Some(python) = args.runtime.python() {
+        // The interpreter a score.py runs in: compiled once, shipped beside it.
+        let config = args.runtime.sandbox();
+        if args.output.is_none() && sandscore_runtime::reactor::precompiled_fits(&python, &config) {
+            println!("{} (up to date)", python.code().display());
+            return Ok(());
+        }
+        let out = args.output.clone().unwrap_or_else(|| python.code());
+        eprintln!(
+            "sandscore: compiling the Python runtime {} (a minute or two on 2 cores)",
+            python.module().display()
+        );
+        sandscore_runtime::reactor::precompile(&python, &config, &out)?;
+        println!("{}", out.display());
+        return Ok(());
+    }
     let Some(module) = &args.runtime.module else {
-        bail!("`compile` needs a module: pass --module M.wasm");
+        bail!(
+            "`compile` needs a module: pass --module M.wasm (or --python-runtime DIR to precompile the Python runtime)"
+        );
     };
     let out = args
         .output

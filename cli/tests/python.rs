@@ -201,7 +201,7 @@ fn build(fx: &Fixture, name: &str, script: &str) -> std::process::Output {
     let cache =
         std::env::var("SANDSCORE_PY_CACHE").expect("SANDSCORE_PY_CACHE: run with `make test`");
     common::binary()
-        .args(["build", "--cache-dir", &cache])
+        .args(["build", "--component", "--cache-dir", &cache])
         .arg(dir.join("score.py"))
         .output()
         .expect("run build")

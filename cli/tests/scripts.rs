@@ -366,3 +366,83 @@ fn a_failing_init_names_the_script_line_and_the_server_does_not_start() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_requirements_txt_is_installed_from_pure_wheels_and_answers_as_natively() {
+    warm();
+    // A fresh cache: pip really installs, sha256-checked by the file's hash.
+    let cache = std::env::temp_dir().join(format!("sandscore-reqs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let flags = ["--cache-dir", cache.to_str().expect("path")];
+    let body = json!({ "data": [[3.0, 1.0, 2.0, 5.0], [0.5, 0.25, 4.0, 1.0]] });
+    let server = serve("requirements", &flags);
+    let r = server.post_json("/score", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        native("requirements", std::slice::from_ref(&body))[0]
+    );
+    assert_eq!(r.json()["sortedcontainers"], "2.4.0");
+    let log = server.log();
+    assert!(
+        log.contains("installing sortedcontainers==2.4.0")
+            && log.contains("numpy==2.4.6 asked for; the runtime bundles 2.5.2")
+            && log.contains("azureml-defaults is not needed"),
+        "{log}"
+    );
+    drop(server);
+    // The second start reuses the folder: no pip.
+    let server = serve("requirements", &flags);
+    assert_eq!(server.post_json("/score", &body).status, 200);
+    assert!(server.log().contains("packages from"), "{}", server.log());
+    drop(server);
+    // A package with native code only: refused at start, named.
+    let dir = cache.join("native-app");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("score.py"),
+        "import ujson\n\ndef run(raw):\n    return 1\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("requirements.txt"), "ujson==5.10.0\n").expect("write");
+    let err = common::serve_path(&dir.join("score.py"), None, &flags, &[])
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("ujson==5.10.0 has no pure-Python wheel") && err.contains("numpy 2.5.2"),
+        "{err}"
+    );
+    // An open range is refused before pip runs.
+    std::fs::write(dir.join("requirements.txt"), "humanize>=4\n").expect("write");
+    let err = common::serve_path(&dir.join("score.py"), None, &flags, &[])
+        .err()
+        .expect("refused");
+    assert!(err.contains("line 1: pin humanize>=4"), "{err}");
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn pythonpath_folders_are_granted_read_only_and_importable() {
+    warm();
+    let dir = std::env::temp_dir().join(format!("sandscore-pythonpath-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (app, lib) = (dir.join("app"), dir.join("lib"));
+    std::fs::create_dir_all(lib.join("features")).expect("mkdir");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    std::fs::write(lib.join("features/__init__.py"), "SCALE = 3\n").expect("write");
+    std::fs::write(
+        app.join("score.py"),
+        "import json\nimport features\n\ndef run(raw):\n    try:\n        open(features.__file__, 'a')\n        wrote = True\n    except OSError:\n        wrote = False\n    return {'scaled': json.loads(raw)['x'] * features.SCALE, 'wrote': wrote}\n",
+    )
+    .expect("write");
+    let env = [("PYTHONPATH", lib.to_str().expect("path"))];
+    let server = common::serve_path(&app.join("score.py"), None, &[], &env).expect("starts");
+    let r = server.post_json("/score", &json!({ "x": 2 }));
+    assert_eq!(
+        r.json(),
+        json!({ "scaled": 6, "wrote": false }),
+        "{}",
+        r.text
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -62,8 +62,9 @@ def _where(exc):
 # What a missing module's error adds: where packages come from here.
 _PACKAGES_HINT = (
     "; this runtime bundles numpy, pandas, scipy, scikit-learn, joblib, statsmodels, matplotlib and ~40 more, "
-    "and onnxruntime, xgboost and azureml.contrib.services run by the host: put other pure-Python packages "
-    "beside the script or in a folder named by AZUREML_EXTRA_PYTHON_LIB_PATH"
+    "and onnxruntime, xgboost and azureml.contrib.services run by the host: list other pure-Python packages "
+    "in a requirements.txt beside the script (name==version), or put them beside it or in a folder named by "
+    "AZUREML_EXTRA_PYTHON_LIB_PATH"
 )
 
 

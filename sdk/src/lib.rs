@@ -21,6 +21,7 @@ pub mod kubernetes;
 pub mod local;
 pub mod python;
 pub mod quantity;
+pub mod requirements;
 pub mod scaffold;
 pub mod spec;
 pub mod store;

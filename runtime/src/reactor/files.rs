@@ -146,14 +146,34 @@ pub fn shim() -> Result<tempfile::TempDir, InstanceError> {
     Ok(dir)
 }
 
-/// The interpreter's compiled code: from the cache when it is there, else
-/// compiled now and written to the cache.
+/// The interpreter's compiled code: shipped beside it (the images), else
+/// from the cache, else compiled now and written to the cache.
 pub fn module(
     engine: &Engine,
-    wasm: &Path,
+    runtime: &super::PythonRuntime,
     cache_dir: Option<&Path>,
 ) -> Result<(Module, Origin), InstanceError> {
     let started = Instant::now();
+    let shipped = runtime.code();
+    if shipped.is_file() {
+        // SAFETY: the runtime's own folder, as trusted as this binary
+        // (`sandscore compile --python-runtime` wrote it); wasmtime checks
+        // the header, its version and the engine settings.
+        match unsafe { Module::deserialize_file(engine, &shipped) } {
+            Ok(m) => {
+                tracing::info!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "Python runtime loaded from its precompiled code"
+                );
+                return Ok((m, Origin::Cache));
+            }
+            Err(e) => {
+                tracing::warn!(path = %shipped.display(), error = %format!("{e:#}"), "the Python runtime's precompiled code does not fit this machine or build; using the cache")
+            }
+        }
+    }
+    let wasm = runtime.module();
+    let wasm = wasm.as_path();
     let bytes = std::fs::read(wasm)
         .map_err(|e| InstanceError::Instantiate(format!("cannot read {}: {e}", wasm.display())))?;
     let cached = cache_dir.map(|d| cache_path(engine, d, &bytes));
@@ -200,4 +220,39 @@ pub fn module(
         }
     }
     Ok((module, Origin::Compiled))
+}
+
+/// Compiles the interpreter for the engine `config` makes and writes it to
+/// `out` (through a temporary file, so a reader never sees half of it):
+/// what the images ship as [`super::PythonRuntime::code`].
+pub fn precompile(
+    runtime: &super::PythonRuntime,
+    config: &crate::instance::SandboxConfig,
+    out: &Path,
+) -> Result<(), InstanceError> {
+    let engine = super::engine(config)?;
+    let wasm = runtime.module();
+    let bytes = std::fs::read(&wasm)
+        .map_err(|e| InstanceError::Instantiate(format!("cannot read {}: {e}", wasm.display())))?;
+    let code = engine.precompile_module(&bytes).map_err(|e| {
+        InstanceError::Instantiate(format!("cannot compile {}: {e:#}", wasm.display()))
+    })?;
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, code)
+        .and_then(|()| std::fs::rename(&tmp, out))
+        .map_err(|e| InstanceError::Instantiate(format!("cannot write {}: {e}", out.display())))
+}
+
+/// Whether the runtime's shipped code ([`super::PythonRuntime::code`]) loads
+/// in the engine `config` makes: a `make` step compiles again only when not.
+pub fn precompiled_fits(
+    runtime: &super::PythonRuntime,
+    config: &crate::instance::SandboxConfig,
+) -> bool {
+    let code = runtime.code();
+    code.is_file()
+        && super::engine(config).is_ok_and(|engine| {
+            // SAFETY: as in `module`: the runtime's own folder.
+            unsafe { Module::deserialize_file(&engine, &code) }.is_ok()
+        })
 }

@@ -49,6 +49,9 @@ const HOST_STACK: usize = 8 << 20;
 /// The least linear memory the interpreter and the scientific stack need.
 pub const MIN_MEMORY: usize = 256 << 20;
 
+/// The most extra packages folders one script is granted.
+const MAX_PACKAGE_FOLDERS: usize = 16;
+
 /// Where the interpreter's files are: `python-snapshot.wasm`, and
 /// `lib/python315.zip` (the standard library and bundled packages, which the
 /// snapshot was made with, byte for byte).
@@ -56,19 +59,28 @@ pub const MIN_MEMORY: usize = 256 << 20;
 pub struct PythonRuntime {
     /// The folder holding them.
     pub dir: PathBuf,
-    /// A folder of extra pure-Python packages the script may import
-    /// (Azure ML's `AZUREML_EXTRA_PYTHON_LIB_PATH`), seen read-only at
-    /// [`GUEST_PACKAGES`].
-    pub packages: Option<PathBuf>,
+    /// Folders of extra pure-Python packages the script may import, in
+    /// import order: Azure ML's `AZUREML_EXTRA_PYTHON_LIB_PATH`, the
+    /// packages resolved from the script's `requirements.txt`, `PYTHONPATH`
+    /// entries. Each is seen read-only at [`guest_packages`]`(i)`.
+    pub packages: Vec<PathBuf>,
 }
 
-/// Where the guest sees the extra packages folder.
+/// Where the guest sees the first extra packages folder.
 pub const GUEST_PACKAGES: &str = "/packages";
+
+/// Where the guest sees extra packages folder `i` (from 0).
+pub fn guest_packages(i: usize) -> String {
+    match i {
+        0 => GUEST_PACKAGES.to_string(),
+        _ => format!("{GUEST_PACKAGES}-{}", i + 1),
+    }
+}
 
 /// Where the guest sees the runtime's standard library (`lib/`).
 pub const GUEST_STDLIB: &str = "/usr/local/lib";
 
-pub use files::{GUEST_APP, GUEST_SHIM};
+pub use files::{GUEST_APP, GUEST_SHIM, check_grant, check_packages, precompile, precompiled_fits};
 
 impl PythonRuntime {
     /// The interpreter module.
@@ -79,6 +91,19 @@ impl PythonRuntime {
     /// The folder the guest sees as `/usr/local/lib`.
     pub fn lib(&self) -> PathBuf {
         self.dir.join("lib")
+    }
+
+    /// The interpreter's code compiled ahead of time for this build of the
+    /// runtime (`sandscore compile --python-runtime`), which the images
+    /// ship: loaded without hashing the module or compiling it.
+    pub fn code(&self) -> PathBuf {
+        self.dir.join("python-snapshot.cwasm")
+    }
+
+    /// What the runtime bundles, as `MANIFEST` lists it (`python 3.15.0`,
+    /// `package numpy 2.5.2`, …); empty when the file is not there.
+    pub fn manifest(&self) -> String {
+        std::fs::read_to_string(self.dir.join("MANIFEST")).unwrap_or_default()
     }
 
     /// Whether both files are there.
@@ -178,18 +203,20 @@ impl Reactor {
             "the script's folder (put score.py and the modules it imports in a folder of its own)",
         )?;
         let mut runtime = runtime;
-        if let Some(dir) = runtime.packages.take() {
-            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-            files::check_packages(&dir)?;
-            files::check_grant(&dir, "the extra packages folder")?;
-            runtime.packages = Some(dir);
-        }
-        let requirements = folder.join("requirements.txt");
-        if requirements.is_file() {
-            tracing::warn!(
-                file = %requirements.display(),
-                "requirements.txt is not installed by the Python runtime: numpy, pandas, scipy, scikit-learn, joblib and ~40 more are bundled; put other pure-Python packages in a folder and set AZUREML_EXTRA_PYTHON_LIB_PATH (--python-packages)"
-            );
+        runtime.packages = std::mem::take(&mut runtime.packages)
+            .into_iter()
+            .map(|dir| {
+                let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+                files::check_packages(&dir)?;
+                files::check_grant(&dir, "the extra packages folder")?;
+                Ok(dir)
+            })
+            .collect::<Result<_, InstanceError>>()?;
+        if runtime.packages.len() > MAX_PACKAGE_FOLDERS {
+            return Err(InstanceError::Instantiate(format!(
+                "{} extra packages folders; at most {MAX_PACKAGE_FOLDERS} are granted",
+                runtime.packages.len()
+            )));
         }
         if config.memory_limit < MIN_MEMORY {
             return Err(InstanceError::Instantiate(format!(
@@ -199,7 +226,7 @@ impl Reactor {
             )));
         }
         let engine = engine(&config)?;
-        let (module, origin) = files::module(&engine, &runtime.module(), cache_dir)?;
+        let (module, origin) = files::module(&engine, &runtime, cache_dir)?;
         let mut linker: Linker<State> = Linker::new(&engine);
         let link = |e: wasmtime::Error| InstanceError::World(format!("{e:#}"));
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
@@ -231,15 +258,17 @@ impl Reactor {
             |what: &str, e: wasmtime::Error| InstanceError::Instantiate(format!("{what}: {e:#}"));
         let clock = poll::GuestClock(std::time::Instant::now());
         let mut wasi = WasiCtx::builder();
+        // argv after the first is the interpreter's import path, in order.
+        let mut args = vec![
+            "/usr/local/bin/python.wasm".to_string(),
+            files::GUEST_SHIM.to_string(),
+            files::GUEST_APP.to_string(),
+        ];
+        args.extend((0..self.runtime.packages.len()).map(guest_packages));
         wasi.monotonic_clock(clock)
             .stdout(outputs[0].clone())
             .stderr(outputs[1].clone())
-            .args(&[
-                "/usr/local/bin/python.wasm",
-                files::GUEST_SHIM,
-                files::GUEST_APP,
-                GUEST_PACKAGES,
-            ])
+            .args(&args)
             .env("TMPDIR", "/tmp")
             .env("HOME", "/tmp")
             .env("PYTHONTZPATH", "")
@@ -256,8 +285,8 @@ impl Reactor {
         // `script` is canonical (Reactor::new): its folder is the grant.
         let app = self.script.parent().unwrap_or(Path::new("/nonexistent"));
         ro(&mut wasi, app, files::GUEST_APP)?;
-        if let Some(dir) = &self.runtime.packages {
-            ro(&mut wasi, dir, GUEST_PACKAGES)?;
+        for (i, dir) in self.runtime.packages.iter().enumerate() {
+            ro(&mut wasi, dir, &guest_packages(i))?;
         }
         if let Some(dir) = &self.model_dir {
             ro(&mut wasi, dir, GUEST_MODEL_DIR)?;
