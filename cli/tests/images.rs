@@ -737,45 +737,118 @@ fn the_gpu_image_carries_every_cuda_library_but_the_driver() {
     );
 }
 
-#[test]
-#[ignore = "needs built images and a Docker engine: make test-images"]
-fn a_score_py_is_built_by_the_image_at_start_and_answers_like_the_rust_module() {
-    let exp = expected();
-    let script_dir = repo().join("examples/python/onnx-mlp");
-    let started = Instant::now();
-    let c = Container::run(
-        "sandscore/onnxruntime-cpu:latest",
-        &[(&models(), "/models"), (&script_dir, "/app/src")],
-        &["-e", "AZUREML_ENTRY_SCRIPT=/app/src/score.py"],
-    );
-    let (answer, took) = c.first_score(&json!({ "data": exp["mlp"]["input"] }), started);
-    assert_close(
-        &column(&answer, "probabilities"),
-        &exp["mlp"]["ort"]["probabilities"],
-        1e-5,
-    );
-    println!(
-        "score.py built by the image at start: docker run to first score {:.1} s",
-        took.as_secs_f64()
-    );
-    let logs = Command::new("docker")
-        .args(["logs", &c.id])
-        .output()
-        .expect("docker logs");
-    let logs = String::from_utf8_lossy(&logs.stderr);
-    assert!(logs.contains("building /app/src/score.py"), "{logs}");
-    check_hardening(&c, &["/models", "/app/src"]);
+/// A test script of tests/scripts, by name.
+fn test_script(name: &str) -> PathBuf {
+    repo().join("tests/scripts").join(name).join("score.py")
 }
 
 #[test]
 #[ignore = "needs built images and a Docker engine: make test-images"]
-fn the_container_target_deploys_a_python_script() {
+fn unchanged_scripts_run_in_each_images_python_runtime_as_they_do_natively() {
+    let xgb = common::xgb_models();
+    let cases = [
+        (
+            "onnxruntime-cpu",
+            "onnx_numpy",
+            models(),
+            json!({ "data": expected()["mlp"]["input"] }),
+        ),
+        (
+            "sklearn-cpu",
+            "sklearn_pandas",
+            models(),
+            json!({ "data": expected()["iris"]["input"] }),
+        ),
+        (
+            "xgboost-cpu",
+            "xgboost_booster",
+            xgb.clone(),
+            json!({ "data": common::xgb_expected()["iris_xgb"]["input"] }),
+        ),
+    ];
+    for (image, name, model_dir, body) in cases {
+        let script = test_script(name);
+        let app = script
+            .parent()
+            .expect("folder")
+            .canonicalize()
+            .expect("folder");
+        let models = model_dir.canonicalize().expect("models");
+        let started = Instant::now();
+        let c = Container::run(
+            &format!("sandscore/{image}:latest"),
+            &[(&models, "/models"), (&app, "/app/src")],
+            &["-e", "AZUREML_ENTRY_SCRIPT=/app/src/score.py"],
+        );
+        let (answer, took) = c.first_score(&body, started);
+        let want = &common::native_script(&script, &model_dir, std::slice::from_ref(&body))[0];
+        for (key, value) in want.as_object().expect("an object") {
+            match value {
+                Value::Array(_) if value.to_string().contains('.') => {
+                    assert_close(&answer[key], value, 1e-5)
+                }
+                _ => assert_eq!(&answer[key], value, "{image} {key}"),
+            }
+        }
+        // The image's precompiled interpreter: nothing compiles at start.
+        let logs = c.logs();
+        assert!(
+            logs.contains("Python runtime loaded from its precompiled code"),
+            "{image}: {logs}"
+        );
+        println!(
+            "{image}: docker run of {name}/score.py to first score {:.2} s",
+            took.as_secs_f64()
+        );
+        check_hardening(&c, &["/models", "/app/src"]);
+    }
+}
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn the_sklearn_image_serves_pickles_with_only_a_model_directory_mounted() {
+    let dir = std::env::temp_dir().join(format!("sandscore-image-pickles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let want = common::native_pickle(&dir);
+    // Readable by the image's uid 10001.
+    let _ = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&dir)
+        .status();
+    let started = Instant::now();
+    let c = Container::run("sandscore/sklearn-cpu:latest", &[(&dir, "/models")], &[]);
+    let (answer, took) = c.first_score(&json!({ "data": want["rows"] }), started);
+    assert_eq!(answer["predictions"], want["predictions"]);
+    assert_close(&answer["probabilities"], &want["probabilities"], 1e-5);
+    println!(
+        "sklearn-cpu: docker run to first pickle score {:.2} s",
+        took.as_secs_f64()
+    );
+    check_hardening(&c, &["/models"]);
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs built images and a Docker engine: make test-images"]
+fn the_container_target_deploys_a_python_script_with_its_requirements() {
     use common::fixture::{Fixture, text, toml};
     let fx = Fixture::new("container-python");
-    let script = repo().join("examples/python/onnx-mlp/score.py");
+    // The script and its requirements.txt (a package the runtime does not
+    // bundle), resolved on the host and mounted: the container has no pip.
+    let app = fx.dir.join("app");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    for f in ["score.py", "requirements.txt"] {
+        std::fs::copy(
+            repo().join("tests/scripts/requirements").join(f),
+            app.join(f),
+        )
+        .expect("copy");
+    }
     let file = fx.file(&toml(
         "pyscript",
-        &script,
+        &app.join("score.py"),
         &models(),
         "image = \"onnxruntime-cpu\"",
     ));
@@ -784,22 +857,33 @@ fn the_container_target_deploys_a_python_script() {
     let id = labelled("pyscript");
     let mounts = mounts(&id);
     assert!(
-        mounts.contains("/app/src=false") && mounts.contains("/models=false"),
-        "the script's folder and the models, read-only: {mounts}"
+        mounts.contains("/app/src=false")
+            && mounts.contains("/app/packages=false")
+            && mounts.contains("/models=false"),
+        "the script's folder, its packages and the models, read-only: {mounts}"
     );
-    let exp = expected();
-    let answer = invoke_mlp(&fx, "pyscript");
-    assert_close(
-        &column(&answer, "probabilities"),
-        &exp["mlp"]["ort"]["probabilities"],
-        1e-5,
-    );
-    let logs = fx.run(&["logs", "pyscript"]);
+    let body = json!({ "data": [[3.0, 1.0, 2.0, 5.0], [0.5, 0.25, 4.0, 1.0]] });
+    let request = fx.dir.join("request.json");
+    std::fs::write(&request, body.to_string()).expect("write");
+    let out = fx.run(&[
+        "invoke",
+        "pyscript",
+        "--data",
+        request.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let want = &common::native_script(
+        &app.join("score.py"),
+        &models(),
+        std::slice::from_ref(&body),
+    )[0];
+    assert_eq!(&answer, want);
+    let logs = text(&fx.run(&["logs", "pyscript"]));
     assert!(
-        String::from_utf8_lossy(&logs.stderr).contains("building /app/src/score.py")
-            || String::from_utf8_lossy(&logs.stdout).contains("building /app/src/score.py"),
-        "{}",
-        text(&logs)
+        logs.contains("Python runtime loaded from its precompiled code")
+            && !logs.contains("installing"),
+        "{logs}"
     );
     let out = fx.run(&["delete", "pyscript"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -333,7 +333,7 @@ fn gpu_models_ask_the_cluster_for_a_gpu_and_run_the_gpu_image() {
 }
 
 #[test]
-fn a_python_script_travels_as_source_and_is_built_by_the_pod() {
+fn a_python_script_travels_as_source_and_runs_in_the_pods_python_runtime() {
     let fx = Fixture::new("k8s-python");
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python/onnx-mlp/score.py");
@@ -364,19 +364,82 @@ fn a_python_script_travels_as_source_and_is_built_by_the_pod() {
             .any(|e| e["name"] == "AZUREML_ENTRY_SCRIPT" && e["value"] == "/app/score.py"),
         "{env}"
     );
-    // An image without Python cannot build it at start.
+    // An image with neither the Python runtime nor a Python cannot run it.
     let file = fx.file(&toml(
-        "pyxgb",
+        "pylite",
         &script,
         &models(),
-        "image = \"xgboost-cpu\"",
+        "image = \"tflite-cpu\"",
     ));
     let out = deploy(&fx, &file, "kubernetes", &out_dir);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("has no Python") && text(&out).contains("sandscore build"),
+        text(&out).contains("has neither the Python runtime")
+            && text(&out).contains("onnxruntime-cpu, sklearn-cpu, xgboost-cpu")
+            && text(&out).contains("sandscore build --component"),
         "{}",
         text(&out)
+    );
+}
+
+#[test]
+fn a_scripts_vendored_packages_and_requirements_travel_with_it() {
+    let fx = Fixture::new("k8s-python-packages");
+    let app = fx.dir.join("app");
+    std::fs::create_dir_all(app.join("vendored")).unwrap();
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts/requirements");
+    for f in ["score.py", "requirements.txt"] {
+        std::fs::copy(here.join(f), app.join(f)).unwrap();
+    }
+    std::fs::write(app.join("vendored/__init__.py"), "HELP = 1\n").unwrap();
+    let file = fx.file(&toml("pypkgs", &app.join("score.py"), &models(), ""));
+    let out_dir = fx.dir.join("k8s/pypkgs");
+    let out = deploy(&fx, &file, "kubernetes", &out_dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let checked = validate(&[&out_dir]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    let configmaps = objects(&out_dir.join("configmaps.yaml"));
+    let cm = |name: &str| {
+        configmaps
+            .iter()
+            .find(|c| c["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+            .clone()
+    };
+    let module = cm("pypkgs-module");
+    for key in ["score.py", "requirements.txt", "vendored___init__.py"] {
+        assert!(
+            module["binaryData"][key].is_string(),
+            "no {key} in {module}"
+        );
+    }
+    // The requirements were resolved here, stamped, and ship as a folder.
+    let packages = cm("pypkgs-packages");
+    for key in [".sandscore-requirements", "sortedcontainers___init__.py"] {
+        assert!(packages["binaryData"][key].is_string(), "no {key}");
+    }
+    let deployment = objects(&out_dir.join("deployment.yaml"));
+    let pod = &find(&deployment, "Deployment")["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].to_string();
+    assert!(
+        volumes.contains(r#""path":"vendored/__init__.py""#)
+            && volumes.contains(r#""path":"sortedcontainers/__init__.py""#),
+        "{volumes}"
+    );
+    let container = &pod["containers"][0];
+    assert!(
+        container["env"].as_array().unwrap().iter().any(|e| {
+            e["name"] == "AZUREML_EXTRA_PYTHON_LIB_PATH" && e["value"] == "/python-packages"
+        }),
+        "{}",
+        container["env"]
+    );
+    assert!(
+        container["volumeMounts"]
+            .to_string()
+            .contains(r#""mountPath":"/python-packages""#),
+        "{}",
+        container["volumeMounts"]
     );
 }
 

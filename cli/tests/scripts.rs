@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Once;
 
 use common::{Server, assert_close, expected, models};
@@ -44,34 +42,7 @@ fn native(name: &str, bodies: &[Value]) -> Vec<Value> {
 
 /// [`native`] with `model_dir` as `AZUREML_MODEL_DIR`.
 fn native_in(name: &str, model_dir: &Path, bodies: &[Value]) -> Vec<Value> {
-    let python = std::env::var_os("SANDSCORE_NATIVE_PYTHON")
-        .expect("SANDSCORE_NATIVE_PYTHON is not set: run the tests with `make test`");
-    let runner = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts/native.py");
-    let mut child = Command::new(python)
-        .arg(runner)
-        .arg(script(name))
-        .arg(model_dir)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the script natively");
-    let mut stdin = child.stdin.take().expect("stdin");
-    for b in bodies {
-        writeln!(stdin, "{b}").expect("write a body");
-    }
-    drop(stdin);
-    let out = child.wait_with_output().expect("native run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an answer"))
-        .collect()
+    common::native_script(&script(name), model_dir, bodies)
 }
 
 #[test]
@@ -444,5 +415,44 @@ fn pythonpath_folders_are_granted_read_only_and_importable() {
         "{}",
         r.text
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn scikit_learn_pickles_are_served_without_a_script_when_asked() {
+    warm();
+    let dir = std::env::temp_dir().join(format!("sandscore-pickles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let want = common::native_pickle(&dir);
+    let models = dir.to_str().expect("path");
+    // Not asked: the pickle is named as unread, and what would read it.
+    let server = Server::start(&["--model-dir", models]);
+    assert!(
+        server.log().contains("clf.joblib in ")
+            && server
+                .log()
+                .contains("sandscore/sklearn-cpu image serves them"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        server
+            .post_json("/score", &json!({ "data": want["rows"] }))
+            .status,
+        404
+    );
+    drop(server);
+    let server = Server::start(&["--model-dir", models, "--serve-pickles"]);
+    let r = server.post_json("/score", &json!({ "data": want["rows"] }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["predictions"], want["predictions"]);
+    assert_close(&r.json()["probabilities"], &want["probabilities"], 1e-5);
+    // Azure ML's MLflow form, and rows the model refuses: a 400 that says why.
+    let r = server.post_json("/score", &json!({ "input_data": { "data": want["rows"] } }));
+    assert_eq!(r.json()["predictions"], want["predictions"], "{}", r.text);
+    let r = server.post_json("/score", &json!({ "data": [[1.0, 2.0]] }));
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("expecting 4 features"), "{}", r.text);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,6 +16,8 @@ use crate::{Deployment, SdkError};
 const MODULE_PATH: &str = "/app/score.wasm";
 /// Where a Python script's folder is mounted.
 const SCRIPT_DIR: &str = "/app/src";
+/// Where a script's packages folder is mounted.
+const PACKAGES_DIR: &str = "/app/packages";
 const MODEL_PATH: &str = "/models";
 
 /// The engines tried, in order; `SANDSCORE_ENGINE` picks one.
@@ -111,7 +113,8 @@ fn container_args(d: &Deployment, engine: &str) -> Result<Vec<String>, SdkError>
         Ok(format!("{}:{inside}:ro", host.display()))
     };
     match &d.module {
-        // A script: its folder (what it imports), built by the image on start.
+        // A script: its folder (what it imports), run by the image's Python
+        // runtime (or built on start where an image has componentize-py).
         Some(m) if crate::python::is_script(m) => {
             let dir = m.parent().unwrap_or(std::path::Path::new("."));
             a.extend(["-v".into(), mount(dir, SCRIPT_DIR)?]);
@@ -129,6 +132,13 @@ fn container_args(d: &Deployment, engine: &str) -> Result<Vec<String>, SdkError>
             }
         }
         None => a.extend(["-e".into(), "AZUREML_ENTRY_SCRIPT=".into()]),
+    }
+    if let Some(p) = &d.python_packages {
+        a.extend(["-v".into(), mount(p, PACKAGES_DIR)?]);
+        a.extend([
+            "-e".into(),
+            format!("AZUREML_EXTRA_PYTHON_LIB_PATH={PACKAGES_DIR}"),
+        ]);
     }
     match &d.model_dir {
         Some(m) => a.extend(["-v".into(), mount(m, MODEL_PATH)?]),

@@ -23,6 +23,10 @@ pub struct Image {
     /// a `score.py` at start.
     #[serde(default)]
     pub base: String,
+    /// Whether it carries the Python runtime, which runs a `score.py` as it
+    /// is (with its code precompiled).
+    #[serde(default)]
+    pub python_runtime: bool,
 }
 
 /// The base whose images build Python scripts (python3 + componentize-py).
@@ -81,13 +85,15 @@ pub fn resolve(image: Option<&str>, has_models: bool) -> Result<Image, SdkError>
         return Ok(i.clone());
     }
     if let Some((name, tag)) = wanted.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-        // A derived image: assume it serves what an ONNX Runtime image does.
+        // A derived image: assume it serves what an ONNX Runtime image does
+        // (with its Python runtime).
         return Ok(Image {
             name: name.into(),
             tag: tag.into(),
             device: "cpu".into(),
             backends: vec!["onnxruntime".into()],
             base: String::new(),
+            python_runtime: true,
         });
     }
     let known: Vec<String> = images.iter().map(short).collect();
@@ -118,10 +124,16 @@ pub fn for_deployment(d: &crate::Deployment) -> Result<Image, SdkError> {
         )));
     }
     let script = d.module.as_deref().is_some_and(crate::python::is_script);
-    if script && !image.base.is_empty() && image.base != PYTHON_BASE {
+    if script && !image.base.is_empty() && !image.python_runtime && image.base != PYTHON_BASE {
+        let with: Vec<String> = all()
+            .into_iter()
+            .filter(|i| i.python_runtime)
+            .map(|i| i.name.trim_start_matches("sandscore/").to_string())
+            .collect();
         return Err(SdkError::Invalid(format!(
-            "{} has no Python to build a score.py when it starts; build the module first (`sandscore build score.py`) and deploy the .wasm, or use an image on {PYTHON_BASE} (onnxruntime-cpu, sklearn-cpu, pytorch-cpu, onnxruntime-gpu)",
-            image.reference()
+            "{} has neither the Python runtime nor a Python to build a score.py; use an image with the runtime ({}), or build a component first (`sandscore build --component score.py`) and deploy the .wasm",
+            image.reference(),
+            with.join(", ")
         )));
     }
     Ok(image)

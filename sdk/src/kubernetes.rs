@@ -26,6 +26,8 @@ const CONFIGMAP_BYTES: u64 = 750_000;
 /// (which expects 8080).
 const PORT: u16 = 5001;
 const GRPC_PORT: u16 = 8001;
+/// Where a script's packages folder is mounted in the pod.
+const PACKAGES_PATH: &str = "/python-packages";
 const KSERVE_PORT: u16 = 8080;
 /// KServe's port for a runtime's gRPC (named `h2c` where an
 /// InferenceService exposes it).
@@ -103,6 +105,60 @@ fn binary_configmap(
     }))
 }
 
+/// A ConfigMap of every file under `dir` (each keyed by its relative path)
+/// and the volume that lays them out again as they were; `what` names the
+/// folder in errors.
+fn folder_configmap(
+    d: &Deployment,
+    name: &str,
+    volume: &str,
+    dir: &Path,
+    what: &str,
+) -> Result<(Value, Value), SdkError> {
+    // Byte code is the interpreter's cache, not the deployment's.
+    let rels: Vec<PathBuf> = files(dir)?
+        .into_iter()
+        .filter(|r| !r.components().any(|c| c.as_os_str() == "__pycache__"))
+        .collect();
+    let total: u64 = rels
+        .iter()
+        .filter_map(|r| std::fs::metadata(dir.join(r)).ok())
+        .map(|m| m.len())
+        .sum();
+    if total > CONFIGMAP_BYTES {
+        return Err(SdkError::Invalid(format!(
+            "{what} ({}) are {} KiB, too big for a ConfigMap (at most {} KiB)",
+            dir.display(),
+            total / 1024,
+            CONFIGMAP_BYTES / 1024
+        )));
+    }
+    let entries: Vec<(String, PathBuf)> = rels.iter().map(|r| (key(r), dir.join(r))).collect();
+    for (i, (k, _)) in entries.iter().enumerate() {
+        if let Some((_, other)) = entries[..i].iter().find(|(o, _)| o == k) {
+            return Err(SdkError::Invalid(format!(
+                "{} and {} would share the ConfigMap key '{k}'; rename one{}",
+                other.display(),
+                entries[i].1.display(),
+                if volume == "models" {
+                    ", or use kubernetes.model_claim"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    let cm = binary_configmap(d, name, &entries)?;
+    let items: Vec<Value> = rels
+        .iter()
+        .map(|r| json!({ "key": key(r), "path": r.to_string_lossy() }))
+        .collect();
+    Ok((
+        cm,
+        json!({ "name": volume, "configMap": { "name": name, "items": items } }),
+    ))
+}
+
 /// A ConfigMap key for a relative path (keys allow `[-._a-zA-Z0-9]`).
 fn key(rel: &Path) -> String {
     rel.to_string_lossy()
@@ -156,24 +212,25 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
     let mut mounts = vec![json!({ "name": "tmp", "mountPath": "/tmp" })];
     let mut env = vec![json!({ "name": "SANDSCORE_CACHE_DIR", "value": "/tmp/sandscore-cache" })];
     match &d.module {
-        Some(m) => {
-            // A Python script travels as its folder's .py files and is built
-            // by the image when the pod starts.
-            let (files, entry) = if crate::python::is_script(m) {
-                let name = m.file_name().unwrap_or_default().to_string_lossy();
-                (crate::python::sources(m)?, format!("/app/{name}"))
-            } else {
-                (
-                    vec![("score.wasm".into(), m.clone())],
-                    "/app/score.wasm".into(),
-                )
+        // A Python script travels as its folder, vendored packages and
+        // requirements.txt included, and runs in the image's Python runtime.
+        Some(m) if crate::python::is_script(m) => {
+            let dir = match m.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
             };
-            let mut size = 0;
-            for (_, f) in &files {
-                size += std::fs::metadata(f)
-                    .map_err(|e| SdkError::Invalid(format!("{}: {e}", f.display())))?
-                    .len();
-            }
+            let (cm, volume) =
+                folder_configmap(d, &module_cm, "module", dir, "the script's folder")?;
+            configmaps.push(cm);
+            volumes.push(volume);
+            mounts.push(json!({ "name": "module", "mountPath": "/app", "readOnly": true }));
+            let name = m.file_name().unwrap_or_default().to_string_lossy();
+            env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": format!("/app/{name}") }));
+        }
+        Some(m) => {
+            let size = std::fs::metadata(m)
+                .map_err(|e| SdkError::Invalid(format!("{}: {e}", m.display())))?
+                .len();
             if size > CONFIGMAP_BYTES {
                 return Err(SdkError::Invalid(format!(
                     "the module is {} KiB; a ConfigMap holds at most {} KiB (bake it into an image derived from {})",
@@ -182,12 +239,26 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
                     image.reference()
                 )));
             }
-            configmaps.push(binary_configmap(d, &module_cm, &files)?);
+            configmaps.push(binary_configmap(
+                d,
+                &module_cm,
+                &[("score.wasm".into(), m.clone())],
+            )?);
             volumes.push(json!({ "name": "module", "configMap": { "name": module_cm } }));
             mounts.push(json!({ "name": "module", "mountPath": "/app", "readOnly": true }));
-            env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": entry }));
+            env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": "/app/score.wasm" }));
         }
         None => env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": "" })),
+    }
+    // A script's packages (its requirements.txt resolved on the host, or a
+    // folder the deployment names): stamped, so the pod never resolves.
+    if let Some(p) = &d.python_packages {
+        let cm_name = format!("{}-packages", d.name);
+        let (cm, volume) = folder_configmap(d, &cm_name, "packages", p, "the Python packages")?;
+        configmaps.push(cm);
+        volumes.push(volume);
+        mounts.push(json!({ "name": "packages", "mountPath": PACKAGES_PATH, "readOnly": true }));
+        env.push(json!({ "name": "AZUREML_EXTRA_PYTHON_LIB_PATH", "value": PACKAGES_PATH }));
     }
     // Where the models come from: a claim, a ConfigMap, or nothing.
     let models_volume = match (&d.model_dir, &d.kubernetes.model_claim) {
@@ -196,35 +267,15 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
             "persistentVolumeClaim": { "claimName": claim, "readOnly": true },
         })),
         (Some(dir), None) => {
-            let rels = files(dir)?;
-            let total: u64 = rels
-                .iter()
-                .filter_map(|r| std::fs::metadata(dir.join(r)).ok())
-                .map(|m| m.len())
-                .sum();
-            if total > CONFIGMAP_BYTES {
-                return Err(SdkError::Invalid(format!(
-                    "the models are {} KiB, too big for a ConfigMap: put them in a PersistentVolumeClaim and set kubernetes.model_claim (and kubernetes.storage_uri for KServe)",
-                    total / 1024
-                )));
-            }
-            let entries: Vec<(String, PathBuf)> =
-                rels.iter().map(|r| (key(r), dir.join(r))).collect();
-            for (i, (k, _)) in entries.iter().enumerate() {
-                if let Some((_, other)) = entries[..i].iter().find(|(o, _)| o == k) {
-                    return Err(SdkError::Invalid(format!(
-                        "{} and {} would share the ConfigMap key '{k}'; rename one, or use kubernetes.model_claim",
-                        other.display(),
-                        entries[i].1.display()
-                    )));
-                }
-            }
-            configmaps.push(binary_configmap(d, &models_cm, &entries)?);
-            let items: Vec<Value> = rels
-                .iter()
-                .map(|r| json!({ "key": key(r), "path": r.to_string_lossy() }))
-                .collect();
-            Some(json!({ "name": "models", "configMap": { "name": models_cm, "items": items } }))
+            let (cm, volume) = folder_configmap(d, &models_cm, "models", dir, "the models")
+                .map_err(|e| match e {
+                    SdkError::Invalid(m) if m.contains("too big for a ConfigMap") => SdkError::Invalid(format!(
+                        "{m}: put them in a PersistentVolumeClaim and set kubernetes.model_claim (and kubernetes.storage_uri for KServe)"
+                    )),
+                    e => e,
+                })?;
+            configmaps.push(cm);
+            Some(volume)
         }
         (None, None) => None,
     };

@@ -100,6 +100,10 @@ pub struct Deployment {
     pub limits: Limits,
     /// Port; none picks a free one.
     pub port: Option<u16>,
+    /// A folder of pure-Python packages a `score.py` imports (Azure ML's
+    /// `AZUREML_EXTRA_PYTHON_LIB_PATH`), shipped with the deployment; the
+    /// CLI resolves a `requirements.txt` beside the script into one.
+    pub python_packages: Option<PathBuf>,
     /// A request that must score before the deployment counts as valid
     /// (a JSON file, relative to the deployment file).
     pub sample: Option<PathBuf>,
@@ -129,6 +133,7 @@ impl Deployment {
             env: BTreeMap::new(),
             limits: Limits::default(),
             port: None,
+            python_packages: None,
             sample: None,
             devices: BTreeMap::new(),
             gpu_fallback: None,
@@ -164,6 +169,7 @@ impl Deployment {
         d.module = d.module.as_ref().map(absolute);
         d.model_dir = d.model_dir.as_ref().map(absolute);
         d.sample = d.sample.as_ref().map(absolute);
+        d.python_packages = d.python_packages.as_ref().map(absolute);
         d.check_fields().map_err(err)?;
         Ok(d)
     }
@@ -237,6 +243,9 @@ impl Deployment {
         }
         if let Some(d) = &self.model_dir {
             a.extend(["--model-dir".to_string(), d.display().to_string()]);
+        }
+        if let Some(p) = &self.python_packages {
+            a.extend(["--python-packages".to_string(), p.display().to_string()]);
         }
         a.extend(self.limit_args());
         a

@@ -487,3 +487,58 @@ pub fn v2_mlp_answers_like_ort(server: &Server) {
         1e-5,
     );
 }
+
+/// A small classifier fitted and pickled into `dir` by CPython with the real
+/// scikit-learn (`tests/scripts/make_pickle.py`): its rows, predictions and
+/// probabilities.
+pub fn native_pickle(dir: &Path) -> serde_json::Value {
+    let python = std::env::var_os("SANDSCORE_NATIVE_PYTHON")
+        .expect("SANDSCORE_NATIVE_PYTHON is not set: run the tests with `make test`");
+    let maker = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts/make_pickle.py");
+    let out = std::process::Command::new(python)
+        .arg(maker)
+        .arg(dir)
+        .output()
+        .expect("run make_pickle.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("its JSON")
+}
+
+/// `script` run natively on `bodies` (`tests/scripts/native.py`: CPython
+/// with the real numpy, pandas, scikit-learn and onnxruntime, as Azure ML's
+/// server runs it), with `model_dir` as `AZUREML_MODEL_DIR`: each answer.
+pub fn native_script(script: &Path, model_dir: &Path, bodies: &[Value]) -> Vec<Value> {
+    use std::io::Write;
+    let python = std::env::var_os("SANDSCORE_NATIVE_PYTHON")
+        .expect("SANDSCORE_NATIVE_PYTHON is not set: run the tests with `make test`");
+    let runner = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/scripts/native.py");
+    let mut child = Command::new(python)
+        .arg(runner)
+        .arg(script)
+        .arg(model_dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the script natively");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for b in bodies {
+        writeln!(stdin, "{b}").expect("write a body");
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("native run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an answer"))
+        .collect()
+}

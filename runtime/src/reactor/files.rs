@@ -154,44 +154,24 @@ pub fn module(
     cache_dir: Option<&Path>,
 ) -> Result<(Module, Origin), InstanceError> {
     let started = Instant::now();
+    // The runtime's own folder is as trusted as this binary (`sandscore
+    // compile --python-runtime` wrote it), and only this process writes the
+    // cache; wasmtime checks the header, its version and the engine
+    // settings of both.
     let shipped = runtime.code();
-    if shipped.is_file() {
-        // SAFETY: the runtime's own folder, as trusted as this binary
-        // (`sandscore compile --python-runtime` wrote it); wasmtime checks
-        // the header, its version and the engine settings.
-        match unsafe { Module::deserialize_file(engine, &shipped) } {
-            Ok(m) => {
-                tracing::info!(
-                    ms = started.elapsed().as_secs_f64() * 1e3,
-                    "Python runtime loaded from its precompiled code"
-                );
-                return Ok((m, Origin::Cache));
-            }
-            Err(e) => {
-                tracing::warn!(path = %shipped.display(), error = %format!("{e:#}"), "the Python runtime's precompiled code does not fit this machine or build; using the cache")
-            }
-        }
+    if let Some(m) = load(engine, &shipped, started, "its precompiled code") {
+        return Ok((m, Origin::Cache));
     }
     let wasm = runtime.module();
     let wasm = wasm.as_path();
     let bytes = std::fs::read(wasm)
         .map_err(|e| InstanceError::Instantiate(format!("cannot read {}: {e}", wasm.display())))?;
     let cached = cache_dir.map(|d| cache_path(engine, d, &bytes));
-    if let Some(file) = cached.as_deref().filter(|f| f.is_file()) {
-        // SAFETY: only this process writes the cache; wasmtime checks the
-        // header and the engine settings it was compiled for.
-        match unsafe { Module::deserialize_file(engine, file) } {
-            Ok(m) => {
-                tracing::info!(
-                    ms = started.elapsed().as_secs_f64() * 1e3,
-                    "Python runtime loaded from the compiled-code cache"
-                );
-                return Ok((m, Origin::Cache));
-            }
-            Err(e) => {
-                tracing::warn!(path = %file.display(), error = %format!("{e:#}"), "cached Python runtime not usable; compiling again")
-            }
-        }
+    if let Some(m) = cached
+        .as_deref()
+        .and_then(|file| load(engine, file, started, "the compiled-code cache"))
+    {
+        return Ok((m, Origin::Cache));
     }
     tracing::info!(
         "compiling the Python runtime (once per machine and version; a few minutes on 2 cores)"
@@ -220,6 +200,28 @@ pub fn module(
         }
     }
     Ok((module, Origin::Compiled))
+}
+
+/// The compiled interpreter in `file`, when it is there and fits `engine`
+/// (else a warning says why not, and the caller goes on).
+fn load(engine: &Engine, file: &Path, started: Instant, from: &str) -> Option<Module> {
+    if !file.is_file() {
+        return None;
+    }
+    // SAFETY: see `module`: files this runtime's own build wrote.
+    match unsafe { Module::deserialize_file(engine, file) } {
+        Ok(m) => {
+            tracing::info!(
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "Python runtime loaded from {from}"
+            );
+            Some(m)
+        }
+        Err(e) => {
+            tracing::warn!(path = %file.display(), error = %format!("{e:#}"), "the Python runtime's code in {from} does not fit this machine or build; going on without it");
+            None
+        }
+    }
 }
 
 /// Compiles the interpreter for the engine `config` makes and writes it to
