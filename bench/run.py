@@ -3,7 +3,9 @@
 
 Starts each server itself (sandscore /score through a Rust module and
 through the same work as a Python score.py, both as a componentize-py
-component and run as it is by the Python runtime, sandscore V2 with no module, the
+component and run as it is by the Python runtime (and its memory per warm
+worker, and a container's start, with an unchanged numpy script), sandscore
+V2 with no module, the
 Azure ML inference server with default workers and with WORKER_COUNT=2, and
 running that same score.py natively, Seldon MLServer, a bare hyper server as
 the HTTP ceiling; V2 as JSON, as Triton's binary tensor data, and over gRPC
@@ -217,6 +219,8 @@ def main():
     # Cold starts load the small model alone, as the Azure ML server's score.py does.
     small_only = Path(tempfile.mkdtemp(prefix="sandscore-bench-small-"))
     shutil.copy(bench_models / "mlp.onnx", small_only)
+    # Readable by a container's uid 10001 too.
+    os.chmod(small_only, 0o755)
 
     def sandscore_server(name, module, cache_dir, models=bench_models, grpc_port=0):
         port = free_port()
@@ -301,6 +305,58 @@ def main():
     s.start()
     s.stop()
     cold("sandscore /score, same score.py in the Python runtime (cached runtime)", runtime, COLD_RUNS)
+    # Memory per warm worker of an unchanged script that imports numpy and
+    # calls onnxruntime (tests/scripts/onnx_numpy): resident memory at 3
+    # workers less at 1, halved; in the Python runtime and natively.
+    numpy_script = ROOT / "tests/scripts/onnx_numpy/score.py"
+
+    def script_server(workers):
+        port = free_port()
+        cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0",
+               "--model-dir", str(small_only), "--workers", str(workers), "--cache-dir", str(cache),
+               "--module", str(numpy_script), *root_flag]
+        return Server("numpy script", cmd, common_env, f"http://127.0.0.1:{port}/score", score_body("mlp"))
+
+    def native_script(workers):
+        port = free_port()
+        env = {"AZUREML_MODEL_DIR": str(small_only), "WORKER_COUNT": str(workers), "PYTHONUNBUFFERED": "1"}
+        cmd = [str(azure_venv / "bin" / "azmlinfsrv"), "--entry_script", str(numpy_script), "--port", str(port)]
+        return Server("numpy script natively", cmd, env, f"http://127.0.0.1:{port}/score", score_body("mlp"))
+
+    for label, make in [("sandscore, Python runtime", script_server), ("Azure ML server natively", native_script)]:
+        rss = {}
+        for workers in (1, 3):
+            s = make(workers)
+            s.start()
+            # Every worker has imported the script: each answers once.
+            for _ in range(4 * workers):
+                post(s.url, s.body)
+            rss[workers] = tree_rss_mib(s.proc.pid)
+            s.stop()
+        results["memory"].append({"server": f"{label}: per warm worker of a numpy + onnxruntime score.py (3 workers less 1, halved)",
+                                  "rss_mib": (rss[3] - rss[1]) / 2})
+    # A container of the image with the Python runtime: docker run to the
+    # first score of that script, its code precompiled in the image.
+    image = "sandscore/onnxruntime-cpu:latest"
+    have_image = shutil.which("docker") and subprocess.run(
+        ["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    if have_image:
+        times = []
+        for _ in range(3):
+            port = free_port()
+            t0 = time.monotonic()
+            cid = subprocess.run(["docker", "run", "-d", "--rm", "--read-only", "-p", f"127.0.0.1:{port}:5001",
+                                  "-v", f"{small_only}:/models:ro", "-v", f"{numpy_script.parent}:/app/src:ro",
+                                  "-e", "AZUREML_ENTRY_SCRIPT=/app/src/score.py", image],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            try:
+                wait_for(f"http://127.0.0.1:{port}/score", score_body("mlp"))
+                times.append(time.monotonic() - t0)
+            finally:
+                subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+        results["cold"].append({"server": "container (onnxruntime-cpu image): docker run to first score of the numpy score.py", "median_ms": statistics.median(times) * 1e3, "runs": len(times)})
+    else:
+        print(f"no {image} (make images, with Docker running): no container start row", flush=True)
     for c in results["cold"]:
         print(f"cold start  {c['server']:<46} {c['median_ms']:>8.0f} ms (median of {c['runs']})", flush=True)
 
