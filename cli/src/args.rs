@@ -180,6 +180,17 @@ pub struct RuntimeArgs {
     )]
     pub model_devices: Vec<String>,
 
+    /// Dynamic batching for models without a config.pbtxt that says so, as
+    /// NAME=MAX_BATCH_SIZE[/DELAY_US] (delay 500 µs by default; `*` for
+    /// every model; repeatable, or comma-separated in the variable):
+    /// requests arriving within the delay run as one backend call.
+    #[arg(
+        long = "dynamic-batching",
+        env = "SANDSCORE_DYNAMIC_BATCHING",
+        value_delimiter = ','
+    )]
+    pub dynamic_batching: Vec<String>,
+
     /// CUDA device that `gpu` models (and guests asking for target gpu) use.
     #[arg(long, env = "SANDSCORE_GPU_DEVICE", default_value_t = 0)]
     pub gpu_device: i32,
@@ -343,6 +354,7 @@ impl RuntimeArgs {
             gpu_fallback_cpu: self.gpu_fallback == "cpu",
             model_backends: self.model_backends.clone(),
             model_devices: self.model_devices.clone(),
+            dynamic_batching: self.dynamic_batching.clone(),
         }
     }
 

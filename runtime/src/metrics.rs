@@ -43,6 +43,13 @@ pub struct Metrics {
     pub inference_ns: IntCounterVec,
     /// When each model last answered, in milliseconds since the epoch.
     pub last_inference_ms: IntGaugeVec,
+    /// Rows of each backend call of a dynamically batched model.
+    pub batch_rows: HistogramVec,
+    /// Backend calls of a batched model by batch size (statistics'
+    /// `batch_stats`).
+    pub batches: IntCounterVec,
+    /// Nanoseconds those calls took, by batch size.
+    pub batch_ns: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -115,6 +122,33 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["model"],
     )?;
+    let batch_rows = HistogramVec::new(
+        HistogramOpts::new(
+            "model_batch_rows",
+            "Rows of each backend call of a dynamically batched model",
+        )
+        .buckets(vec![
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+        ]),
+        &["model"],
+    )?;
+    let batches = IntCounterVec::new(
+        Opts::new(
+            "model_batches_total",
+            "Backend calls of a dynamically batched model by batch size",
+        ),
+        &["model", "size"],
+    )?;
+    let batch_ns = IntCounterVec::new(
+        Opts::new(
+            "model_batch_nanoseconds_total",
+            "Time the backend calls of a batched model took, by batch size",
+        ),
+        &["model", "size"],
+    )?;
+    registry.register(Box::new(batch_rows.clone()))?;
+    registry.register(Box::new(batches.clone()))?;
+    registry.register(Box::new(batch_ns.clone()))?;
     registry.register(Box::new(inferences.clone()))?;
     registry.register(Box::new(inference_ns.clone()))?;
     registry.register(Box::new(last_inference_ms.clone()))?;
@@ -143,6 +177,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         inferences,
         inference_ns,
         last_inference_ms,
+        batch_rows,
+        batches,
+        batch_ns,
     })
 }
 
@@ -154,6 +191,22 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// Counts a batch of `rows` about to run on `model`.
+    pub fn observe_batch(&self, model: &str, rows: usize) {
+        self.batch_rows
+            .with_label_values(&[model])
+            .observe(rows as f64);
+    }
+
+    /// Counts a batched backend call of `rows` that took `took`.
+    pub fn batch_ran(&self, model: &str, rows: usize, took: std::time::Duration) {
+        let size = rows.to_string();
+        self.batches.with_label_values(&[model, &size]).inc();
+        self.batch_ns
+            .with_label_values(&[model, &size])
+            .inc_by(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

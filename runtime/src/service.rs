@@ -156,6 +156,7 @@ impl From<BackendError> for ServiceError {
         let kind = match e {
             BackendError::InvalidInput(_) | BackendError::Unsupported(_) => ErrorKind::BadRequest,
             BackendError::Deadline => ErrorKind::Timeout,
+            BackendError::Overloaded(_) => ErrorKind::Overloaded,
             _ => ErrorKind::Internal,
         };
         ServiceError::new(kind, e.to_string())
@@ -630,11 +631,20 @@ impl Service {
                 .entry(&request.model, request.version.as_deref())?
                 .graph,
         );
+        let inputs = request.inputs;
+        // A batched model's own bounded queue admits it, and its answer is
+        // awaited without a thread.
+        if let Some(batched) = graph.batched() {
+            let deadline = Instant::now() + self.direct_timeout;
+            return batched
+                .compute_async(inputs, deadline)
+                .await
+                .map_err(ServiceError::from);
+        }
         let waiting = Instant::now();
         let _slot = self.direct.enter().await?;
         *queued = waiting.elapsed();
         let deadline = Instant::now() + self.direct_timeout;
-        let inputs = request.inputs;
         crate::blocking::run(move || run_direct(graph, inputs, deadline))
             .await
             .map_err(|e| {
@@ -715,7 +725,15 @@ impl Service {
                 .map_or(0, |c| c.get())
         };
         let success = count("success");
+        let batches = batch_stats(&m.batches, &m.batch_ns, name);
+        let executions = if batches.is_empty() {
+            success
+        } else {
+            batches.iter().map(|b| b.1).sum()
+        };
         Ok(ModelStats {
+            executions,
+            batches,
             name: entry.name.clone(),
             version: entry.version.clone(),
             last_inference_ms: m
@@ -747,6 +765,43 @@ pub struct ModelStats {
     pub queue: (u64, u64),
     /// Nanoseconds answered requests ran.
     pub compute: (u64, u64),
+    /// Backend calls: one per request, or one per batch when batched.
+    pub executions: u64,
+    /// A batched model's backend calls by batch size: (rows, calls,
+    /// nanoseconds), by rows.
+    pub batches: Vec<(u64, u64, u64)>,
+}
+
+/// `model`'s batched calls by size, from the metrics.
+fn batch_stats(
+    calls: &prometheus::IntCounterVec,
+    ns: &prometheus::IntCounterVec,
+    model: &str,
+) -> Vec<(u64, u64, u64)> {
+    use prometheus::core::Collector;
+    let mut out = Vec::new();
+    for family in calls.collect() {
+        for metric in family.get_metric() {
+            let labels = metric.get_label();
+            let has = |k: &str, v: &str| labels.iter().any(|l| l.name() == k && l.value() == v);
+            let Some(size) = labels
+                .iter()
+                .find(|l| l.name() == "size")
+                .and_then(|l| l.value().parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if !has("model", model) {
+                continue;
+            }
+            let took = ns
+                .get_metric_with_label_values(&[model, &size.to_string()])
+                .map_or(0, |c| c.get());
+            out.push((size, metric.get_counter().get_value() as u64, took));
+        }
+    }
+    out.sort_unstable();
+    out
 }
 
 /// Rescans the repository every `every` while the registry lives: models

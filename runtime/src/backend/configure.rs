@@ -38,6 +38,8 @@ pub struct BackendConfig {
     pub model_backends: Vec<String>,
     /// `NAME=cpu|gpu` pairs: where each model runs.
     pub model_devices: Vec<String>,
+    /// `NAME=MAX[/DELAY_US]` pairs: models batched without a config.pbtxt.
+    pub dynamic_batching: Vec<String>,
 }
 
 impl Default for BackendConfig {
@@ -56,6 +58,7 @@ impl Default for BackendConfig {
             gpu_fallback_cpu: false,
             model_backends: Vec::new(),
             model_devices: Vec::new(),
+            dynamic_batching: Vec::new(),
         }
     }
 }
@@ -112,5 +115,6 @@ pub fn configure(config: &BackendConfig) -> Result<Backends, BackendError> {
     }
     Backends::new(list)
         .with_overrides(&config.model_backends)?
-        .with_devices(&config.model_devices)
+        .with_devices(&config.model_devices)?
+        .with_batching(&config.dynamic_batching)
 }

@@ -8,6 +8,7 @@
 //! [`formats`] table, and is registered in [`Backends`], so the wasi-nn
 //! host and the HTTP layer never name a concrete runtime.
 
+pub mod batch;
 pub mod configure;
 pub mod formats;
 pub mod isolated;
@@ -100,6 +101,9 @@ pub enum BackendError {
     /// The native runtime died (a worker process killed by a signal).
     #[error("{0}")]
     Crashed(String),
+    /// Too many requests wait for the model (a batch queue is full).
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 /// Runs a backend call, turning a panic into a runtime error: the one fence
@@ -204,6 +208,11 @@ pub trait Graph: Send + Sync {
         inputs: Vec<NamedTensor>,
         deadline: Option<Instant>,
     ) -> Result<Vec<NamedTensor>, BackendError>;
+    /// The batching in front of this graph, when its computes are batched
+    /// (so an async caller can wait without holding a thread).
+    fn batched(&self) -> Option<&batch::Batched> {
+        None
+    }
 }
 
 /// The backends compiled into this binary, in the order discovery tries them.
@@ -214,6 +223,9 @@ pub struct Backends {
     overrides: Vec<(String, Arc<dyn Backend>)>,
     /// Models placed on a device by name (the rest run on the CPU).
     devices: Vec<(String, Target)>,
+    /// Models batched by name (`--dynamic-batching`; `*` for every model),
+    /// where no `config.pbtxt` says how.
+    batching: Vec<(String, batch::BatchSettings)>,
 }
 
 impl Backends {
@@ -223,6 +235,7 @@ impl Backends {
             list,
             overrides: Vec::new(),
             devices: Vec::new(),
+            batching: Vec::new(),
         }
     }
 
@@ -268,6 +281,36 @@ impl Backends {
             self.devices.push((target.0.to_string(), target.1));
         }
         Ok(self)
+    }
+
+    /// Batches models by name from `NAME=MAX[/DELAY_US]` pairs
+    /// (`--dynamic-batching`; `*` names every model).
+    pub fn with_batching(mut self, pairs: &[String]) -> Result<Self, BackendError> {
+        for pair in pairs {
+            let parsed = pair
+                .split_once('=')
+                .ok_or_else(|| "is not NAME=MAX_BATCH_SIZE[/DELAY_US]".to_string())
+                .and_then(|(name, v)| Ok((name.to_string(), batch::BatchSettings::parse(v)?)));
+            match parsed {
+                Ok(p) => self.batching.push(p),
+                Err(why) => {
+                    return Err(BackendError::Unsupported(format!(
+                        "--dynamic-batching {pair}: {why}"
+                    )));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// How the model `name` batches, when a flag says (a `config.pbtxt`
+    /// with `dynamic_batching` says so for its model first).
+    pub fn batching_for(&self, name: &str) -> Option<&batch::BatchSettings> {
+        self.batching
+            .iter()
+            .find(|(n, _)| n == name)
+            .or_else(|| self.batching.iter().find(|(n, _)| n == "*"))
+            .map(|(_, s)| s)
     }
 
     /// Where the model named `name` runs.

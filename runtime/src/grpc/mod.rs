@@ -223,7 +223,7 @@ impl GrpcInferenceService for Grpc {
                     version: s.version,
                     last_inference: s.last_inference_ms,
                     inference_count: s.success.0,
-                    execution_count: s.success.0,
+                    execution_count: s.executions,
                     inference_stats: Some(InferStatistics {
                         success: duration(s.success),
                         fail: duration(s.fail),
@@ -234,6 +234,16 @@ impl GrpcInferenceService for Grpc {
                         cache_hit: duration((0, 0)),
                         cache_miss: duration((0, 0)),
                     }),
+                    batch_stats: s
+                        .batches
+                        .iter()
+                        .map(|&(size, count, ns)| InferBatchStatistics {
+                            batch_size: size,
+                            compute_input: duration((count, 0)),
+                            compute_infer: duration((count, ns)),
+                            compute_output: duration((count, 0)),
+                        })
+                        .collect(),
                     ..Default::default()
                 })
             })

@@ -21,7 +21,7 @@ fn stats_json(s: &ModelStats) -> Value {
         "version": s.version,
         "last_inference": s.last_inference_ms,
         "inference_count": s.success.0,
-        "execution_count": s.success.0,
+        "execution_count": s.executions,
         "inference_stats": {
             "success": pair(s.success),
             "fail": pair(s.fail),
@@ -32,7 +32,12 @@ fn stats_json(s: &ModelStats) -> Value {
             "cache_hit": none,
             "cache_miss": none,
         },
-        "batch_stats": [],
+        "batch_stats": s.batches.iter().map(|&(size, count, ns)| json!({
+            "batch_size": size,
+            "compute_input": { "count": count, "ns": 0 },
+            "compute_infer": { "count": count, "ns": ns },
+            "compute_output": { "count": count, "ns": 0 },
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -145,7 +145,12 @@ fn load_all(found: &[Found<'_>], backends: &Backends) -> Vec<Result<ModelEntry, 
                 .iter()
                 .map(|m| {
                     let target = backends.target_for(&m.name);
-                    s.spawn(move || load_one(m, target))
+                    let batching = m
+                        .config
+                        .as_deref()
+                        .and_then(crate::backend::batch::BatchSettings::from_config)
+                        .or_else(|| backends.batching_for(&m.name).cloned());
+                    s.spawn(move || load_one(m, target, batching))
                 })
                 .collect();
             handles
@@ -459,7 +464,11 @@ impl ModelRegistry {
     }
 }
 
-fn load_one(m: &Found<'_>, target: Target) -> Result<ModelEntry, RegistryError> {
+fn load_one(
+    m: &Found<'_>,
+    target: Target,
+    batching: Option<crate::backend::batch::BatchSettings>,
+) -> Result<ModelEntry, RegistryError> {
     let failed = |reason| RegistryError::Load {
         name: m.name.clone(),
         path: m.path.clone(),
@@ -467,7 +476,12 @@ fn load_one(m: &Found<'_>, target: Target) -> Result<ModelEntry, RegistryError> 
         reason,
     };
     let started = Instant::now();
-    let graph = m.backend.load_path(&m.path, target).map_err(failed)?;
+    let mut graph = m.backend.load_path(&m.path, target).map_err(failed)?;
+    if let Some(settings) = batching {
+        let batched =
+            crate::backend::batch::Batched::new(&m.name, graph, settings).map_err(failed)?;
+        graph = Arc::new(batched);
+    }
     let load_seconds = started.elapsed().as_secs_f64();
     tracing::info!(model = %m.name, version = m.version, path = %m.path.display(), backend = m.backend.name(), device = %graph.device(), load_ms = load_seconds * 1e3, "model loaded");
     Ok(ModelEntry {

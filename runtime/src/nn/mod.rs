@@ -194,7 +194,9 @@ fn code_for(e: &BackendError) -> errors::ErrorCode {
         BackendError::InvalidModel(_) => C::InvalidEncoding,
         BackendError::InvalidInput(_) => C::InvalidArgument,
         BackendError::Unsupported(_) => C::UnsupportedOperation,
-        BackendError::Runtime(_) | BackendError::Crashed(_) => C::RuntimeError,
+        BackendError::Runtime(_) | BackendError::Crashed(_) | BackendError::Overloaded(_) => {
+            C::RuntimeError
+        }
         BackendError::TooLarge(_) => C::TooLarge,
         BackendError::Deadline => C::Timeout,
     }
