@@ -32,6 +32,17 @@ fn batch_sizes(server: &Server, model: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// The mlp's input rows and ONNX Runtime's probabilities for each.
+fn mlp_truth() -> (Vec<Value>, Vec<Value>) {
+    let exp = expected();
+    let rows = exp["mlp"]["input"].as_array().expect("rows").clone();
+    let want = exp["mlp"]["ort"]["probabilities"]
+        .as_array()
+        .expect("probs")
+        .clone();
+    (rows, want)
+}
+
 /// Sends each body to `path` from its own thread, all at once.
 fn together(server: &Arc<Server>, path: &str, bodies: Vec<Value>) -> Vec<(u16, Value)> {
     let threads: Vec<_> = bodies
@@ -53,12 +64,7 @@ fn together(server: &Arc<Server>, path: &str, bodies: Vec<Value>) -> Vec<(u16, V
 
 #[test]
 fn batched_answers_equal_onnx_runtimes_and_a_bad_request_fails_alone() {
-    let exp = expected();
-    let rows = exp["mlp"]["input"].as_array().expect("rows").clone();
-    let want = exp["mlp"]["ort"]["probabilities"]
-        .as_array()
-        .expect("probs")
-        .clone();
+    let (rows, want) = mlp_truth();
     // A 100 ms window: requests sent together land in one batch.
     let server = Arc::new(Server::start(&[
         "--model-dir",
@@ -145,12 +151,7 @@ fn a_config_pbtxt_batches_and_guest_instances_batch_together() {
         "--workers",
         "4",
     ]));
-    let exp = expected();
-    let rows = exp["mlp"]["input"].as_array().expect("rows").clone();
-    let want = exp["mlp"]["ort"]["probabilities"]
-        .as_array()
-        .expect("probs")
-        .clone();
+    let (rows, want) = mlp_truth();
     // Four sandboxed instances, each a wasi-nn compute on the named model.
     let bodies: Vec<Value> = rows
         .iter()
