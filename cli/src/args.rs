@@ -14,6 +14,14 @@ use sandscore_runtime::nn::NnLimits;
 use sandscore_runtime::reactor::{PythonRuntime, WASI_PYTHON};
 use sandscore_runtime::service::{ModelControl, ServiceConfig};
 
+/// Workers when `--workers` is not given: the CPUs this process may use
+/// (its affinity and cgroup quota, as the standard library reads them), at
+/// most 4, so requests × intra-op threads (1) fill the machine without
+/// oversubscribing it, and a Python script's ~200 MiB interpreters stay few.
+fn default_workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
+}
+
 /// The module the images name by default (`AZUREML_ENTRY_SCRIPT`).
 pub const IMAGE_MODULE: &str = "/app/score.wasm";
 
@@ -72,8 +80,10 @@ pub struct RuntimeArgs {
     )]
     pub repository_poll_secs: u64,
 
-    /// Instances that score in parallel (also ONNX Runtime sessions per model).
-    #[arg(long, env = "WORKER_COUNT", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Instances that score in parallel (also ONNX Runtime sessions per
+    /// model) [default: the CPUs this process may use, at most 4: one
+    /// request per core, each operator on one thread].
+    #[arg(long, env = "WORKER_COUNT", default_value_t = default_workers(), value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: u32,
 
     /// Per-request scoring deadline in milliseconds; past it the client gets 504.

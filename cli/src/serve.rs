@@ -90,6 +90,11 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub shutdown_grace_s: u64,
+
+    /// Access log: `off`, `on` (a line per request), or N (one request in
+    /// N). Failures are logged with their cause either way.
+    #[arg(long, env = "SANDSCORE_ACCESS_LOG", default_value = "off")]
+    pub access_log: sandscore_runtime::http::AccessLog,
 }
 
 impl ServeArgs {
@@ -110,6 +115,7 @@ impl ServeArgs {
             write_timeout: Duration::from_millis(self.write_timeout_ms.max(1)),
             max_connections: self.max_connections,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
+            access_log: self.access_log,
         })
     }
 }

@@ -26,7 +26,7 @@ fn raw(server: &Server, bytes: &[u8], wait: Duration) -> String {
 
 #[test]
 fn metrics_count_requests_traps_timeouts_and_model_loads() {
-    let server = hostile(&["--timeout", "300"]);
+    let server = hostile(&["--timeout", "300", "--workers", "1"]);
     assert_eq!(
         server
             .post_json("/score", &json!({"action": "count"}))
@@ -82,7 +82,14 @@ fn metrics_count_requests_traps_timeouts_and_model_loads() {
 fn json_logs_carry_the_request_id_on_every_line() {
     let g = guest("hostile");
     let server = Server::try_start_env(
-        &["--module", g.to_str().unwrap(), "--log-format", "json"],
+        &[
+            "--module",
+            g.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "--access-log",
+            "on",
+        ],
         &[("RUST_LOG", "info")],
     )
     .expect("start");
@@ -260,4 +267,63 @@ fn non_utf8_and_wrongly_typed_bodies_are_400() {
             .status,
         200
     );
+}
+
+#[test]
+fn the_access_log_is_off_by_default_and_sampled_on_request_and_failures_are_logged_anyway() {
+    let count = |log: &str, what: &str| log.lines().filter(|l| l.contains(what)).count();
+    let server = Server::try_start_env(&[], &[("RUST_LOG", "info")]).expect("start");
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let r = server.get("/v2/health/live");
+            assert_eq!(r.status, 200);
+            r.header("x-request-id").expect("an id").to_string()
+        })
+        .collect();
+    // Made ids are distinct UUIDs (version 4 in form).
+    assert_ne!(ids[0], ids[1]);
+    for id in &ids {
+        let u = uuid_parts(id);
+        assert!(u.len() == 5 && u[2].starts_with('4'), "{id}");
+    }
+    let failing = hostile(&["--timeout", "300", "--access-log", "off"]);
+    assert_eq!(
+        failing
+            .post_json("/score", &json!({"action": "panic"}))
+            .status,
+        500
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count(&server.log(), "request done"), 0, "{}", server.log());
+    assert_eq!(
+        count(&failing.log(), "scoring failed status=500"),
+        1,
+        "{}",
+        failing.log()
+    );
+    // One request in two (the harness's readiness probes count too; of
+    // four requests in a row, two).
+    let sampled =
+        Server::try_start_env(&["--access-log", "2"], &[("RUST_LOG", "info")]).expect("start");
+    for _ in 0..4 {
+        assert_eq!(sampled.get("/v2/health/live").status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        count(
+            &sampled.log(),
+            "path=/v2/health/live}: sandscore_runtime::http: request done"
+        ),
+        2,
+        "{}",
+        sampled.log()
+    );
+    let bad = Server::try_start(&["--access-log", "sometimes"])
+        .err()
+        .expect("refused");
+    assert!(bad.contains("'sometimes' is not off, on, or N"), "{bad}");
+}
+
+fn uuid_parts(id: &str) -> Vec<&str> {
+    id.split('-').collect()
 }

@@ -626,11 +626,8 @@ impl Service {
                 other => return other.map_err(ServiceError::from),
             }
         }
-        let graph = Arc::clone(
-            &self
-                .entry(&request.model, request.version.as_deref())?
-                .graph,
-        );
+        let entry = self.entry(&request.model, request.version.as_deref())?;
+        let (graph, pace) = (Arc::clone(&entry.graph), Arc::clone(&entry.pace));
         let inputs = request.inputs;
         // A batched model's own bounded queue admits it, and its answer is
         // awaited without a thread.
@@ -645,7 +642,8 @@ impl Service {
         let _slot = self.direct.enter().await?;
         *queued = waiting.elapsed();
         let deadline = Instant::now() + self.direct_timeout;
-        crate::blocking::run(move || run_direct(graph, inputs, deadline))
+        let size = inputs.iter().map(|i| i.tensor.data.len()).sum();
+        crate::blocking::run_paced(&pace, size, move || run_direct(graph, inputs, deadline))
             .await
             .map_err(|e| {
                 ServiceError::new(ErrorKind::Internal, format!("inference thread failed: {e}"))

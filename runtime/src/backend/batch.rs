@@ -25,6 +25,13 @@ use crate::tensor::{NamedTensor, Tensor, TensorType};
 /// The most rows one batch may hold, whatever a configuration says.
 pub const MAX_BATCH_SIZE: usize = 1024;
 
+/// Batches that run at once when a configuration does not say: one per
+/// CPU this process may use, at most 4 (each backend call uses one intra-op
+/// thread by default).
+fn default_instances() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 /// How a model batches.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchSettings {
@@ -38,7 +45,8 @@ pub struct BatchSettings {
     /// Requests that may wait; more are refused (`max_queue_size`, else
     /// 16 batches' worth).
     pub max_queue: usize,
-    /// Batches that run at once (the model's instance count).
+    /// Batches that run at once (the model's `instance_group` count, else
+    /// one per CPU, at most 4).
     pub instances: usize,
 }
 
@@ -59,6 +67,11 @@ impl BatchSettings {
             .and_then(|p| usize::try_from(p.max_queue_size).ok())
             .filter(|q| *q > 0);
         let instances: i32 = c.instance_group.iter().map(|g| g.count.max(1)).sum();
+        let instances = if instances == 0 {
+            default_instances()
+        } else {
+            usize::try_from(instances).unwrap_or(1)
+        };
         Some(BatchSettings {
             max_batch_size: max,
             delay: Duration::from_micros(d.max_queue_delay_microseconds.min(1_000_000)),
@@ -69,7 +82,7 @@ impl BatchSettings {
                 .filter(|p| *p > 0 && *p <= max)
                 .collect(),
             max_queue: queue.unwrap_or(16 * max),
-            instances: usize::try_from(instances).unwrap_or(1).clamp(1, 16),
+            instances: instances.clamp(1, 16),
         })
     }
 
@@ -94,7 +107,7 @@ impl BatchSettings {
             delay: Duration::from_micros(delay),
             preferred: Vec::new(),
             max_queue: 16 * max,
-            instances: 1,
+            instances: default_instances(),
         })
     }
 }

@@ -40,6 +40,8 @@ pub struct ModelEntry {
     pub graph: Arc<dyn Graph>,
     /// How long loading took.
     pub load_seconds: f64,
+    /// What its inference has cost lately (where it runs from async code).
+    pub pace: Arc<crate::blocking::Pace>,
 }
 
 /// Why the model directory could not be loaded.
@@ -492,6 +494,7 @@ fn load_one(
         backend: Arc::clone(m.backend),
         graph,
         load_seconds,
+        pace: Arc::default(),
     })
 }
 

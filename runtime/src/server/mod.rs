@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// After SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
+    /// Which requests get an access log line.
+    pub access_log: crate::http::AccessLog,
 }
 
 /// Why the server stopped with an error.
@@ -103,11 +105,9 @@ pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), S
     tracing::info!(%bound, "listening");
 
     let max_head = config.max_head;
-    let state = Arc::new(AppState::new(
-        config.max_body,
-        config.body_timeout,
-        max_head,
-    ));
+    let mut state = AppState::new(config.max_body, config.body_timeout, max_head);
+    state.access_log = config.access_log;
+    let state = Arc::new(state);
     let mut loader = {
         let state = Arc::clone(&state);
         tokio::task::spawn_blocking(move || {
