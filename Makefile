@@ -285,11 +285,11 @@ bench: all
 	mkdir -p $(BENCH_MODELS)
 	cp $(MODELS)/mlp.onnx $(MODELS)/iris.onnx $(BENCH_MODELS)/
 	test -f $(BENCH_MODELS)/large.onnx || $(PY) bench/make_models.py $(BENCH_MODELS)
-	cargo build --release --locked -p sandscore-runtime --example ceiling --example grpc_load
+	cargo build --release --locked -p sandscore-runtime --example ceiling --example grpc_load --example native_server
 	$(RELEASE)/sandscore build --cache-dir $(CACHE) bench/guest-python/score.py -o $(BENCH_OUT)/bench_python.wasm
 	rm -f $(BENCH_OUT)/inprocess.jsonl
 	SANDSCORE_BENCH_MODELS=$(BENCH_MODELS) BENCH_OUT=$(BENCH_OUT)/inprocess.jsonl cargo bench --locked -p sandscore-runtime --bench overhead
-	printf '{"sandscore":"%s","guests":"%s","python_guest":"%s","ort_lib":"%s","bench_models":"%s","azureml_venv":"%s","mlserver_venv":"%s","ceiling":"%s","grpc_load":"%s","inprocess":"%s","results":"%s","duration":%s}' \
+	printf '{"sandscore":"%s","guests":"%s","python_guest":"%s","ort_lib":"%s","bench_models":"%s","azureml_venv":"%s","mlserver_venv":"%s","ceiling":"%s","native":"%s","grpc_load":"%s","inprocess":"%s","results":"%s","duration":%s}' \
 	  $(RELEASE)/sandscore $(GUESTS) $(BENCH_OUT)/bench_python.wasm $(ORT_LIB) $(BENCH_MODELS) $(CACHE)/bench-azureml $(CACHE)/bench-mlserver \
-	  $(RELEASE)/examples/ceiling $(RELEASE)/examples/grpc_load $(BENCH_OUT)/inprocess.jsonl $(BENCH_OUT)/results.json $(BENCH_SECONDS) > $(BENCH_OUT)/config.json
+	  $(RELEASE)/examples/ceiling $(RELEASE)/examples/native_server $(RELEASE)/examples/grpc_load $(BENCH_OUT)/inprocess.jsonl $(BENCH_OUT)/results.json $(BENCH_SECONDS) > $(BENCH_OUT)/config.json
 	$(CACHE)/bench-azureml/bin/python bench/run.py $(BENCH_OUT)/config.json

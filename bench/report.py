@@ -84,7 +84,10 @@ def main():
              ("sandscore /score (Python module)", "Azure ML server, same score.py natively (WORKER_COUNT=2)"),
              ("sandscore /score (Python module)", "sandscore /score (module)"),
              ("sandscore /score (Python runtime)", "Azure ML server, same score.py natively (WORKER_COUNT=2)"),
-             ("sandscore /score (Python runtime)", "sandscore /score (Python module)")]
+             ("sandscore /score (Python runtime)", "sandscore /score (Python module)"),
+             ("sandscore V2 infer (no module)", "plain native server (serde_json + ort)"),
+             ("sandscore /score (module)", "plain native server (serde_json + ort)"),
+             ("sandscore V2 infer, dynamic batching (no module)", "plain native server (serde_json + ort)")]
     for ours, peer in pairs:
         for model in ["mlp", "large"]:
             for c in [1, 16]:

@@ -5,7 +5,9 @@ Starts each server itself (sandscore /score through a Rust module and
 through the same work as a Python score.py, both as a componentize-py
 component and run as it is by the Python runtime (and its memory per warm
 worker, and a container's start, with an unchanged numpy script), sandscore
-V2 with no module, the
+V2 with no module (and with dynamic batching of the large model), a
+plain native Rust server (hyper + serde_json + ort, no sandbox: the
+floor), the
 Azure ML inference server with default workers and with WORKER_COUNT=2, and
 running that same score.py natively, Seldon MLServer, a bare hyper server as
 the HTTP ceiling; V2 as JSON, as Triton's binary tensor data, and over gRPC
@@ -261,6 +263,11 @@ def main():
         cmd = [str(ml_venv / "bin" / "mlserver"), "start", str(work)]
         return Server(name, cmd, {}, f"http://127.0.0.1:{port}/v2/models/mlp/infer", v2_body("mlp"), cwd=str(work))
 
+    def native_server():
+        port = free_port()
+        return Server("plain native server", [CFG["native"], str(port), str(bench_models), CFG["ort_lib"]], {},
+                      f"http://127.0.0.1:{port}/v2/models/mlp/infer", v2_body("mlp"))
+
     def ceiling_server():
         port = free_port()
         return Server("hyper ceiling", [CFG["ceiling"], str(port)], {}, f"http://127.0.0.1:{port}/", "{}")
@@ -386,6 +393,21 @@ def main():
     load(s, "sandscore V2 infer (no module)", lambda m: f"{base}/v2/models/{m}/infer", v2_body, FEATURES)
     load(s, "sandscore V2 infer, binary tensors (no module)", lambda m: f"{base}/v2/models/{m}/infer", v2_binary_body, FEATURES)
     load(s, "sandscore V2 gRPC (no module)", None, None, FEATURES, grpc=f"127.0.0.1:{grpc_port}")
+    s.stop()
+    # Dynamic batching of the large model (flag form; 500 µs window, as many
+    # batches at once as cores): one row per request still, stacked inside.
+    port = free_port()
+    cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0",
+           "--model-dir", str(bench_models), "--workers", "2", "--cache-dir", str(cache),
+           "--dynamic-batching", "large=32", *root_flag]
+    s = Server("sandscore-batched", cmd, common_env, f"http://127.0.0.1:{port}/v2/models/large/infer", v2_body("large"))
+    s.start()
+    load(s, "sandscore V2 infer, dynamic batching (no module)", lambda m: f"http://127.0.0.1:{port}/v2/models/{m}/infer", v2_body, ["large"])
+    s.stop()
+    s = native_server()
+    s.start()
+    base = s.url.split("/v2/")[0]
+    load(s, "plain native server (serde_json + ort)", lambda m: f"{base}/v2/models/{m}/infer", v2_body, FEATURES)
     s.stop()
     for workers, label in [(None, "Azure ML server (default workers)"), (2, "Azure ML server (WORKER_COUNT=2)")]:
         for model in FEATURES:
