@@ -34,6 +34,9 @@ def find(rows, **kw):
     return None
 
 
+DURATION_NOTE = "each round: a warm-up, then the load run"
+
+
 def main():
     res = json.loads(Path(sys.argv[1]).read_text())
     docs = Path(sys.argv[2])
@@ -98,6 +101,18 @@ def main():
         a, b = find(http, server="sandscore /score (module)", model="mlp", concurrency=c), find(http, server="bare hyper (ceiling)", concurrency=c)
         if a and b:
             lines.append(f"| sandscore /score / bare hyper ceiling | mlp | {c} | {a['rps'] / b['rps']:.2f}× | {a['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms |")
+    floor = res.get("floor", [])
+    if floor:
+        lines += ["", "### Against the plain native server (alternating rounds)", "",
+                  "The plain native server (`runtime/examples/native_server.rs`: hyper, serde_json into typed structs, "
+                  "ONNX Runtime through `ort`, two sessions, no sandbox) and sandscore's paths, one after another for "
+                  f"three rounds at 16 connections; the median of each. ({DURATION_NOTE})", "",
+                  "| server | model | req/s | p99 | / native | p99 / native's |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for r in floor:
+            n = find(floor, server="plain native server (serde_json + ort)", model=r["model"])
+            ratio = f"{r['rps'] / n['rps']:.2f}×" if n and n["rps"] > 0 else "-"
+            p99 = f"{r['p99_ms'] / n['p99_ms']:.2f}×" if n and n["p99_ms"] > 0 else "-"
+            lines.append(f"| {r['server']} | {r['model']} | {r['rps']:.0f} | {r['p99_ms']:.2f} ms | {ratio} | {p99} |")
     lines += ["", "![throughput and p99 per server](benchmarks.png)", "", "## Cold start", "",
               "Process exec → first successful score of the small model, median of several runs. sandscore and the "
               "Azure ML server load the small model only; MLServer loads both models of its repository.", "",

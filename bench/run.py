@@ -436,6 +436,43 @@ def main():
     load(s, "bare hyper (ceiling)", lambda m: s.url, lambda m: "{}", ["mlp"])
     s.stop()
 
+    # The floor, alternating: the plain native server and sandscore's
+    # paths against it, one after another, three rounds, at 16 connections;
+    # the median of each, so a neighbour's burst moves one round, not a ratio.
+    def batched_server():
+        port = free_port()
+        cmd = [sandscore, "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0",
+               "--model-dir", str(bench_models), "--workers", "2", "--cache-dir", str(cache),
+               "--dynamic-batching", "large=32", *root_flag]
+        return Server("sandscore-batched", cmd, common_env, f"http://127.0.0.1:{port}/v2/models/large/infer", v2_body("large"))
+
+    def v2_path(server, model):
+        return f"{server.url.split('/v2/')[0]}/v2/models/{model}/infer"
+
+    floor_runs = [
+        ("plain native server (serde_json + ort)", native_server, "mlp", v2_path, v2_body),
+        ("sandscore V2 infer (no module)", lambda: sandscore_server("floor-v2", False, cache), "mlp", v2_path, v2_body),
+        ("sandscore /score (module)", lambda: sandscore_server("floor-score", True, cache), "mlp",
+         lambda s, m: s.url, score_body),
+        ("plain native server (serde_json + ort)", native_server, "large", v2_path, v2_body),
+        ("sandscore V2 infer, dynamic batching (no module)", batched_server, "large", v2_path, v2_body),
+    ]
+    rounds = {}
+    for _ in range(3):
+        for label, make, model, url_of, body_for in floor_runs:
+            s = make()
+            s.start()
+            url = url_of(s, model)
+            wrk(url, body_for(model), 16, WARMUP)
+            r = wrk(url, body_for(model), 16, DURATION)
+            s.stop()
+            rounds.setdefault((label, model), []).append(r)
+            print(f"floor {label:<44} {model:<6} {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:>8.2f} ms", flush=True)
+    results["floor"] = [{"server": label, "model": model, "concurrency": 16, "rounds": len(rs),
+                         "rps": statistics.median(r["rps"] for r in rs),
+                         "p99_ms": statistics.median(r["p99_ms"] for r in rs)}
+                        for (label, model), rs in rounds.items()]
+
     results["inprocess"] = [json.loads(l) for l in Path(CFG["inprocess"]).read_text().splitlines() if l.strip()]
     results["peer_versions"] = [peer_version(azure_venv, "azureml-inference-server-http"), peer_version(ml_venv, "mlserver"),
                                 peer_version(azure_venv, "onnxruntime") + " (Python, in both peers)"]
