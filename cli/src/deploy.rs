@@ -169,7 +169,11 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<()> {
 }
 
 pub fn endpoints() -> anyhow::Result<()> {
-    for record in store::list() {
+    let records = store::list();
+    if records.is_empty() {
+        eprintln!("no endpoints deployed (`sandscore deploy` makes one)");
+    }
+    for record in records {
         let e = Endpoint { record };
         let r = &e.record;
         println!(
@@ -239,5 +243,6 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
 
 pub fn delete(args: NameArg) -> anyhow::Result<()> {
     Endpoint::get(&args.name)?.delete()?;
+    eprintln!("deleted {}", args.name);
     Ok(())
 }

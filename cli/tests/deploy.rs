@@ -60,6 +60,7 @@ fn deploy_list_invoke_logs_delete() {
     let pid = record["pid"].as_u64().unwrap();
     let out = fx.run(&["delete", "mlp-demo"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("deleted mlp-demo"), "{}", text(&out));
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists()
             || std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -115,9 +116,13 @@ fn broken_deployments_fail_with_their_reason_and_leave_nothing_running() {
         "{}",
         text(&out)
     );
-    // Nothing was recorded, so nothing can be running.
-    assert_eq!(
-        String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout).trim(),
-        ""
+    // Nothing was recorded, so nothing can be running, and `endpoints`
+    // says so.
+    let list = fx.run(&["endpoints"]);
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
+    assert!(
+        text(&list).contains("no endpoints deployed"),
+        "{}",
+        text(&list)
     );
 }

@@ -584,6 +584,10 @@ fn the_container_target_deploys_a_scaffolded_project() {
     let id = labelled("hello-model");
     assert!(!id.is_empty(), "no container labelled for the deployment");
     assert_eq!(
+        docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", &id]),
+        "unless-stopped"
+    );
+    assert_eq!(
         docker(&[
             "inspect",
             "-f",

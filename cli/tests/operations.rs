@@ -282,6 +282,17 @@ fn the_access_log_is_off_by_default_and_sampled_on_request_and_failures_are_logg
         .collect();
     // Made ids are distinct UUIDs (version 4 in form).
     assert_ne!(ids[0], ids[1]);
+    // Azure ML's headers: the request id as x-ms-request-id, the client's
+    // own id echoed.
+    let r = server.get_with_headers(
+        "/v2/health/live",
+        &[
+            ("x-request-id", "abc-1"),
+            ("x-ms-client-request-id", "client-7"),
+        ],
+    );
+    assert_eq!(r.header("x-ms-request-id"), Some("abc-1"));
+    assert_eq!(r.header("x-ms-client-request-id"), Some("client-7"));
     for id in &ids {
         let u = uuid_parts(id);
         assert!(u.len() == 5 && u[2].starts_with('4'), "{id}");

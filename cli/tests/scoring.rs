@@ -53,6 +53,29 @@ fn swagger_serves_the_openapi_document() {
             "{path} missing from /swagger.json"
         );
     }
+    // Every response object is OpenAPI's: a `description` string, or a
+    // `$ref` (an unquoted comma in YAML's flow style once split one).
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let methods = ["get", "put", "post", "delete", "patch", "head", "options"];
+        for (method, op) in item.as_object().expect("path item") {
+            if !methods.contains(&method.as_str()) {
+                continue;
+            }
+            for (status, r) in op["responses"].as_object().expect("responses") {
+                let keys: Vec<&String> = r.as_object().expect("a response").keys().collect();
+                assert!(
+                    r["description"].is_string() || r["$ref"].is_string(),
+                    "{method} {path} {status}: {r}"
+                );
+                assert!(
+                    keys.iter().all(
+                        |k| ["description", "$ref", "content", "headers"].contains(&k.as_str())
+                    ),
+                    "{method} {path} {status} has keys {keys:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

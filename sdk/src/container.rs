@@ -227,6 +227,9 @@ pub fn deploy(d: &Deployment, progress: &mut dyn FnMut(&str)) -> Result<Record, 
         container_name(d),
         "--label".into(),
         format!("io.sandscore.deployment={}", d.name),
+        // A crashed or rebooted host brings the endpoint back.
+        "--restart".into(),
+        "unless-stopped".into(),
         "-p".into(),
         publish,
         // gRPC on a free host port, recorded with the endpoint.

@@ -332,6 +332,15 @@ impl Server {
         Reply::from(r)
     }
 
+    /// GETs a path with extra headers.
+    pub fn get_with_headers(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut r = agent().get(self.url(path));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        Reply::from(r.call().expect("request"))
+    }
+
     /// GETs a path.
     pub fn get(&self, path: &str) -> Reply {
         Reply::from(agent().get(self.url(path)).call().expect("request"))

@@ -245,7 +245,8 @@ fn new_request_id() -> String {
 }
 
 /// Echoes `x-request-id` (or makes one, when the client's is missing or
-/// not made of [`crate::escape::is_safe_id`]'s characters), runs the
+/// not made of [`crate::escape::is_safe_id`]'s characters), also as Azure
+/// ML's `x-ms-request-id`, with `x-ms-client-request-id` echoed; runs the
 /// request inside a span that carries it, counts it, and logs it where
 /// `--access-log` says.
 async fn request_id(
@@ -265,6 +266,12 @@ async fn request_id(
         None => new_request_id(),
     };
     let header = HeaderValue::from_str(&id).ok();
+    // Azure ML's client id is echoed as its server does.
+    let client_id = req
+        .headers()
+        .get("x-ms-client-request-id")
+        .filter(|v| v.to_str().is_ok_and(crate::escape::is_safe_id))
+        .cloned();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     req.extensions_mut().insert(RequestId(id));
     // The route's own template is the label; unrouted paths are `other`.
@@ -300,7 +307,12 @@ async fn request_id(
         });
     }
     if let Some(v) = header {
+        // Azure ML's name for it, and the older one Triton and KServe use.
+        resp.headers_mut().insert("x-ms-request-id", v.clone());
         resp.headers_mut().insert("x-request-id", v);
+    }
+    if let Some(v) = client_id {
+        resp.headers_mut().insert("x-ms-client-request-id", v);
     }
     resp
 }
