@@ -39,6 +39,9 @@ pub struct DeployArgs {
     /// Write the manifests without `kubectl apply`.
     #[arg(long)]
     no_apply: bool,
+    /// Run the runtime as root anyway (validation and the local target).
+    #[arg(long, env = "SANDSCORE_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_root: bool,
 }
 
 #[derive(clap::Args)]
@@ -106,6 +109,11 @@ pub fn init(args: InitArgs) -> anyhow::Result<()> {
 }
 
 pub fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    if args.allow_root {
+        // SAFETY: set before any thread starts; the runtime processes this
+        // deployment starts read it as their own `--allow-root`.
+        unsafe { std::env::set_var("SANDSCORE_ALLOW_ROOT", "1") };
+    }
     let mut d = Deployment::from_file(&args.file)?;
     crate::python::deployment_packages(&mut d)?;
     let started = Instant::now();

@@ -126,3 +126,38 @@ fn broken_deployments_fail_with_their_reason_and_leave_nothing_running() {
         text(&list)
     );
 }
+
+#[test]
+fn deploy_takes_allow_root_as_the_runtime_does() {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        == 0;
+    if !root {
+        eprintln!("not root: the refusal this test checks cannot happen here");
+        return;
+    }
+    let fx = Fixture::new("deploy-root");
+    let file = fx.file(&toml("rooted", &guest("onnx_mlp"), &models(), ""));
+    let deploy = |extra: &[&str]| {
+        common::binary()
+            .args(["deploy", "-f", file.to_str().unwrap()])
+            .args(extra)
+            .env_remove("SANDSCORE_ALLOW_ROOT")
+            .env("SANDSCORE_STATE_DIR", &fx.state)
+            .output()
+            .expect("run deploy")
+    };
+    let refused = deploy(&[]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("--allow-root"),
+        "{}",
+        text(&refused)
+    );
+    let out = deploy(&["--allow-root"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = fx.run(&["delete", "rooted"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -638,9 +638,10 @@ fn the_container_target_deploys_a_scaffolded_project() {
         &exp["mlp"]["ort"]["probabilities"],
         1e-5,
     );
+    // The container's own log (the access log is off by default).
     let logs = fx.run(&["logs", "hello-model"]);
     assert!(
-        String::from_utf8_lossy(&logs.stdout).contains("path=/score"),
+        String::from_utf8_lossy(&logs.stdout).contains("module ready module=score"),
         "{}",
         text(&logs)
     );

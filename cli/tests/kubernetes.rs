@@ -75,6 +75,32 @@ fn manifests_are_valid_and_hardened() {
         text(&out)
     );
 
+    // Again with --no-apply: regenerated, not "exists".
+    let (again, _) = write(&fx, "mlp-k8s", &models(), "", "kubernetes");
+    assert!(again.status.success(), "{}", text(&again));
+    // Asked to apply where no cluster answers: written, and a failure.
+    let file = fx.file(&toml("mlp-apply", &guest("onnx_mlp"), &models(), ""));
+    let apply_dir = fx.dir.join("k8s/mlp-apply");
+    let applied = fx.run(&[
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--target",
+        "kubernetes",
+        "--out",
+        apply_dir.to_str().unwrap(),
+    ]);
+    if sandscore_sdk_cannot_apply() {
+        assert!(!applied.status.success(), "{}", text(&applied));
+        assert!(
+            text(&applied).contains("but not applied")
+                && text(&applied).contains("kubectl apply -f"),
+            "{}",
+            text(&applied)
+        );
+        assert!(apply_dir.join("deployment.yaml").is_file());
+    }
+
     let checked = validate(&[&dir]);
     let report = text(&checked);
     assert!(checked.status.success(), "{report}");
@@ -571,4 +597,13 @@ fn names_keys_and_images_a_cluster_would_refuse_are_refused_first() {
         String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout).trim(),
         ""
     );
+}
+
+/// Whether no cluster answers here (kubectl missing, or reaching none): as
+/// the SDK decides it.
+fn sandscore_sdk_cannot_apply() -> bool {
+    Command::new("kubectl")
+        .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
+        .output()
+        .map_or(true, |o| !o.status.success())
 }

@@ -538,8 +538,16 @@ pub fn deploy(
     apply: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Record, Option<String>), SdkError> {
-    if store::load(&d.name).is_ok() {
-        return Err(SdkError::Exists(d.name.clone()));
+    // Manifests written and never applied are regenerated; anything that
+    // runs must be deleted first.
+    if let Ok(r) = store::load(&d.name) {
+        let written_only = matches!(
+            r.placement,
+            Placement::Kubernetes { applied: false, .. } | Placement::Kserve { applied: false, .. }
+        );
+        if !written_only {
+            return Err(SdkError::Exists(d.name.clone()));
+        }
     }
     let m = manifests(d)?;
     progress("validating module and models");
@@ -560,6 +568,17 @@ pub fn deploy(
         Some("--no-apply".into())
     };
     let applied = why_not.is_none();
+    if apply && let Some(why) = &why_not {
+        let files: Vec<String> = applied_files(dir, flavour)
+            .iter()
+            .map(|f| format!("-f {}", f.display()))
+            .collect();
+        return Err(SdkError::NotApplied(format!(
+            "the manifests are written to {}, but not applied: {why}. Apply them with `kubectl apply {}`, or pass --no-apply to only write them",
+            dir.display(),
+            files.join(" ")
+        )));
+    }
     if applied {
         progress("kubectl apply");
         let files = applied_files(dir, flavour);

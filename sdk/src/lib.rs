@@ -93,4 +93,8 @@ pub enum SdkError {
     /// Building a Python `score.py` into a module failed; holds why.
     #[error("{0}")]
     Python(String),
+    /// Manifests were written but `kubectl apply` could not run; holds why
+    /// and what to do.
+    #[error("{0}")]
+    NotApplied(String),
 }
