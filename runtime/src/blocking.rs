@@ -81,8 +81,10 @@ impl Pace {
 }
 
 /// [`run`], in place when `pace` says work of `size` input bytes is short.
-/// Only for work that never blocks on the async runtime itself (native
-/// inference; not guest code).
+/// Only for work that never blocks on the async runtime itself and that a
+/// deadline stops from outside the runtime (ONNX Runtime's runs: a hostile
+/// input that makes one run long holds an async thread until its deadline
+/// at most, and the pace sends the next ones off-thread).
 pub async fn run_paced<R: Send + 'static>(
     pace: &std::sync::Arc<Pace>,
     size: usize,

@@ -628,6 +628,7 @@ impl Service {
         }
         let entry = self.entry(&request.model, request.version.as_deref())?;
         let (graph, pace) = (Arc::clone(&entry.graph), Arc::clone(&entry.pace));
+        let in_place = graph.stops_at_deadline();
         let inputs = request.inputs;
         // A batched model's own bounded queue admits it, and its answer is
         // awaited without a thread.
@@ -643,11 +644,15 @@ impl Service {
         *queued = waiting.elapsed();
         let deadline = Instant::now() + self.direct_timeout;
         let size = inputs.iter().map(|i| i.tensor.data.len()).sum();
-        crate::blocking::run_paced(&pace, size, move || run_direct(graph, inputs, deadline))
-            .await
-            .map_err(|e| {
-                ServiceError::new(ErrorKind::Internal, format!("inference thread failed: {e}"))
-            })?
+        let work = move || run_direct(graph, inputs, deadline);
+        let ran = if in_place {
+            crate::blocking::run_paced(&pace, size, work).await
+        } else {
+            crate::blocking::run(work).await
+        };
+        ran.map_err(|e| {
+            ServiceError::new(ErrorKind::Internal, format!("inference thread failed: {e}"))
+        })?
     }
 
     /// Loads (or reloads) `name` from the repository, where the model

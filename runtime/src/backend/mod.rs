@@ -208,6 +208,12 @@ pub trait Graph: Send + Sync {
         inputs: Vec<NamedTensor>,
         deadline: Option<Instant>,
     ) -> Result<Vec<NamedTensor>, BackendError>;
+    /// Whether `compute` stops at its deadline from outside the calling
+    /// thread whatever the inputs (ONNX Runtime's terminate flag, watched
+    /// by its own thread): only such work may run on an async thread.
+    fn stops_at_deadline(&self) -> bool {
+        false
+    }
     /// The batching in front of this graph, when its computes are batched
     /// (so an async caller can wait without holding a thread).
     fn batched(&self) -> Option<&batch::Batched> {

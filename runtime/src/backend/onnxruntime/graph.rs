@@ -5,10 +5,11 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use ort::session::{RunOptions, Session};
+use ort::session::Session;
 use ort::value::DynValue;
 
 use super::values::{describe, from_value, to_value};
+use super::watchdog::Watchdog;
 use super::{Device, Loaded, Source};
 use crate::backend::{BackendError, Graph, Signature, check_inputs};
 use crate::tensor::NamedTensor;
@@ -121,50 +122,6 @@ impl OrtGraph {
     }
 }
 
-/// Stops a run at its deadline through ORT's terminate flag: a timer on the
-/// async runtime the call came from (a request's), cancelled when the run
-/// ends first. Without a runtime (benchmarks, tools) there is no deadline.
-pub(super) struct Watchdog {
-    options: Arc<RunOptions>,
-    timer: Option<tokio::task::JoinHandle<()>>,
-    deadline: Instant,
-}
-
-impl Watchdog {
-    fn arm(deadline: Instant) -> Result<Self, BackendError> {
-        let options = Arc::new(
-            RunOptions::new().map_err(|e| BackendError::Runtime(format!("run options: {e}")))?,
-        );
-        let timer = tokio::runtime::Handle::try_current().ok().map(|rt| {
-            let flag = Arc::clone(&options);
-            rt.spawn(async move {
-                tokio::time::sleep_until(deadline.into()).await;
-                if let Err(e) = flag.terminate() {
-                    tracing::warn!("cannot stop an ONNX Runtime run at its deadline: {e}");
-                }
-            })
-        });
-        Ok(Watchdog {
-            options,
-            timer,
-            deadline,
-        })
-    }
-
-    /// Whether the run was (or would now be) stopped by the deadline.
-    fn fired(&self) -> bool {
-        self.timer.is_some() && Instant::now() >= self.deadline
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(timer) = self.timer.take() {
-            timer.abort();
-        }
-    }
-}
-
 fn run_session(
     session: &mut Session,
     values: Vec<(String, DynValue)>,
@@ -191,6 +148,10 @@ fn run_session(
 }
 
 impl Graph for OrtGraph {
+    fn stops_at_deadline(&self) -> bool {
+        true
+    }
+
     fn device(&self) -> String {
         match self.device {
             Device::Cpu => "cpu".into(),

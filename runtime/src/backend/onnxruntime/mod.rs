@@ -26,6 +26,7 @@ use crate::backend::formats::{self, Format};
 
 mod graph;
 mod values;
+mod watchdog;
 
 use graph::OrtGraph;
 
