@@ -19,7 +19,7 @@ use sandscore_runtime::service::{ModelControl, ServiceConfig};
 /// most 4, so requests × intra-op threads (1) fill the machine without
 /// oversubscribing it, and a Python script's ~200 MiB interpreters stay few.
 fn default_workers() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4) as u32)
+    sandscore_runtime::blocking::cpus(4) as u32
 }
 
 /// The module the images name by default (`AZUREML_ENTRY_SCRIPT`).

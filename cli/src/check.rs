@@ -152,7 +152,7 @@ fn report(args: &RuntimeArgs, service: &Service, started: Instant) -> CheckRepor
     let script = args
         .module
         .as_ref()
-        .filter(|m| m.extension().is_some_and(|e| e == "py"));
+        .filter(|m| sandscore_sdk::python::is_script(m));
     let runtime_files = match (script, args.python()) {
         (Some(path), Some(python)) => vec![
             Mount {

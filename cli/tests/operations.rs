@@ -293,6 +293,9 @@ fn the_access_log_is_off_by_default_and_sampled_on_request_and_failures_are_logg
     );
     assert_eq!(r.header("x-ms-request-id"), Some("abc-1"));
     assert_eq!(r.header("x-ms-client-request-id"), Some("client-7"));
+    // An id of other characters is not echoed into the answer's headers.
+    let r = server.get_with_headers("/v2/health/live", &[("x-ms-client-request-id", "a b<i>")]);
+    assert_eq!(r.header("x-ms-client-request-id"), None);
     for id in &ids {
         let u = uuid_parts(id);
         assert!(u.len() == 5 && u[2].starts_with('4'), "{id}");

@@ -35,11 +35,18 @@ pub async fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R
     }
 }
 
+/// The CPUs this process may use (its affinity and cgroup quota, as the
+/// standard library reads them), at most `most`: the default count of
+/// workers and of batches running at once, one per core.
+pub fn cpus(most: usize) -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(most))
+}
+
 /// Work measured shorter than this runs on the async thread.
 pub const INLINE_BELOW: Duration = Duration::from_micros(100);
 
-/// What one kind of work (a model's inference, a module's call) has cost
-/// lately: a moving average of its time and of its input size.
+/// What one kind of work (a model's inference) has cost lately: a moving
+/// average of its time and of its input size.
 #[derive(Debug)]
 pub struct Pace {
     /// Nanoseconds; `u64::MAX` until measured.

@@ -628,7 +628,6 @@ impl Service {
         }
         let entry = self.entry(&request.model, request.version.as_deref())?;
         let (graph, pace) = (Arc::clone(&entry.graph), Arc::clone(&entry.pace));
-        let in_place = graph.stops_at_deadline();
         let inputs = request.inputs;
         // A batched model's own bounded queue admits it, and its answer is
         // awaited without a thread.
@@ -644,6 +643,7 @@ impl Service {
         *queued = waiting.elapsed();
         let deadline = Instant::now() + self.direct_timeout;
         let size = inputs.iter().map(|i| i.tensor.data.len()).sum();
+        let in_place = graph.stops_at_deadline();
         let work = move || run_direct(graph, inputs, deadline);
         let ran = if in_place {
             crate::blocking::run_paced(&pace, size, work).await

@@ -29,7 +29,7 @@ pub const MAX_BATCH_SIZE: usize = 1024;
 /// CPU this process may use, at most 4 (each backend call uses one intra-op
 /// thread by default).
 fn default_instances() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    crate::blocking::cpus(4)
 }
 
 /// How a model batches.
@@ -513,31 +513,62 @@ fn row_ranges(t: &Tensor, rows: usize) -> Result<Vec<usize>, BackendError> {
             // BYTES: each element a 4-byte length and its bytes.
             debug_assert_eq!(t.ty, TensorType::Bytes);
             let per_row: usize = t.shape[1..].iter().map(|&d| d as usize).product();
-            let mut offsets = vec![0];
-            let (mut at, mut seen) = (0usize, 0usize);
-            while at < t.data.len() {
-                let len = t
-                    .data
-                    .get(at..at + 4)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map(u32::from_le_bytes)
-                    .ok_or_else(bad)? as usize;
-                at = at
-                    .checked_add(4 + len)
-                    .filter(|a| *a <= t.data.len())
-                    .ok_or_else(bad)?;
-                seen += 1;
-                if per_row > 0 && seen % per_row == 0 {
-                    offsets.push(at);
-                }
-            }
             if per_row == 0 {
-                offsets = vec![0; rows + 1];
+                return Ok(vec![0; rows + 1]);
             }
-            if offsets.len() != rows + 1 {
+            let elements = crate::tensor::bytes_elements(&t.data).ok_or_else(bad)?;
+            if elements.len() != per_row * rows {
                 return Err(bad());
             }
+            let mut offsets = vec![0];
+            let mut at = 0;
+            for row in elements.chunks(per_row) {
+                at += row.iter().map(|e| 4 + e.len()).sum::<usize>();
+                offsets.push(at);
+            }
             Ok(offsets)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_tensor(rows: u32, per_row: u32, elements: &[&[u8]]) -> Tensor {
+        let mut data = Vec::new();
+        for e in elements {
+            crate::tensor::push_bytes_element(&mut data, e).expect("element");
+        }
+        Tensor::new(vec![rows, per_row], TensorType::Bytes, data).expect("tensor")
+    }
+
+    #[test]
+    fn rows_split_where_they_end() {
+        let f = Tensor::new(vec![3, 2], TensorType::Fp32, vec![0; 24]).expect("tensor");
+        assert_eq!(row_ranges(&f, 3).expect("fixed"), [0, 8, 16, 24]);
+        // BYTES rows of two elements: 4 + len bytes each.
+        let b = bytes_tensor(2, 2, &[b"a", b"bc", b"", b"def"]);
+        assert_eq!(row_ranges(&b, 2).expect("bytes"), [0, 11, 22]);
+        // Data that does not fill the rows (a backend's bad output) is refused.
+        let mut short = bytes_tensor(2, 2, &[b"a", b"bc", b"", b"def"]);
+        short.data.truncate(11);
+        assert!(row_ranges(&short, 2).is_err());
+    }
+
+    #[test]
+    fn settings_come_from_the_flag_within_bounds() {
+        let s = BatchSettings::parse("32/250").expect("settings");
+        assert_eq!(
+            (s.max_batch_size, s.delay),
+            (32, Duration::from_micros(250))
+        );
+        assert_eq!(
+            BatchSettings::parse("8").expect("settings").delay,
+            Duration::from_micros(500)
+        );
+        for bad in ["0", "2000", "8/2000000", "x"] {
+            assert!(BatchSettings::parse(bad).is_err(), "{bad}");
         }
     }
 }
