@@ -213,7 +213,11 @@ $(ORT_GPU)/.assembled: deps/onnxruntime-gpu.lock scripts/ort-gpu.sh
 gpu-check: all ort-gpu
 	PY=$(PY) images/gpu-check.sh pack
 
-demo: all
+# Only what the demo serves: the binary, ONNX Runtime, the onnx-mlp
+# guest and the generated models (the Python runtime, componentize-py and
+# the test guests wait for `make test`).
+demo: build ort wasm-target $(MODELS)/expected.json
+	cargo build --locked --profile guest --target wasm32-wasip2 -p onnx-mlp
 	scripts/demo.sh $(RELEASE)/sandscore $(GUESTS)/onnx_mlp.wasm $(MODELS) examples/onnx-mlp/request.json $(PORT)
 
 test: all k8s-venv client-venvs
@@ -253,7 +257,7 @@ images: all
 	images/engine.sh images/build.sh $(RELEASE)/sandscore $(RELEASE) $(IMAGES_OUT)
 
 test-images: images client-venvs
-	images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1
+	images/engine.sh cargo test --release --locked -p sandscore --test images --test pods --test registry -- --ignored --nocapture --test-threads 1
 
 # The heavy images (TensorFlow, TFLite, PyTorch, ONNX Runtime GPU).
 images-heavy: all tensorflow pytorch ort-gpu

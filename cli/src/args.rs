@@ -22,8 +22,54 @@ fn default_workers() -> u32 {
     sandscore_runtime::blocking::cpus(4) as u32
 }
 
+/// The runtime flags `version` reads: where the native libraries are.
+pub const VERSION_FLAGS: [&str; 6] = [
+    "ort_lib",
+    "xgboost_lib",
+    "tensorflow_lib",
+    "litert_lib",
+    "torch_lib",
+    "python_runtime",
+];
+/// The runtime flags that shape the engine code is compiled for, and
+/// where compiled code is cached: what `compile` and `build` read.
+pub const ENGINE_FLAGS: [&str; 7] = [
+    "python_runtime",
+    "memory_limit_mb",
+    "max_stack_kb",
+    "isolation",
+    "table_elements",
+    "cache_dir",
+    "no_cache",
+];
+/// `compile`'s own: the module.
+pub const COMPILE_FLAGS: [&str; 1] = ["module"];
+/// `build`'s own: the script's packages, and root.
+pub const BUILD_FLAGS: [&str; 3] = ["python_packages", "extra_packages", "allow_root"];
+
+/// For a command that reads only the `keep` lists of the runtime flags: hides the
+/// others from its help (they are still accepted, as their environment
+/// variables are), so `--help` lists what the command uses.
+pub fn show_only(keep: &'static [&'static [&'static str]]) -> impl FnMut(clap::Arg) -> clap::Arg {
+    let runtime: Vec<String> = <RuntimeArgs as clap::Args>::augment_args(clap::Command::new("r"))
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    move |a| {
+        let id = a.get_id().as_str();
+        if runtime.iter().any(|r| r == id) && !keep.iter().any(|k| k.contains(&id)) {
+            a.hide(true)
+        } else {
+            a
+        }
+    }
+}
+
 /// The module the images name by default (`AZUREML_ENTRY_SCRIPT`).
 pub const IMAGE_MODULE: &str = "/app/score.wasm";
+/// Modules looked for in the model directory when none is named (the
+/// "module ready" line says which one runs).
+const MODEL_DIR_MODULES: [&str; 2] = ["score.wasm", "score.py"];
 
 /// `--isolation`, as the library's [`Isolation`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -55,6 +101,11 @@ pub struct RuntimeArgs {
     /// the module opens with wasi-nn `load-by-name`.
     #[arg(long, env = "AZUREML_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
+
+    /// Another name the repository's one model answers to (KServe passes
+    /// the InferenceService's: `--model-name={{.Name}}`).
+    #[arg(long, env = "SANDSCORE_MODEL_NAME")]
+    pub model_name: Option<String>,
 
     /// Triton's model control mode: `none` (every model at start, fixed),
     /// `explicit` (the `--load-model` ones at start; clients load and
@@ -382,6 +433,7 @@ impl RuntimeArgs {
                 "poll" => ModelControl::Poll(Duration::from_secs(self.repository_poll_secs.max(1))),
                 _ => ModelControl::None,
             },
+            model_name: self.model_name.clone().filter(|n| !n.is_empty()),
         }
     }
 
@@ -433,6 +485,17 @@ impl RuntimeArgs {
             .is_some_and(|m| m.as_os_str().is_empty())
         {
             self.model_dir = None;
+        }
+        // KServe's storage initializer lays the storage out in the model
+        // directory: a module uploaded beside the models is found there.
+        if self.module.is_none()
+            && let Some(dir) = &self.model_dir
+            && let Some(found) = MODEL_DIR_MODULES
+                .iter()
+                .map(|m| dir.join(m))
+                .find(|m| m.is_file())
+        {
+            self.module = Some(found);
         }
     }
 

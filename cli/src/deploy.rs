@@ -39,6 +39,11 @@ pub struct DeployArgs {
     /// Write the manifests without `kubectl apply`.
     #[arg(long)]
     no_apply: bool,
+    /// Registry the cluster pulls the image from (`registry.example.com/team`),
+    /// overriding `[kubernetes] registry`; `sandscore images push` puts
+    /// the images there.
+    #[arg(long)]
+    registry: Option<String>,
     /// Run the runtime as root anyway (validation and the local target).
     #[arg(long, env = "SANDSCORE_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
     allow_root: bool,
@@ -80,29 +85,103 @@ pub struct InitArgs {
     /// Folder of the new project (its name names the crate and endpoint).
     dir: PathBuf,
     /// A model file to copy into the project's models/ (its stem is the
-    /// model's name).
+    /// model's name); its first input names the tensor and the features
+    /// per row.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// The model's input tensor name.
-    #[arg(long, default_value = "input")]
-    input: String,
-    /// Numbers per input row.
-    #[arg(long, default_value_t = 4)]
-    features: usize,
+    /// The model's input tensor name [default: the model's first input,
+    /// else `input`].
+    #[arg(long)]
+    input: Option<String>,
+    /// Numbers per input row [default: the model's first input's last
+    /// dimension, else 4].
+    #[arg(long)]
+    features: Option<usize>,
+}
+
+/// The first input of `model` as the runtime reads it: its name and the
+/// numbers per row of an FP32 `[rows, N]` tensor; `None` (with a warning)
+/// when it cannot be read or is not rows of numbers.
+fn model_input(model: &std::path::Path) -> Option<(String, usize)> {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        runtime: crate::args::RuntimeArgs,
+    }
+    use clap::Parser as _;
+    let dir = std::env::temp_dir().join(format!("sandscore-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).ok()?;
+    let name = model.file_name()?;
+    let read = (|| -> anyhow::Result<(String, Vec<sandscore_runtime::service::TensorSpec>)> {
+        std::fs::copy(model, dir.join(name))?;
+        let mut config = Defaults::parse_from(["sandscore"]).runtime.service_config();
+        config.module = None;
+        config.model_dir = Some(dir.clone());
+        config.sandbox.workers = 1;
+        let service = sandscore_runtime::service::Service::start(&config)?;
+        let names = service.model_names();
+        let first = names.first().context("no model in the file")?;
+        let info = service.model(first, None)?;
+        Ok((first.clone(), info.inputs))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    match read {
+        Ok((_, inputs)) => match inputs.first() {
+            Some(i) if i.datatype == "FP32" && i.shape.len() == 2 && i.shape[1] > 0 => {
+                Some((i.name.clone(), i.shape[1] as usize))
+            }
+            Some(i) => {
+                eprintln!(
+                    "warning: the model's first input '{}' is {} {:?}, not rows of FP32 numbers; src/lib.rs sends rows of FP32 (--input, --features) and needs adapting",
+                    i.name, i.datatype, i.shape
+                );
+                None
+            }
+            None => None,
+        },
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read the model's inputs ({e:#}); pass --input and --features"
+            );
+            None
+        }
+    }
 }
 
 pub fn init(args: InitArgs) -> anyhow::Result<()> {
+    let read = match (&args.model, &args.input, args.features) {
+        (Some(m), None, _) | (Some(m), _, None) => model_input(m),
+        _ => None,
+    };
+    let input = args
+        .input
+        .or_else(|| read.as_ref().map(|(n, _)| n.clone()))
+        .unwrap_or_else(|| "input".into());
+    let features = args
+        .features
+        .or(read.as_ref().map(|(_, f)| *f))
+        .unwrap_or(4);
     let written = scaffold::init(&scaffold::Options {
         dir: args.dir.clone(),
-        model_file: args.model,
-        input: args.input,
-        features: args.features,
+        model_file: args.model.clone(),
+        input: input.clone(),
+        features,
     })?;
     for f in &written {
         println!("  {}", args.dir.join(f).display());
     }
+    println!("model input: '{input}', {features} numbers per row");
+    let first = if args.model.is_none() {
+        format!(
+            "  cp YOUR_MODEL.onnx {}/models/model.onnx    # then set INPUT and FEATURES in src/lib.rs to its input (or rerun init with --model)\n",
+            args.dir.display()
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "next:\n  cd {}\n  cargo build --target wasm32-wasip2 --release\n  sandscore deploy            # or --target container",
+        "next:\n{first}  cd {}\n  cargo build --target wasm32-wasip2 --release\n  sandscore deploy            # or --target container",
         args.dir.display()
     );
     Ok(())
@@ -115,6 +194,9 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         unsafe { std::env::set_var("SANDSCORE_ALLOW_ROOT", "1") };
     }
     let mut d = Deployment::from_file(&args.file)?;
+    if let Some(r) = &args.registry {
+        d.kubernetes.registry = Some(r.clone());
+    }
     crate::python::deployment_packages(&mut d)?;
     let started = Instant::now();
     let mut progress =
@@ -147,8 +229,12 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let record = &deployed.record;
     match &record.placement {
         Placement::Kubernetes { manifests, applied } | Placement::Kserve { manifests, applied } => {
-            for f in kubernetes::FILES {
-                println!("  {}", manifests.join(f).display());
+            let flavour = record.placement.target();
+            for f in kubernetes::applied_files(manifests, flavour) {
+                println!("  {}", f.display());
+            }
+            for step in kubernetes::next_steps(&d, flavour)? {
+                eprintln!("warning: {step}");
             }
             if *applied {
                 eprintln!("applied; in the cluster: {}", record.url);
@@ -196,11 +282,12 @@ pub fn endpoints() -> anyhow::Result<()> {
 }
 
 pub fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
-    let body: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&args.data)
-            .with_context(|| format!("cannot read {}", args.data.display()))?,
-    )
-    .with_context(|| format!("{} is not JSON", args.data.display()))?;
+    let bytes = std::fs::read(&args.data)
+        .with_context(|| format!("cannot read {}", args.data.display()))?;
+    // Checked here, sent as it is: the answer is printed as the server
+    // wrote it, every digit its own.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+        .with_context(|| format!("{} is not JSON", args.data.display()))?;
     let endpoint = Endpoint::get(&args.name)?;
     if endpoint.record.placement.in_cluster() {
         bail!(
@@ -217,15 +304,11 @@ pub fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
                 endpoint.record.placement.target()
             );
         };
-        let text = serde_json::to_vec(&body)?;
-        println!("{}", crate::grpc_invoke::infer(addr, model, &text)?);
+        println!("{}", crate::grpc_invoke::infer(addr, model, &bytes)?);
         return Ok(());
     }
-    let answer = match &args.model {
-        Some(model) => endpoint.infer(model, &body)?,
-        None => endpoint.score(&body)?,
-    };
-    println!("{answer}");
+    let answer = endpoint.send(args.model.as_deref(), &bytes)?;
+    println!("{}", answer.trim_end());
     Ok(())
 }
 

@@ -7,10 +7,12 @@ mod args;
 mod check;
 mod deploy;
 mod grpc_invoke;
+mod images;
+mod logs;
 mod python;
 mod serve;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,7 +39,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub(crate) enum LogFormat {
     Plain,
     Json,
 }
@@ -51,12 +53,15 @@ enum Command {
     /// Validate a module against the scorer world and load every model.
     Check(check::CheckArgs),
     /// Print the versions of sandscore, wasmtime, the WIT world and backends.
+    #[command(mut_args(args::show_only(&[&args::VERSION_FLAGS])))]
     Version(RuntimeArgs),
     /// Precompile a module for this build's engine, so a server starts
     /// without compiling (the .cwasm is used when it sits beside the .wasm).
+    #[command(mut_args(args::show_only(&[&args::ENGINE_FLAGS, &args::COMPILE_FLAGS])))]
     Compile(CompileArgs),
     /// Build an Azure ML-style score.py (init() and run(raw_data), models
     /// through `import sandscore`) into a module, and precompile it.
+    #[command(mut_args(args::show_only(&[&args::ENGINE_FLAGS, &args::BUILD_FLAGS])))]
     Build(python::BuildArgs),
     /// Start a new scoring-module project (Cargo.toml, src/lib.rs, a sample
     /// request, a sandscore.toml).
@@ -67,6 +72,9 @@ enum Command {
     Deploy(deploy::DeployArgs),
     /// List deployed endpoints.
     Endpoints,
+    /// The prebuilt images: list them, push them to a registry.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
     /// Send a request to a deployed endpoint (/score, or a model's V2
     /// infer with --model) and print the answer.
     Invoke(deploy::InvokeArgs),
@@ -114,24 +122,6 @@ struct ScoreArgs {
     input: Option<PathBuf>,
 }
 
-fn init_logs(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // wasmtime-wasi's preview 1 calls are INFO spans: they would prefix
-        // every line a Python script prints.
-        tracing_subscriber::EnvFilter::new(format!(
-            "{default_level},ort=warn,wasmtime_wasi=warn,wiggle=warn"
-        ))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 /// Settings where an empty value means "none" (the images set them, and a
 /// deployment clears one with `-e NAME=`); clap would reject an empty value.
 const CLEARABLE_ENV: [&str; 2] = ["AZUREML_ENTRY_SCRIPT", "AZUREML_MODEL_DIR"];
@@ -162,6 +152,7 @@ fn main() -> ExitCode {
         | Command::Init(_)
         | Command::Deploy(_)
         | Command::Endpoints
+        | Command::Images(_)
         | Command::Invoke(_)
         | Command::Logs(_)
         | Command::Delete(_) => {}
@@ -192,7 +183,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(args) => {
-            init_logs(cli.log_format, "info");
+            logs::init(cli.log_format, "info");
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -200,16 +191,16 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(serve::run(args)))
         }
         Command::Score(args) => {
-            init_logs(cli.log_format, "warn");
+            logs::init(cli.log_format, "warn");
             score(args)
         }
         Command::Check(args) => {
-            init_logs(cli.log_format, "warn");
+            logs::init(cli.log_format, "warn");
             check::run(args)
         }
         Command::Version(args) => version(args),
         Command::NnWorker(args) => {
-            init_logs(cli.log_format, "warn");
+            logs::init(cli.log_format, "warn");
             configure(&args.backend_config())
                 .context("cannot set up the backends")
                 .and_then(|b| {
@@ -223,6 +214,7 @@ fn main() -> ExitCode {
         Command::Init(args) => deploy::init(args),
         Command::Deploy(args) => deploy::deploy(args),
         Command::Endpoints => deploy::endpoints(),
+        Command::Images(c) => images::run(c),
         Command::Invoke(args) => deploy::invoke(args),
         Command::Logs(args) => deploy::logs(args),
         Command::Delete(args) => deploy::delete(args),

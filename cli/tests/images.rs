@@ -348,6 +348,10 @@ fn every_image_serves_hardened_and_stops_cleanly() {
         };
         let (answer, took) = c.first_score(&request, started);
         check_answer(&image, &answer);
+        // A log that says what happened, without ONNX Runtime's telemetry
+        // notices (no CA bundle, no device id) in every container.
+        let logs = c.logs();
+        assert!(!logs.contains("telemetry"), "{logs}");
         println!(
             "{reference:<44} {:>4} MB, docker run to first score {:>6.0} ms",
             size >> 20,

@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use common::fixture::{Fixture, text, toml};
+use common::fixture::{Fixture, find, objects, text, toml};
 use common::{guest, models};
-use serde::Deserialize;
 use serde_json::Value;
 
 fn validate(paths: &[&Path]) -> Output {
@@ -25,20 +24,6 @@ fn validate(paths: &[&Path]) -> Output {
         .args(paths)
         .output()
         .expect("run the validator")
-}
-
-fn objects(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("manifest");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).expect("YAML"))
-        .collect()
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} in {objects:?}"))
 }
 
 /// `deploy --no-apply` of the deployment file `file` to `target`, writing
@@ -109,14 +94,26 @@ fn manifests_are_valid_and_hardened() {
         "ConfigMap/mlp-k8s-models",
         "Deployment/mlp-k8s",
         "Service/mlp-k8s",
-        "ServingRuntime/mlp-k8s-runtime",
-        "InferenceService/mlp-k8s",
     ] {
         assert!(
             report.contains(&format!("ok  {kind}")),
             "{kind} not validated:\n{report}"
         );
     }
+    // Only the Deployment target's files: `kubectl apply -f DIR` applies
+    // nothing of KServe's.
+    let mut written: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["configmaps.yaml", "deployment.yaml"]);
+    // Without a registry the image cannot be pulled: the tool says so.
+    assert!(
+        text(&out).contains("without a registry") && text(&out).contains("sandscore images push"),
+        "{}",
+        text(&out)
+    );
 
     let deployment = objects(&dir.join("deployment.yaml"));
     let pod = &find(&deployment, "Deployment")["spec"]["template"]["spec"];
@@ -174,27 +171,6 @@ fn manifests_are_valid_and_hardened() {
         std::fs::read(models().join("mlp.onnx")).unwrap()
     );
 
-    let kserve = objects(&dir.join("kserve.yaml"));
-    let runtime = find(&kserve, "ServingRuntime");
-    assert_eq!(
-        runtime["spec"]["protocolVersions"],
-        serde_json::json!(["v2", "grpc-v2"])
-    );
-    let grpc_env = runtime["spec"]["containers"][0]["env"]
-        .as_array()
-        .expect("env")
-        .iter()
-        .find(|e| e["name"] == "SANDSCORE_GRPC_PORT")
-        .expect("the runtime serves gRPC");
-    assert_eq!(grpc_env["value"], "8081");
-    assert_eq!(runtime["spec"]["supportedModelFormats"][0]["name"], "onnx");
-    let isvc = find(&kserve, "InferenceService");
-    assert_eq!(
-        isvc["spec"]["predictor"]["model"]["runtime"],
-        "mlp-k8s-runtime"
-    );
-    assert_eq!(isvc["spec"]["predictor"]["model"]["protocolVersion"], "v2");
-
     let listing = String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout).to_string();
     assert!(
         listing.contains("mlp-k8s") && listing.contains("written"),
@@ -211,8 +187,13 @@ fn manifests_are_valid_and_hardened() {
 #[test]
 fn the_validator_rejects_what_a_cluster_would() {
     let fx = Fixture::new("k8s-bad");
-    let (out, dir) = write(&fx, "broken", &models(), "", "kserve");
+    let (out, dir) = write(&fx, "broken", &models(), "", "kubernetes");
     assert!(out.status.success(), "{}", text(&out));
+    let (out, ks_dir) = write(&fx, "broken-ks", &models(), "", "kserve");
+    assert!(out.status.success(), "{}", text(&out));
+    for f in ["servingruntime.yaml", "inferenceservice.yaml"] {
+        std::fs::copy(ks_dir.join(f), dir.join(f)).unwrap();
+    }
     let cases = [
         (
             "deployment.yaml",
@@ -227,10 +208,16 @@ fn the_validator_rejects_what_a_cluster_would() {
             "replicas",
         ),
         (
-            "kserve.yaml",
+            "inferenceservice.yaml",
             "protocolVersion: v2",
             "protocolVersion: v2\n      modelFormatt: x",
             "modelFormatt",
+        ),
+        (
+            "servingruntime.yaml",
+            "multiModel: false",
+            "multiModel: nope",
+            "multiModel",
         ),
     ];
     for (file, from, to, named) in cases {
@@ -281,19 +268,188 @@ fn claims_and_storage_uris_replace_the_model_configmap() {
         Some("registry.example.com/sandscore/onnxruntime-cpu")
     );
     assert_eq!(pod["containers"][0]["resources"]["requests"]["cpu"], "500m");
-    let kserve = objects(&dir.join("kserve.yaml"));
-    let isvc = find(&kserve, "InferenceService");
+    assert!(
+        !text(&out).contains("without a registry"),
+        "a registry is set: {}",
+        text(&out)
+    );
+}
+
+/// The KServe target's three files for `name`: ConfigMaps (none when
+/// storage holds everything), the runtime, the InferenceService.
+fn kserve(
+    fx: &Fixture,
+    name: &str,
+    models: &Path,
+    extra: &str,
+) -> (Output, Vec<Value>, Value, Value) {
+    let (out, dir) = write(fx, name, models, extra, "kserve");
+    assert!(out.status.success(), "{}", text(&out));
+    let checked = validate(&[&dir]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert!(!dir.join("deployment.yaml").exists(), "only KServe's files");
+    let configmaps = if dir.join("configmaps.yaml").exists() {
+        objects(&dir.join("configmaps.yaml"))
+    } else {
+        Vec::new()
+    };
+    let runtime = objects(&dir.join("servingruntime.yaml"));
+    assert_eq!(runtime.len(), 1);
+    let isvc = objects(&dir.join("inferenceservice.yaml"));
+    assert_eq!(isvc.len(), 1);
+    (out, configmaps, runtime[0].clone(), isvc[0].clone())
+}
+
+fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+}
+
+#[test]
+fn kserve_shares_one_runtime_per_image_and_names_the_model_after_the_service() {
+    let fx = Fixture::new("k8s-kserve");
+    let (_, configmaps, runtime, isvc) = kserve(&fx, "winers", &models(), "");
+    // The runtime holds nothing of one deployment: a second deployment of
+    // the image writes the same object.
+    let (_, _, again, _) = kserve(&fx, "other", &models(), "[resources]\ncpu = \"2\"");
+    assert_eq!(runtime, again);
+    assert_eq!(runtime["kind"], "ClusterServingRuntime");
+    let name = runtime["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("sandscore-onnxruntime-cpu-"), "{name}");
+    assert!(runtime["metadata"].get("namespace").is_none());
+    let spec = &runtime["spec"];
+    assert_eq!(
+        spec["protocolVersions"],
+        serde_json::json!(["v2", "grpc-v2"])
+    );
+    assert_eq!(spec["supportedModelFormats"][0]["name"], "onnx");
+    let c = &spec["containers"][0];
+    assert_eq!(c["name"], "kserve-container");
+    assert_eq!(
+        c["args"],
+        serde_json::json!(["serve", "--model-name={{.Name}}"])
+    );
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/v2/health/ready");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/v2/health/live");
+    assert_eq!(env_value(c, "SANDSCORE_GRPC_PORT"), Some("8081"));
+    assert_eq!(env_value(c, "AZUREML_MODEL_DIR"), Some("/mnt/models"));
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert!(
+        spec.get("volumes")
+            .unwrap()
+            .to_string()
+            .contains("emptyDir"),
+        "only the scratch volume: {spec}"
+    );
+    // The InferenceService carries what is its own: the module and models
+    // as ConfigMaps (no storage named), mounted where KServe puts storage.
+    let model = &isvc["spec"]["predictor"]["model"];
+    assert_eq!(model["runtime"], name);
+    assert_eq!(model["protocolVersion"], "v2");
+    assert!(model.get("storageUri").is_none());
+    assert_eq!(
+        env_value(model, "AZUREML_ENTRY_SCRIPT"),
+        Some("/app/score.wasm")
+    );
+    let mounts = model["volumeMounts"].to_string();
+    assert!(
+        mounts.contains("/mnt/models") && mounts.contains("/app"),
+        "{mounts}"
+    );
+    assert!(
+        model["args"]
+            .as_array()
+            .unwrap()
+            .windows(2)
+            .any(|w| w[0] == "--workers" && w[1] == "2"),
+        "{model}"
+    );
+    let names: Vec<&str> = configmaps
+        .iter()
+        .map(|c| c["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["winers-module", "winers-models"]);
+}
+
+#[test]
+fn kserve_storage_holds_module_and_models_and_is_never_a_configmap() {
+    let fx = Fixture::new("k8s-kserve-storage");
+    // A model too big for a ConfigMap is fine when storage holds it.
+    let big = fx.dir.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::copy(models().join("mlp.onnx"), big.join("mlp.onnx")).unwrap();
+    std::fs::write(big.join("notes.txt"), vec![b'x'; 1_600_000]).unwrap();
+    let (out, configmaps, runtime, isvc) = kserve(
+        &fx,
+        "stored",
+        &big,
+        "[kubernetes]\nstorage_uri = \"s3://bucket/stored\"\nregistry = \"registry.example.com:5000/team\"",
+    );
+    assert!(configmaps.is_empty(), "{configmaps:?}");
+    let model = &isvc["spec"]["predictor"]["model"];
+    assert_eq!(model["storageUri"], "s3://bucket/stored");
+    assert!(isvc["spec"]["predictor"].get("volumes").is_none(), "{isvc}");
+    assert_eq!(
+        env_value(model, "AZUREML_ENTRY_SCRIPT"),
+        Some("/mnt/models/onnx_mlp.wasm")
+    );
+    assert!(
+        runtime["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("registry.example.com:5000/team/sandscore/onnxruntime-cpu:"),
+        "{runtime}"
+    );
+    // What the storage must hold is said.
+    assert!(
+        text(&out).contains("s3://bucket/stored must hold") && text(&out).contains("onnx_mlp.wasm"),
+        "{}",
+        text(&out)
+    );
+    // A claim is KServe storage too: pvc://CLAIM.
+    let (_, configmaps, _, isvc) = kserve(
+        &fx,
+        "claimed",
+        &models(),
+        "[kubernetes]\nmodel_claim = \"models-pvc\"",
+    );
+    assert!(configmaps.is_empty());
     assert_eq!(
         isvc["spec"]["predictor"]["model"]["storageUri"],
-        "pvc://models-pvc/mlp"
+        "pvc://models-pvc"
     );
-    let env = &find(&kserve, "ServingRuntime")["spec"]["containers"][0]["env"];
+    // --registry on the command line wins over the file.
+    let file = fx.file(&toml(
+        "flagged",
+        &guest("onnx_mlp"),
+        &models(),
+        "[kubernetes]\nregistry = \"a.example/\"",
+    ));
+    let dir = fx.dir.join("k8s/flagged");
+    let out = fx.run(&[
+        "deploy",
+        "-f",
+        file.to_str().unwrap(),
+        "--target",
+        "kserve",
+        "--out",
+        dir.to_str().unwrap(),
+        "--no-apply",
+        "--registry",
+        "b.example",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let runtime = &objects(&dir.join("servingruntime.yaml"))[0];
     assert!(
-        env.as_array()
+        runtime["spec"]["containers"][0]["image"]
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|e| e["name"] == "AZUREML_MODEL_DIR" && e["value"] == "/mnt/models"),
-        "{env}"
+            .starts_with("b.example/sandscore/"),
+        "{runtime}"
     );
 }
 
@@ -339,10 +495,17 @@ fn gpu_models_ask_the_cluster_for_a_gpu_and_run_the_gpu_image() {
         !args.contains(&"--gpu-fallback"),
         "the check's CPU fallback must not reach the cluster: {args:?}"
     );
-    let kserve = objects(&dir.join("kserve.yaml"));
-    let runtime = &find(&kserve, "ServingRuntime")["spec"]["containers"][0];
+    let (_, _, runtime, isvc) = kserve(&fx, "ongpu-ks", &models(), "[devices]\nmlp = \"gpu\"");
+    let model = &isvc["spec"]["predictor"]["model"];
     assert_eq!(
-        runtime["resources"]["limits"]["nvidia.com/gpu"], "1",
+        model["resources"]["limits"]["nvidia.com/gpu"], "1",
+        "{model}"
+    );
+    assert!(
+        runtime["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("sandscore/onnxruntime-gpu:"),
         "{runtime}"
     );
 

@@ -81,6 +81,23 @@ fn init_build_deploy_invoke_logs_delete() {
         .and_then(|o| o.iter().find(|t| t["name"] == "probabilities"))
         .expect("probabilities output");
     assert_close(&probs["data"], &exp["mlp"]["ort"]["probabilities"], 1e-5);
+    // Every digit as the server wrote it: the same request sent directly
+    // answers the same bytes.
+    let url = String::from_utf8_lossy(&fx.run(&["endpoints"]).stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("the endpoint's URL")
+        .to_string();
+    let mut direct = common::agent()
+        .post(format!("{url}/v2/models/mlp/infer"))
+        .header("content-type", "application/json")
+        .send(std::fs::read(&v2).unwrap())
+        .expect("direct infer");
+    let direct = direct.body_mut().read_to_string().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        direct.trim_end()
+    );
 
     let logs = fx.run(&["logs", "hello-model"]);
     let log = String::from_utf8_lossy(&logs.stdout).to_string();
@@ -145,4 +162,17 @@ fn init_takes_only_plain_names_and_picks_the_image_by_model() {
     assert!(out.status.success(), "{}", text(&out));
     let toml = std::fs::read_to_string(project.join("sandscore.toml")).unwrap();
     assert!(toml.contains("image = \"xgboost-cpu\""), "{toml}");
+    // The booster's four features, read from the model.
+    assert!(text(&out).contains("4 numbers per row"), "{}", text(&out));
+    let lib = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
+    assert!(lib.contains("const FEATURES: usize = 4;"), "{lib}");
+    // Without a model, the first step puts one where src/lib.rs looks.
+    let bare = fx.dir.join("bare");
+    let out = fx.run(&["init", bare.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{}/models/model.onnx", bare.display())),
+        "{}",
+        text(&out)
+    );
 }

@@ -76,6 +76,32 @@ fn swagger_serves_the_openapi_document() {
             }
         }
     }
+    // Each loaded model has its own path, whose schema names its tensors.
+    let request = &doc["components"]["schemas"]["mlp.InferRequest"];
+    let input = &request["properties"]["inputs"]["items"]["oneOf"][0]["properties"];
+    assert_eq!(input["name"]["enum"], json!(["input"]), "{request}");
+    assert_eq!(input["datatype"]["enum"], json!(["FP32"]), "{request}");
+    assert_eq!(input["shape"]["minItems"], 2, "{request}");
+    assert!(doc["paths"].get("/v2/models/mlp/infer").is_some());
+    // And the whole document is valid OpenAPI, by openapi-spec-validator.
+    let python = std::env::var_os("SANDSCORE_K8S_PYTHON").expect("run with `make test`");
+    let file = std::env::temp_dir().join(format!("swagger-{}.json", std::process::id()));
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint('valid')",
+        ])
+        .arg(&file)
+        .output()
+        .expect("python");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -51,6 +51,10 @@ pub struct ServiceConfig {
     pub backends: BackendConfig,
     /// Whether models may be loaded and unloaded while serving.
     pub model_control: ModelControl,
+    /// A name the repository's one model also answers to: KServe's
+    /// InferenceService name (`--model-name={{.Name}}`), so clients call
+    /// the model what they called the service.
+    pub model_name: Option<String>,
 }
 
 /// Triton's model control modes.
@@ -368,7 +372,7 @@ impl Service {
             });
             (models, compiled)
         });
-        let models = Arc::new(models?);
+        let models = Arc::new(models?.with_alias(config.model_name.clone()));
         if let (ModelControl::Poll(every), Some(_)) = (&config.model_control, &config.model_dir) {
             poll(Arc::downgrade(&models), *every);
         }
@@ -498,8 +502,12 @@ impl Service {
 
     /// `model` at `version` (any, when `None`), or why not.
     pub fn model(&self, name: &str, version: Option<&str>) -> Result<ModelInfo, ServiceError> {
-        self.entry(name, version)
-            .map(|e| ModelInfo::of(&e, self.models.versions(name)))
+        self.entry(name, version).map(|e| {
+            let mut info = ModelInfo::of(&e, self.models.versions(name));
+            // Asked by its alias, it answers by it.
+            info.name = name.to_string();
+            info
+        })
     }
 
     fn entry(&self, name: &str, version: Option<&str>) -> Result<Arc<ModelEntry>, ServiceError> {

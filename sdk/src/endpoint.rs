@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::SdkError;
-use crate::http::{post, ready};
+use crate::http::{post, post_bytes, ready};
 use crate::store::{self, Record};
 use crate::target;
 
@@ -34,6 +34,16 @@ impl Endpoint {
             &format!("{}/v2/models/{model}/infer", self.record.url),
             body,
         )
+    }
+
+    /// Sends a JSON body as it is to `/score`, or to `model`'s V2 infer,
+    /// and returns the answer's text exactly as the server sent it.
+    pub fn send(&self, model: Option<&str>, body: &[u8]) -> Result<String, SdkError> {
+        let url = match model {
+            Some(m) => format!("{}/v2/models/{m}/infer", self.record.url),
+            None => format!("{}/score", self.record.url),
+        };
+        post_bytes(&url, body)
     }
 
     /// Whether `/v2/health/ready` answers 200.

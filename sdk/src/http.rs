@@ -16,10 +16,18 @@ pub(crate) fn agent() -> ureq::Agent {
 }
 
 pub(crate) fn post(url: &str, body: &Value) -> Result<Value, SdkError> {
+    let text = post_bytes(url, body.to_string().as_bytes())?;
+    serde_json::from_str(&text)
+        .map_err(|e| SdkError::Http(format!("POST {url}: not JSON ({e}): {text}")))
+}
+
+/// POSTs a JSON body as it is and returns the answer's text as the server
+/// sent it (no number reprinted).
+pub(crate) fn post_bytes(url: &str, body: &[u8]) -> Result<String, SdkError> {
     let mut r = agent()
         .post(url)
         .header("content-type", "application/json")
-        .send(body.to_string())
+        .send(body)
         .map_err(|e| SdkError::Http(format!("POST {url}: {e}")))?;
     let status = r.status().as_u16();
     let text = r
@@ -31,8 +39,7 @@ pub(crate) fn post(url: &str, body: &Value) -> Result<Value, SdkError> {
             "POST {url} answered {status}: {text}"
         )));
     }
-    serde_json::from_str(&text)
-        .map_err(|e| SdkError::Http(format!("POST {url}: not JSON ({e}): {text}")))
+    Ok(text)
 }
 
 /// Whether `{url}/v2/health/ready` answers 200.

@@ -1,12 +1,15 @@
 //! The Kubernetes and KServe targets: manifests written to a folder, and
 //! applied with `kubectl` when it is installed. Writing them needs nothing:
-//! the folder is what a GitOps repository or a CI job would take.
+//! the folder is what a GitOps repository or a CI job would take. Each
+//! target writes only its own files:
 //!
-//! - `configmaps.yaml`: the module (and the models, when no claim holds them)
-//! - `deployment.yaml`: a hardened Deployment (non-root, read-only root,
-//!   no capabilities, probes on the health routes) and its Service
-//! - `kserve.yaml`: a `ServingRuntime` for the image and an
-//!   `InferenceService` speaking the V2 protocol
+//! - `kubernetes`: `configmaps.yaml` (the module, and the models when no
+//!   claim holds them) and `deployment.yaml` (a hardened Deployment:
+//!   non-root, read-only root, no capabilities, probes on the health
+//!   routes; and its Service)
+//! - `kserve` ([`crate::kserve`]): `servingruntime.yaml` (one reusable
+//!   runtime per image), `inferenceservice.yaml`, and `configmaps.yaml`
+//!   only when no storage holds module and models
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,27 +30,25 @@ const CONFIGMAP_BYTES: u64 = 750_000;
 const PORT: u16 = 5001;
 const GRPC_PORT: u16 = 8001;
 /// Where a script's packages folder is mounted in the pod.
-const PACKAGES_PATH: &str = "/python-packages";
-const KSERVE_PORT: u16 = 8080;
-/// KServe's port for a runtime's gRPC (named `h2c` where an
-/// InferenceService exposes it).
-const KSERVE_GRPC_PORT: u16 = 8081;
+pub(crate) const PACKAGES_PATH: &str = "/python-packages";
 
-/// The files written, in apply order.
-pub const FILES: [&str; 3] = ["configmaps.yaml", "deployment.yaml", "kserve.yaml"];
-
-/// The objects of each file, for `deployment` run from `image`.
-pub struct Manifests {
-    /// Objects of `configmaps.yaml`: ConfigMaps of the module and (unless a
-    /// claim holds them) the models.
-    pub configmaps: Vec<Value>,
-    /// Objects of `deployment.yaml`: the Deployment and its Service.
-    pub deployment: Vec<Value>,
-    /// Objects of `kserve.yaml`: the `ServingRuntime` and `InferenceService`.
-    pub kserve: Vec<Value>,
+/// The files a target may write, in apply order.
+pub fn files(flavour: &str) -> &'static [&'static str] {
+    if flavour == "kserve" {
+        &crate::kserve::FILES
+    } else {
+        &FILES
+    }
 }
 
-fn labels(d: &Deployment) -> Value {
+/// The Deployment target's files, in apply order.
+const FILES: [&str; 2] = ["configmaps.yaml", "deployment.yaml"];
+
+/// Each file's objects, in apply order; a file without objects is not
+/// written (an empty one would make `kubectl apply -f` fail).
+pub type Manifests = Vec<(&'static str, Vec<Value>)>;
+
+pub(crate) fn labels(d: &Deployment) -> Value {
     json!({
         "app.kubernetes.io/name": "sandscore",
         "app.kubernetes.io/instance": d.name,
@@ -55,7 +56,7 @@ fn labels(d: &Deployment) -> Value {
     })
 }
 
-fn metadata(d: &Deployment, name: &str) -> Value {
+pub(crate) fn metadata(d: &Deployment, name: &str) -> Value {
     let mut m = json!({ "name": name, "labels": labels(d) });
     if let Some(ns) = &d.kubernetes.namespace {
         m["namespace"] = json!(ns);
@@ -64,7 +65,7 @@ fn metadata(d: &Deployment, name: &str) -> Value {
 }
 
 /// Files under `dir`, relative paths in a stable order.
-fn files(dir: &Path) -> Result<Vec<PathBuf>, SdkError> {
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>, SdkError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -83,7 +84,7 @@ fn files(dir: &Path) -> Result<Vec<PathBuf>, SdkError> {
     Ok(out)
 }
 
-fn binary_configmap(
+pub(crate) fn binary_configmap(
     d: &Deployment,
     name: &str,
     entries: &[(String, PathBuf)],
@@ -108,7 +109,7 @@ fn binary_configmap(
 /// A ConfigMap of every file under `dir` (each keyed by its relative path)
 /// and the volume that lays them out again as they were; `what` names the
 /// folder in errors.
-fn folder_configmap(
+pub(crate) fn folder_configmap(
     d: &Deployment,
     name: &str,
     volume: &str,
@@ -116,7 +117,7 @@ fn folder_configmap(
     what: &str,
 ) -> Result<(Value, Value), SdkError> {
     // Byte code is the interpreter's cache, not the deployment's.
-    let rels: Vec<PathBuf> = files(dir)?
+    let rels: Vec<PathBuf> = files_under(dir)?
         .into_iter()
         .filter(|r| !r.components().any(|c| c.as_os_str() == "__pycache__"))
         .collect();
@@ -173,7 +174,7 @@ fn key(rel: &Path) -> String {
         .collect()
 }
 
-fn security_context() -> Value {
+pub(crate) fn security_context() -> Value {
     json!({
         "allowPrivilegeEscalation": false,
         "readOnlyRootFilesystem": true,
@@ -187,7 +188,7 @@ fn security_context() -> Value {
 
 /// Requests equal to limits (Guaranteed QoS); GPUs as the NVIDIA device
 /// plugin's extended resource.
-fn resources(d: &Deployment) -> Value {
+pub(crate) fn resources(d: &Deployment) -> Value {
     let mut r = json!({ "cpu": d.resources.cpu, "memory": d.resources.memory });
     if d.gpus() > 0 {
         r["nvidia.com/gpu"] = json!(d.gpus().to_string());
@@ -195,22 +196,49 @@ fn resources(d: &Deployment) -> Value {
     json!({ "requests": r, "limits": r })
 }
 
-/// The manifests of `d`; fails when the module or models do not fit where
-/// they are meant to go.
-pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
-    d.check_fields().map_err(SdkError::Invalid)?;
-    let image: Image = images::for_deployment(d)?;
-    let reference = format!(
-        "{}{}",
-        d.kubernetes.registry.as_deref().unwrap_or(""),
-        image.reference()
-    );
+/// The image reference a cluster pulls: the deployment's registry (or
+/// `--registry`) before the image's `name:tag`.
+pub fn image_reference(d: &Deployment, image: &Image) -> String {
+    match d
+        .kubernetes
+        .registry
+        .as_deref()
+        .and_then(|r| crate::registry::normalize(r).ok())
+    {
+        Some(r) => format!("{r}/{}", image.reference()),
+        None => image.reference(),
+    }
+}
+
+/// Module, packages and models carried by ConfigMaps: the ConfigMaps, the
+/// pod's volumes, the container's mounts and environment.
+#[derive(Default)]
+pub(crate) struct Carried {
+    pub configmaps: Vec<Value>,
+    pub volumes: Vec<Value>,
+    pub mounts: Vec<Value>,
+    pub env: Vec<Value>,
+}
+
+impl Carried {
+    fn mount(&mut self, volume: Value, path: &str) {
+        let name = volume["name"].clone();
+        self.volumes.push(volume);
+        self.mounts
+            .push(json!({ "name": name, "mountPath": path, "readOnly": true }));
+    }
+}
+
+/// Where a module sits in the pod, and the environment that names it.
+fn module_env(path: &str) -> Value {
+    json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": path })
+}
+
+/// The module (a `.wasm` or a script's whole folder) and a script's
+/// packages, as ConfigMaps mounted at `/app` and [`PACKAGES_PATH`].
+pub(crate) fn carry_module(d: &Deployment, image: &Image) -> Result<Carried, SdkError> {
+    let mut c = Carried::default();
     let module_cm = format!("{}-module", d.name);
-    let models_cm = format!("{}-models", d.name);
-    let mut configmaps = Vec::new();
-    let mut volumes = vec![json!({ "name": "tmp", "emptyDir": { "sizeLimit": "512Mi" } })];
-    let mut mounts = vec![json!({ "name": "tmp", "mountPath": "/tmp" })];
-    let mut env = vec![json!({ "name": "SANDSCORE_CACHE_DIR", "value": "/tmp/sandscore-cache" })];
     match &d.module {
         // A Python script travels as its folder, vendored packages and
         // requirements.txt included, and runs in the image's Python runtime.
@@ -221,11 +249,10 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
             };
             let (cm, volume) =
                 folder_configmap(d, &module_cm, "module", dir, "the script's folder")?;
-            configmaps.push(cm);
-            volumes.push(volume);
-            mounts.push(json!({ "name": "module", "mountPath": "/app", "readOnly": true }));
+            c.configmaps.push(cm);
+            c.mount(volume, "/app");
             let name = m.file_name().unwrap_or_default().to_string_lossy();
-            env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": format!("/app/{name}") }));
+            c.env.push(module_env(&format!("/app/{name}")));
         }
         Some(m) => {
             let size = std::fs::metadata(m)
@@ -233,76 +260,97 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
                 .len();
             if size > CONFIGMAP_BYTES {
                 return Err(SdkError::Invalid(format!(
-                    "the module is {} KiB; a ConfigMap holds at most {} KiB (bake it into an image derived from {})",
+                    "the module is {} KiB; a ConfigMap holds at most {} KiB (put it in storage with the models and set kubernetes.storage_uri, or bake it into an image derived from {})",
                     size / 1024,
                     CONFIGMAP_BYTES / 1024,
                     image.reference()
                 )));
             }
-            configmaps.push(binary_configmap(
+            c.configmaps.push(binary_configmap(
                 d,
                 &module_cm,
                 &[("score.wasm".into(), m.clone())],
             )?);
-            volumes.push(json!({ "name": "module", "configMap": { "name": module_cm } }));
-            mounts.push(json!({ "name": "module", "mountPath": "/app", "readOnly": true }));
-            env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": "/app/score.wasm" }));
+            c.mount(
+                json!({ "name": "module", "configMap": { "name": module_cm } }),
+                "/app",
+            );
+            c.env.push(module_env("/app/score.wasm"));
         }
-        None => env.push(json!({ "name": "AZUREML_ENTRY_SCRIPT", "value": "" })),
+        None => c.env.push(module_env("")),
     }
     // A script's packages (its requirements.txt resolved on the host, or a
     // folder the deployment names): stamped, so the pod never resolves.
     if let Some(p) = &d.python_packages {
         let cm_name = format!("{}-packages", d.name);
         let (cm, volume) = folder_configmap(d, &cm_name, "packages", p, "the Python packages")?;
-        configmaps.push(cm);
-        volumes.push(volume);
-        mounts.push(json!({ "name": "packages", "mountPath": PACKAGES_PATH, "readOnly": true }));
-        env.push(json!({ "name": "AZUREML_EXTRA_PYTHON_LIB_PATH", "value": PACKAGES_PATH }));
+        c.configmaps.push(cm);
+        c.mount(volume, PACKAGES_PATH);
+        c.env
+            .push(json!({ "name": "AZUREML_EXTRA_PYTHON_LIB_PATH", "value": PACKAGES_PATH }));
     }
+    Ok(c)
+}
+
+/// The model directory as a ConfigMap volume named `models`, or why it
+/// does not fit one.
+pub(crate) fn models_configmap(d: &Deployment, dir: &Path) -> Result<(Value, Value), SdkError> {
+    folder_configmap(d, &format!("{}-models", d.name), "models", dir, "the models").map_err(|e| {
+        match e {
+            SdkError::Invalid(m) if m.contains("too big for a ConfigMap") => SdkError::Invalid(format!(
+                "{m}: put them in a PersistentVolumeClaim (kubernetes.model_claim) or in storage KServe reads (kubernetes.storage_uri)"
+            )),
+            e => e,
+        }
+    })
+}
+
+/// An HTTP probe of `path` on `port` (a number or a port's name).
+pub(crate) fn probe(path: &str, port: Value, period: u32, failures: u32) -> Value {
+    json!({
+        "httpGet": { "path": path, "port": port },
+        "periodSeconds": period,
+        "failureThreshold": failures,
+    })
+}
+
+/// The Deployment target's manifests: ConfigMaps, a Deployment, a Service.
+fn deployment_manifests(d: &Deployment, image: &Image) -> Result<Manifests, SdkError> {
+    let mut c = carry_module(d, image)?;
+    c.volumes
+        .push(json!({ "name": "tmp", "emptyDir": { "sizeLimit": "512Mi" } }));
+    c.mounts.push(json!({ "name": "tmp", "mountPath": "/tmp" }));
+    c.env
+        .push(json!({ "name": "SANDSCORE_CACHE_DIR", "value": "/tmp/sandscore-cache" }));
     // Where the models come from: a claim, a ConfigMap, or nothing.
-    let models_volume = match (&d.model_dir, &d.kubernetes.model_claim) {
+    let models = match (&d.model_dir, &d.kubernetes.model_claim) {
         (_, Some(claim)) => Some(json!({
             "name": "models",
             "persistentVolumeClaim": { "claimName": claim, "readOnly": true },
         })),
         (Some(dir), None) => {
-            let (cm, volume) = folder_configmap(d, &models_cm, "models", dir, "the models")
-                .map_err(|e| match e {
-                    SdkError::Invalid(m) if m.contains("too big for a ConfigMap") => SdkError::Invalid(format!(
-                        "{m}: put them in a PersistentVolumeClaim and set kubernetes.model_claim (and kubernetes.storage_uri for KServe)"
-                    )),
-                    e => e,
-                })?;
-            configmaps.push(cm);
+            let (cm, volume) = models_configmap(d, dir)?;
+            c.configmaps.push(cm);
             Some(volume)
         }
         (None, None) => None,
     };
+    match models {
+        Some(v) => {
+            c.mount(v, "/models");
+            c.env
+                .push(json!({ "name": "AZUREML_MODEL_DIR", "value": "/models" }));
+        }
+        None => c
+            .env
+            .push(json!({ "name": "AZUREML_MODEL_DIR", "value": "" })),
+    }
+    c.env
+        .push(json!({ "name": "SERVER_PORT", "value": PORT.to_string() }));
+    c.env
+        .push(json!({ "name": "SANDSCORE_GRPC_PORT", "value": GRPC_PORT.to_string() }));
     let mut args = vec![json!("serve")];
     args.extend(d.limit_args().into_iter().map(Value::from));
-
-    // The plain Deployment and its Service.
-    let mut dep_env = env.clone();
-    let mut dep_volumes = volumes.clone();
-    let mut dep_mounts = mounts.clone();
-    match &models_volume {
-        Some(v) => {
-            dep_volumes.push(v.clone());
-            dep_mounts.push(json!({ "name": "models", "mountPath": "/models", "readOnly": true }));
-            dep_env.push(json!({ "name": "AZUREML_MODEL_DIR", "value": "/models" }));
-        }
-        None => dep_env.push(json!({ "name": "AZUREML_MODEL_DIR", "value": "" })),
-    }
-    dep_env.push(json!({ "name": "SERVER_PORT", "value": PORT.to_string() }));
-    dep_env.push(json!({ "name": "SANDSCORE_GRPC_PORT", "value": GRPC_PORT.to_string() }));
-    let probe = |path: &str, period: u32, failures: u32| {
-        json!({
-            "httpGet": { "path": path, "port": "http" },
-            "periodSeconds": period,
-            "failureThreshold": failures,
-        })
-    };
     let selector = json!({
         "app.kubernetes.io/name": "sandscore",
         "app.kubernetes.io/instance": d.name,
@@ -329,21 +377,22 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
                     "terminationGracePeriodSeconds": 40,
                     "containers": [{
                         "name": "sandscore",
-                        "image": reference,
+                        "image": image_reference(d, image),
+                        "imagePullPolicy": "IfNotPresent",
                         "args": args,
-                        "env": dep_env,
+                        "env": c.env,
                         "ports": [
                             { "name": "http", "containerPort": PORT, "protocol": "TCP" },
                             { "name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP" },
                         ],
                         "securityContext": security_context(),
                         "resources": resources(d),
-                        "startupProbe": probe("/v2/health/live", 2, 30),
-                        "livenessProbe": probe("/v2/health/live", 10, 3),
-                        "readinessProbe": probe("/v2/health/ready", 5, 2),
-                        "volumeMounts": dep_mounts,
+                        "startupProbe": probe("/v2/health/live", json!("http"), 2, 30),
+                        "livenessProbe": probe("/v2/health/live", json!("http"), 10, 3),
+                        "readinessProbe": probe("/v2/health/ready", json!("http"), 5, 2),
+                        "volumeMounts": c.mounts,
                     }],
-                    "volumes": dep_volumes,
+                    "volumes": c.volumes,
                 },
             },
         },
@@ -367,74 +416,39 @@ pub fn manifests(d: &Deployment) -> Result<Manifests, SdkError> {
             ],
         },
     });
+    Ok(vec![
+        (FILES[0], c.configmaps),
+        (FILES[1], vec![deployment, service]),
+    ])
+}
 
-    // KServe: the runtime carries the image and the module; the models come
-    // from storage_uri (KServe's storage initializer puts them in
-    // /mnt/models), else from the same volume as the Deployment's.
-    let runtime_name = format!("{}-runtime", d.name);
-    let mut ks_env = env;
-    ks_env.push(json!({ "name": "SERVER_PORT", "value": KSERVE_PORT.to_string() }));
-    ks_env.push(json!({ "name": "SANDSCORE_GRPC_PORT", "value": KSERVE_GRPC_PORT.to_string() }));
-    let mut ks_volumes = volumes;
-    let mut ks_mounts = mounts;
-    let storage_uri = d.kubernetes.storage_uri.clone();
-    match (&storage_uri, &models_volume) {
-        (Some(_), _) => ks_env.push(json!({ "name": "AZUREML_MODEL_DIR", "value": "/mnt/models" })),
-        (None, Some(v)) => {
-            ks_volumes.push(v.clone());
-            ks_mounts.push(json!({ "name": "models", "mountPath": "/models", "readOnly": true }));
-            ks_env.push(json!({ "name": "AZUREML_MODEL_DIR", "value": "/models" }));
-        }
-        (None, None) => ks_env.push(json!({ "name": "AZUREML_MODEL_DIR", "value": "" })),
+/// The manifests of `d` for `flavour` (`kubernetes` or `kserve`); fails
+/// when the module or models do not fit where they are meant to go.
+pub fn manifests(d: &Deployment, flavour: &str) -> Result<Manifests, SdkError> {
+    d.check_fields().map_err(SdkError::Invalid)?;
+    let image: Image = images::for_deployment(d)?;
+    if flavour == "kserve" {
+        crate::kserve::manifests(d, &image)
+    } else {
+        deployment_manifests(d, &image)
     }
-    let formats: Vec<Value> = image
-        .model_formats()
-        .iter()
-        .map(|f| json!({ "name": f, "version": "1", "autoSelect": false }))
-        .collect();
-    let format = image.model_formats().first().copied().unwrap_or("onnx");
-    let serving_runtime = json!({
-        "apiVersion": "serving.kserve.io/v1alpha1",
-        "kind": "ServingRuntime",
-        "metadata": metadata(d, &runtime_name),
-        "spec": {
-            "supportedModelFormats": formats,
-            // REST on the container's one port (Knative allows one); gRPC on
-            // 8081 for an InferenceService that names an `h2c` port.
-            "protocolVersions": ["v2", "grpc-v2"],
-            "containers": [{
-                "name": "kserve-container",
-                "image": reference,
-                "args": args,
-                "env": ks_env,
-                "ports": [{ "containerPort": KSERVE_PORT, "protocol": "TCP" }],
-                "securityContext": security_context(),
-                "resources": resources(d),
-                "volumeMounts": ks_mounts,
-            }],
-            "volumes": ks_volumes,
-        },
-    });
-    let mut model = json!({
-        "modelFormat": { "name": format },
-        "runtime": runtime_name,
-        "protocolVersion": "v2",
-        "resources": resources(d),
-    });
-    if let Some(uri) = storage_uri {
-        model["storageUri"] = json!(uri);
+}
+
+/// What a person must still do for the manifests to run: push the image
+/// to the cluster's registry, fill the storage KServe reads.
+pub fn next_steps(d: &Deployment, flavour: &str) -> Result<Vec<String>, SdkError> {
+    let image = images::for_deployment(d)?;
+    let mut steps = Vec::new();
+    if d.kubernetes.registry.as_deref().is_none_or(str::is_empty) {
+        steps.push(format!(
+            "the manifests name {} without a registry: a cluster pulls it only from one. Push the images with `sandscore images push REGISTRY` and set [kubernetes] registry (or pass --registry)",
+            image.reference()
+        ));
     }
-    let inference_service = json!({
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": metadata(d, &d.name),
-        "spec": { "predictor": { "model": model } },
-    });
-    Ok(Manifests {
-        configmaps,
-        deployment: vec![deployment, service],
-        kserve: vec![serving_runtime, inference_service],
-    })
+    if flavour == "kserve" {
+        steps.extend(crate::kserve::storage_steps(d));
+    }
+    Ok(steps)
 }
 
 fn yaml(objects: &[Value]) -> Result<String, SdkError> {
@@ -446,16 +460,16 @@ fn yaml(objects: &[Value]) -> Result<String, SdkError> {
     Ok(out)
 }
 
-/// Writes the three files into `dir`.
-pub fn write(d: &Deployment, dir: &Path) -> Result<Vec<PathBuf>, SdkError> {
-    write_manifests(&manifests(d)?, dir)
+/// Writes `flavour`'s files into `dir`.
+pub fn write(d: &Deployment, flavour: &str, dir: &Path) -> Result<Vec<PathBuf>, SdkError> {
+    write_manifests(&manifests(d, flavour)?, dir)
 }
 
 fn write_manifests(m: &Manifests, dir: &Path) -> Result<Vec<PathBuf>, SdkError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| SdkError::Invalid(format!("{}: {e}", dir.display())))?;
     let mut written = Vec::new();
-    for (file, objects) in FILES.iter().zip([&m.configmaps, &m.deployment, &m.kserve]) {
+    for (file, objects) in m {
         let path = dir.join(file);
         // An empty file would make `kubectl apply -f` fail: leave none.
         if objects.is_empty() {
@@ -489,18 +503,21 @@ pub fn cannot_apply() -> Option<String> {
     }
 }
 
-/// The files a flavour applies: `kubernetes` (Deployment + Service) or
-/// `kserve` (ServingRuntime + InferenceService), ConfigMaps first.
+/// The files of `flavour` written in `dir`, in apply order.
 pub fn applied_files(dir: &Path, flavour: &str) -> Vec<PathBuf> {
-    let second = if flavour == "kserve" {
-        FILES[2]
-    } else {
-        FILES[1]
-    };
-    [FILES[0], second]
+    files(flavour)
         .iter()
         .map(|f| dir.join(f))
         .filter(|p| p.exists())
+        .collect()
+}
+
+/// The files `delete` takes back: all but KServe's runtime, which every
+/// InferenceService of its image shares.
+fn deleted_files(dir: &Path, flavour: &str) -> Vec<PathBuf> {
+    applied_files(dir, flavour)
+        .into_iter()
+        .filter(|p| !p.ends_with(crate::kserve::RUNTIME_FILE))
         .collect()
 }
 
@@ -549,7 +566,7 @@ pub fn deploy(
             return Err(SdkError::Exists(d.name.clone()));
         }
     }
-    let m = manifests(d)?;
+    let m = manifests(d, flavour)?;
     progress("validating module and models");
     // The GPU is the cluster's, not this machine's: models placed on it are
     // checked here on the CPU; the manifests keep the deployment's settings.
@@ -561,6 +578,18 @@ pub fn deploy(
     image_reads_models(d, &report)?;
     progress(&format!("writing manifests to {}", dir.display()));
     write_manifests(&m, dir)?;
+    // The other target's files (from an earlier deploy of this name) would
+    // be applied by `kubectl apply -f DIR` too.
+    for other in [
+        "deployment.yaml",
+        "kserve.yaml",
+        crate::kserve::FILES[1],
+        crate::kserve::FILES[2],
+    ] {
+        if !files(flavour).contains(&other) {
+            let _ = std::fs::remove_file(dir.join(other));
+        }
+    }
     let why_not = if apply {
         progress("looking for a cluster");
         cannot_apply()
@@ -583,8 +612,9 @@ pub fn deploy(
         progress("kubectl apply");
         let files = applied_files(dir, flavour);
         if let Err(e) = kubectl("apply", &files) {
-            // Take back what a partial apply left in the cluster.
-            let _ = kubectl("delete", &files);
+            // Take back what a partial apply left in the cluster (not a
+            // runtime others may share).
+            let _ = kubectl("delete", &deleted_files(dir, flavour));
             return Err(e);
         }
     }
@@ -639,7 +669,7 @@ pub fn remove(record: &Record) -> Result<(), SdkError> {
             applied: true,
         } => kubectl(
             "delete",
-            &applied_files(manifests, record.placement.target()),
+            &deleted_files(manifests, record.placement.target()),
         ),
         _ => Ok(()),
     }

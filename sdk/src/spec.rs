@@ -197,6 +197,12 @@ impl Deployment {
                 self.name
             ));
         }
+        if let Some(r) = &self.kubernetes.registry {
+            crate::registry::normalize(r).map_err(|e| match e {
+                crate::SdkError::Invalid(m) => format!("kubernetes.{m}"),
+                e => e.to_string(),
+            })?;
+        }
         if let Some((m, d)) = self
             .devices
             .iter()

@@ -84,10 +84,14 @@ pub fn scaffold(fx: &Fixture) -> PathBuf {
         project.to_str().unwrap(),
         "--model",
         mlp.to_str().unwrap(),
-        "--features",
-        "64",
     ]);
     assert!(out.status.success(), "{}", text(&out));
+    // The input's name and width come from the model itself.
+    assert!(
+        text(&out).contains("model input: 'input', 64 numbers per row"),
+        "{}",
+        text(&out)
+    );
     build(&project);
     project
 }
@@ -115,4 +119,21 @@ fn build(project: &Path) -> PathBuf {
     std::fs::create_dir_all(&at).expect("mkdir");
     std::fs::copy(&wasm, at.join("hello_model.wasm")).expect("copy module");
     at.join("hello_model.wasm")
+}
+
+/// The objects of a manifest file (YAML documents).
+pub fn objects(path: &Path) -> Vec<serde_json::Value> {
+    use serde::Deserialize as _;
+    let text = std::fs::read_to_string(path).expect("manifest");
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde_json::Value::deserialize(doc).expect("YAML"))
+        .collect()
+}
+
+/// The first object of `kind`.
+pub fn find<'a>(objects: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {objects:?}"))
 }

@@ -21,7 +21,8 @@ pub async fn health() -> &'static str {
 
 /// `GET /swagger.json`.
 pub async fn swagger(State(state): State<Arc<AppState>>) -> Response {
-    Json(state.openapi.clone()).into_response()
+    let service = state.service.get().map(Arc::as_ref);
+    Json(super::openapi::document(&state.openapi, service)).into_response()
 }
 
 /// `GET /score?…`: the query as a JSON object, as Azure ML passes it.

@@ -6,6 +6,7 @@
 
 mod azureml;
 pub mod error;
+mod openapi;
 mod repository;
 mod v2;
 

@@ -120,6 +120,8 @@ pub struct ModelRegistry {
     unavailable: RwLock<BTreeMap<String, String>>,
     /// Each repository entry's files as last loaded ([`stamp`]), for polls.
     stamps: Mutex<BTreeMap<String, u64>>,
+    /// Another name for the one model served ([`ModelRegistry::with_alias`]).
+    alias: Option<String>,
 }
 
 /// One line of the repository index.
@@ -263,6 +265,43 @@ impl ModelRegistry {
             entries: RwLock::new(entries),
             unavailable: RwLock::new(BTreeMap::new()),
             stamps: Mutex::new(stamps),
+            alias: None,
+        })
+    }
+
+    /// Lets the model served answer to `alias` too, while it is the only
+    /// one (KServe names a model after its InferenceService); a repository
+    /// of several models keeps their own names, and the log says so.
+    pub fn with_alias(mut self, alias: Option<String>) -> Self {
+        if let Some(a) = &alias {
+            let names = self.names();
+            match names.as_slice() {
+                [one] if one != a => {
+                    tracing::info!(model = %one, alias = %a, "the model answers to its deployment's name too")
+                }
+                [_] => {}
+                _ => tracing::warn!(
+                    alias = %a,
+                    models = ?names,
+                    "--model-name names one model, and the repository serves {}: each keeps its own name",
+                    names.len()
+                ),
+            }
+        }
+        self.alias = alias;
+        self
+    }
+
+    /// The versions of `name`, or of the one model when `name` is its alias.
+    fn lookup<'a>(
+        &self,
+        entries: &'a BTreeMap<String, Versions>,
+        name: &str,
+    ) -> Option<&'a Versions> {
+        entries.get(name).or_else(|| {
+            (self.alias.as_deref() == Some(name) && entries.len() == 1)
+                .then(|| entries.values().next())
+                .flatten()
         })
     }
 
@@ -425,19 +464,21 @@ impl ModelRegistry {
 
     /// The model with this name, at its highest version.
     pub fn get(&self, name: &str) -> Option<Arc<ModelEntry>> {
-        self.read().get(name)?.values().next_back().cloned()
+        self.lookup(&self.read(), name)?
+            .values()
+            .next_back()
+            .cloned()
     }
 
     /// The model with this name at `version` (a version number as text).
     pub fn get_version(&self, name: &str, version: &str) -> Option<Arc<ModelEntry>> {
         let v = version.parse::<u64>().ok()?;
-        self.read().get(name)?.get(&v).cloned()
+        self.lookup(&self.read(), name)?.get(&v).cloned()
     }
 
     /// The versions served of `name`, ascending.
     pub fn versions(&self, name: &str) -> Vec<String> {
-        self.read()
-            .get(name)
+        self.lookup(&self.read(), name)
             .map(|v| v.keys().map(u64::to_string).collect())
             .unwrap_or_default()
     }

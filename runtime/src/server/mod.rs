@@ -112,6 +112,12 @@ pub async fn serve(config: ServerConfig, service: ServiceConfig) -> Result<(), S
         let state = Arc::clone(&state);
         tokio::task::spawn_blocking(move || {
             let service = Service::start(&service)?;
+            if service.module().is_none() {
+                tracing::info!(
+                    models = service.model_names().len(),
+                    "no module: the models answer V2 (/v2/models/NAME/infer, gRPC ModelInfer); /score needs a module (AZUREML_ENTRY_SCRIPT)"
+                );
+            }
             let _ = state.service.set(Arc::new(service));
             tracing::info!("ready");
             Ok::<_, StartError>(())
