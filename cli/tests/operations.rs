@@ -316,9 +316,12 @@ fn the_access_log_is_off_by_default_and_sampled_on_request_and_failures_are_logg
         failing.log()
     );
     // One request in two (the harness's readiness probes count too; of
-    // four requests in a row, two).
+    // four requests in a row, two); probes themselves only at debug.
     let sampled =
         Server::try_start_env(&["--access-log", "2"], &[("RUST_LOG", "info")]).expect("start");
+    for _ in 0..4 {
+        assert_eq!(sampled.get("/v2").status, 200);
+    }
     for _ in 0..4 {
         assert_eq!(sampled.get("/v2/health/live").status, 200);
     }
@@ -326,9 +329,15 @@ fn the_access_log_is_off_by_default_and_sampled_on_request_and_failures_are_logg
     assert_eq!(
         count(
             &sampled.log(),
-            "path=/v2/health/live}: sandscore_runtime::http: request done"
+            "path=/v2}: sandscore_runtime::http: request done"
         ),
         2,
+        "{}",
+        sampled.log()
+    );
+    assert_eq!(
+        count(&sampled.log(), "path=/v2/health/"),
+        0,
         "{}",
         sampled.log()
     );

@@ -303,8 +303,15 @@ async fn request_id(
         .with_label_values(&[route])
         .observe(seconds);
     if state.access_log.logs(SEEN.fetch_add(1, Ordering::Relaxed)) {
+        // Probes (every few seconds from each kubelet and load balancer)
+        // only at debug: the log is for requests.
+        let probe = matches!(route, "/" | "/v2/health/live" | "/v2/health/ready");
         span.in_scope(|| {
-            tracing::info!(status = status.as_u16(), ms = seconds * 1e3, "request done");
+            if probe {
+                tracing::debug!(status = status.as_u16(), ms = seconds * 1e3, "request done");
+            } else {
+                tracing::info!(status = status.as_u16(), ms = seconds * 1e3, "request done");
+            }
         });
     }
     if let Some(v) = header {
