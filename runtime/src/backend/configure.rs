@@ -87,6 +87,8 @@ pub fn configure(config: &BackendConfig) -> Result<Backends, BackendError> {
         list.push(Arc::new(TensorFlow::new(TfOptions {
             library: config.tensorflow_lib.clone(),
             threads: config.intra_op_threads,
+            gpu_device: config.gpu_device,
+            gpu_fallback: config.gpu_fallback_cpu,
         })));
     }
     #[cfg(feature = "pytorch")]

@@ -216,7 +216,7 @@ impl PyTorch {
                     return Ok((api, id));
                 }
                 let why = format!(
-                    "the model asks for the GPU (CUDA device {id}), and libtorch sees {count} CUDA device(s): the sandscore/pytorch-cpu image's libtorch is a CPU build, and a CUDA libtorch also needs an NVIDIA driver and GPU; or run it on the CPU with --gpu-fallback cpu"
+                    "the model asks for the GPU (CUDA device {id}), and libtorch sees {count} CUDA device(s): the sandscore/pytorch-gpu image's CUDA libtorch needs an NVIDIA GPU and the host driver's libcuda.so.1 (the NVIDIA container toolkit mounts it), and the pytorch-cpu image's libtorch is a CPU build; or run it on the CPU with --gpu-fallback cpu"
                 );
                 if self.options.gpu_fallback {
                     tracing::warn!(reason = %why, "GPU unavailable; running the model on the CPU (--gpu-fallback cpu)");

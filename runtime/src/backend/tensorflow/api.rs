@@ -14,6 +14,7 @@ pub type SessionOptions = c_void;
 pub type Session = c_void;
 pub type Operation = c_void;
 pub type TfTensor = c_void;
+pub type DeviceList = c_void;
 
 /// `TF_Buffer`.
 #[repr(C)]
@@ -81,6 +82,11 @@ pub struct Api {
     pub num_dims: unsafe extern "C" fn(*const TfTensor) -> c_int,
     pub dim: unsafe extern "C" fn(*const TfTensor, c_int) -> i64,
     pub delete_tensor: unsafe extern "C" fn(*mut TfTensor),
+    pub session_list_devices: unsafe extern "C" fn(*mut Session, *mut Status) -> *mut DeviceList,
+    pub device_list_count: unsafe extern "C" fn(*const DeviceList) -> c_int,
+    pub device_list_type:
+        unsafe extern "C" fn(*const DeviceList, c_int, *mut Status) -> *const c_char,
+    pub delete_device_list: unsafe extern "C" fn(*mut DeviceList),
 }
 
 impl Api {
@@ -114,6 +120,10 @@ impl Api {
                 num_dims: symbol(lib, path, "TF_NumDims")?,
                 dim: symbol(lib, path, "TF_Dim")?,
                 delete_tensor: symbol(lib, path, "TF_DeleteTensor")?,
+                session_list_devices: symbol(lib, path, "TF_SessionListDevices")?,
+                device_list_count: symbol(lib, path, "TF_DeviceListCount")?,
+                device_list_type: symbol(lib, path, "TF_DeviceListType")?,
+                delete_device_list: symbol(lib, path, "TF_DeleteDeviceList")?,
             })
         }
     }

@@ -1,6 +1,8 @@
 //! TensorFlow SavedModels through TensorFlow's C API, with
 //! `libtensorflow_cc.so.2` (and `libtensorflow_framework.so.2` beside it)
-//! from the pinned `tensorflow-cpu` wheel, loaded at run time.
+//! from the pinned `tensorflow-cpu` wheel, or the `tensorflow` wheel's CUDA
+//! build in the GPU image ([`device`] places a session), loaded at run
+//! time.
 //!
 //! A model is a SavedModel folder in the model directory (the folder that
 //! holds `saved_model.pb`), loaded with the `serve` tag; its tensors are the
@@ -11,6 +13,7 @@
 //! binary or in `../lib`.
 
 mod api;
+mod device;
 mod signature;
 
 use std::ffi::{CString, c_int};
@@ -42,6 +45,11 @@ pub struct TfOptions {
     pub library: Option<PathBuf>,
     /// Threads inside one operation (0 = TensorFlow's default).
     pub threads: usize,
+    /// The CUDA device `gpu` models run on.
+    pub gpu_device: i32,
+    /// Run a `gpu` model on the CPU (with a warning) when TensorFlow sees
+    /// no GPU, instead of refusing it.
+    pub gpu_fallback: bool,
 }
 
 /// The TensorFlow backend; the library (~850 MB) is loaded on first use.
@@ -106,16 +114,6 @@ fn to_tf(ty: TensorType) -> Option<c_int> {
     })
 }
 
-/// `ConfigProto` with intra- and inter-op thread counts (fields 2 and 5).
-fn config_proto(threads: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for tag in [0x10u8, 0x28] {
-        out.push(tag);
-        prost::encoding::encode_varint(threads as u64, &mut out);
-    }
-    out
-}
-
 impl Backend for TensorFlow {
     fn format(&self) -> &'static Format {
         &formats::TENSORFLOW
@@ -156,12 +154,38 @@ impl Backend for TensorFlow {
         self.load_path(&dir.path().join("saved_model.pb"), target)
     }
 
+    /// A `gpu` model's session must see a GPU: without one the load fails
+    /// saying why, or runs on the CPU under `--gpu-fallback cpu`.
     fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
-        if target != Target::Cpu {
-            return Err(BackendError::Unsupported(format!(
-                "execution target {target:?} is not available for TensorFlow in this build; use cpu"
-            )));
+        let id = self.options.gpu_device;
+        match target {
+            Target::Cpu => Ok(Arc::new(self.open(path, None)?)),
+            Target::Tpu => Err(BackendError::Unsupported(
+                "execution target tpu is not available for TensorFlow; use cpu or gpu".into(),
+            )),
+            Target::Gpu => {
+                let graph = self.open(path, Some(id))?;
+                // SAFETY: the graph owns a live session.
+                let gpus = unsafe { device::gpus(&graph.api, graph.session) }.unwrap_or(0);
+                if gpus > 0 {
+                    return Ok(Arc::new(graph));
+                }
+                drop(graph);
+                let why = device::no_gpu(id);
+                if !self.options.gpu_fallback {
+                    return Err(BackendError::Unavailable(why));
+                }
+                tracing::warn!(reason = %why, "GPU unavailable; running the model on the CPU (--gpu-fallback cpu)");
+                Ok(Arc::new(self.open(path, None)?))
+            }
         }
+    }
+}
+
+impl TensorFlow {
+    /// Loads the SavedModel at `path` into a session on the CPU (`gpu`
+    /// `None`) or on CUDA device `gpu`.
+    fn open(&self, path: &Path, gpu: Option<i32>) -> Result<TfGraph, BackendError> {
         let api = Arc::clone(self.api()?);
         let dir = path.parent().unwrap_or(Path::new("."));
         let invalid = BackendError::InvalidModel;
@@ -176,15 +200,18 @@ impl Backend for TensorFlow {
             let mut owned = TfGraph {
                 api: Arc::clone(&api),
                 graph,
+                device: gpu.map_or_else(|| "cpu".to_string(), |id| format!("cuda:{id}")),
                 session: std::ptr::null_mut(),
                 signature: Signature::default(),
                 feeds: Vec::new(),
                 fetches: Vec::new(),
             };
             let options = (api.new_session_options)();
-            if self.options.threads > 0 {
-                let proto = config_proto(self.options.threads);
-                (api.set_config)(options, proto.as_ptr().cast(), proto.len(), status.ptr);
+            let proto = device::config(self.options.threads, gpu, self.options.gpu_device);
+            (api.set_config)(options, proto.as_ptr().cast(), proto.len(), status.ptr);
+            if let Err(e) = status.check() {
+                (api.delete_session_options)(options);
+                return Err(BackendError::Runtime(format!("session options: {e}")));
             }
             let meta = (api.new_buffer)();
             let tags = [c"serve".as_ptr()];
@@ -227,7 +254,7 @@ impl Backend for TensorFlow {
                     .fetches
                     .push(resolve(&api, graph, &info.name).map_err(invalid)?);
             }
-            Ok(Arc::new(owned))
+            Ok(owned)
         }
     }
 }
@@ -268,6 +295,8 @@ unsafe fn resolve(api: &Api, graph: *mut api::GraphH, name: &str) -> Result<Outp
 struct TfGraph {
     api: Arc<Api>,
     graph: *mut api::GraphH,
+    /// `cpu` or `cuda:N`.
+    device: String,
     session: *mut api::Session,
     /// Its inputs and outputs.
     signature: Signature,
@@ -297,6 +326,10 @@ impl Drop for TfGraph {
 impl Graph for TfGraph {
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn device(&self) -> String {
+        self.device.clone()
     }
 
     fn compute(
