@@ -144,7 +144,7 @@ compare() {
   echo "== $label: placement (sandscore check)"
   "$bin" check "$@" --model-device "$devices" "${fallback[@]}" >"$dir/check-$label.log" 2>&1 || true
   grep -E "^  [a-z_]+ " "$dir/check-$label.log" | head -6 || true
-  grep -m1 -E "WARN|error" "$dir/check-$label.log" | cut -c1-400 || true
+  grep -m1 -E " WARN | ERROR |^error" "$dir/check-$label.log" | cut -c1-400 || true
   ports=$(python3 -c 'import socket
 s = [socket.socket() for _ in range(2)]
 for x in s: x.bind(("127.0.0.1", 0))

@@ -20,7 +20,8 @@ python3 -m pip download --quiet --disable-pip-version-check --no-deps --require-
 rm -rf "$out" && mkdir -p "$out/torch" "$out/cuda"
 tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
 unzip -q -o "$wheels"/torch-2.*.whl 'torch/lib/*' -d "$tmp"
-rm -f "$tmp"/torch/lib/libtorch_python.so "$tmp"/torch/lib/libshm.so
+# Python's bindings and the shared-memory manager's folders are not libtorch.
+rm -rf "$tmp"/torch/lib/libtorch_python.so "$tmp"/torch/lib/libshm*
 mv "$tmp"/torch/lib/* "$out/torch/"
 cp "$shim" "$out/torch/libsandscore_torch.so"
 for w in "$wheels"/nvidia_*.whl; do
