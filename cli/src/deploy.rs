@@ -99,9 +99,9 @@ pub struct InitArgs {
     features: Option<usize>,
 }
 
-/// The first input of `model` as the runtime reads it: its name and the
-/// numbers per row of an FP32 `[rows, N]` tensor; `None` (with a warning)
-/// when it cannot be read or is not rows of numbers.
+/// The inputs of `model` (a file, or a SavedModel folder) as the runtime
+/// reads them, printed; the first one's name and numbers per row when it is
+/// an FP32 `[rows, N]` tensor, else `None` (with a warning).
 fn model_input(model: &std::path::Path) -> Option<(String, usize)> {
     #[derive(clap::Parser)]
     struct Defaults {
@@ -114,7 +114,8 @@ fn model_input(model: &std::path::Path) -> Option<(String, usize)> {
     std::fs::create_dir_all(&dir).ok()?;
     let name = model.file_name()?;
     let read = (|| -> anyhow::Result<(String, Vec<sandscore_runtime::service::TensorSpec>)> {
-        std::fs::copy(model, dir.join(name))?;
+        // A link, not a copy: a model (or SavedModel folder) may be large.
+        std::os::unix::fs::symlink(std::path::absolute(model)?, dir.join(name))?;
         let mut config = Defaults::parse_from(["sandscore"]).runtime.service_config();
         config.module = None;
         config.model_dir = Some(dir.clone());
@@ -127,25 +128,38 @@ fn model_input(model: &std::path::Path) -> Option<(String, usize)> {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     match read {
-        Ok((_, inputs)) => match inputs.first() {
-            Some(i) if i.datatype == "FP32" && i.shape.len() == 2 && i.shape[1] > 0 => {
-                Some((i.name.clone(), i.shape[1] as usize))
-            }
-            Some(i) => {
-                eprintln!(
-                    "warning: the model's first input '{}' is {} {:?}, not rows of FP32 numbers; src/lib.rs sends rows of FP32 (--input, --features) and needs adapting",
-                    i.name, i.datatype, i.shape
-                );
-                None
-            }
-            None => None,
-        },
+        Ok((name, inputs)) => {
+            let all: Vec<String> = inputs
+                .iter()
+                .map(|i| format!("{} {} {:?}", i.name, i.datatype, i.shape))
+                .collect();
+            println!("model '{name}': inputs {}", all.join(", "));
+            pick(&inputs)
+        }
         Err(e) => {
             eprintln!(
                 "warning: cannot read the model's inputs ({e:#}); pass --input and --features"
             );
             None
         }
+    }
+}
+
+/// The first input's name and row width, when it is rows of FP32 numbers
+/// (what src/lib.rs sends).
+fn pick(inputs: &[sandscore_runtime::service::TensorSpec]) -> Option<(String, usize)> {
+    match inputs.first() {
+        Some(i) if i.datatype == "FP32" && i.shape.len() == 2 && i.shape[1] > 0 => {
+            Some((i.name.clone(), i.shape[1] as usize))
+        }
+        Some(i) => {
+            eprintln!(
+                "warning: the model's first input '{}' is {} {:?}, not rows of FP32 numbers; src/lib.rs sends rows of FP32 (--input, --features) and needs adapting",
+                i.name, i.datatype, i.shape
+            );
+            None
+        }
+        None => None,
     }
 }
 

@@ -237,3 +237,26 @@ fn a_savedmodel_on_the_gpu_without_one_says_so_or_falls_back_when_asked() {
         "the fallback runs on the CPU: {config}"
     );
 }
+
+#[test]
+#[ignore = "heavy: needs the TensorFlow library and models: make test-heavy"]
+fn init_reads_a_savedmodels_signature() {
+    let fx = common::fixture::Fixture::new("init-savedmodel");
+    let project = fx.dir.join("tf-project");
+    let out = fx.run(&[
+        "init",
+        project.to_str().unwrap(),
+        "--model",
+        tf_models().join("iris_tf").to_str().unwrap(),
+    ]);
+    let text = common::fixture::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("input FP32 [-1, 4]")
+            && text.contains("model input: 'input', 4 numbers per row"),
+        "{text}"
+    );
+    assert!(project.join("models/iris_tf/saved_model.pb").is_file());
+    let toml = std::fs::read_to_string(project.join("sandscore.toml")).unwrap();
+    assert!(toml.contains("image = \"tensorflow-cpu\""), "{toml}");
+}

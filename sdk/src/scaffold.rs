@@ -55,6 +55,20 @@ fn write(dir: &Path, rel: &str, text: &str) -> Result<(), SdkError> {
     std::fs::write(&path, text).map_err(err)
 }
 
+/// Copies a model file, or a model folder (a SavedModel) with everything
+/// in it.
+fn copy_model(from: &Path, to: &Path) -> std::io::Result<()> {
+    if !from.is_dir() {
+        return std::fs::copy(from, to).map(drop);
+    }
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        copy_model(&e.path(), &to.join(e.file_name()))?;
+    }
+    Ok(())
+}
+
 /// Creates the project; refuses a folder that exists and is not empty.
 /// Returns the files written.
 pub fn init(o: &Options) -> Result<Vec<String>, SdkError> {
@@ -107,7 +121,12 @@ pub fn init(o: &Options) -> Result<Vec<String>, SdkError> {
         .as_ref()
         .and_then(|f| f.extension())
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let saved_model = o
+        .model_file
+        .as_ref()
+        .is_some_and(|f| f.join("saved_model.pb").is_file());
     let (image, ext) = match ext.as_deref() {
+        _ if saved_model => ("tensorflow-cpu", String::new()),
         Some("json" | "ubj") => ("xgboost-cpu", ext.clone().unwrap_or_default()),
         Some("tflite") => ("tflite-cpu", "tflite".into()),
         Some("pt" | "pth") => ("pytorch-cpu", ext.clone().unwrap_or_default()),
@@ -211,8 +230,7 @@ timeout_ms = 10000
     match &o.model_file {
         Some(f) => {
             let to = models.join(f.file_name().unwrap_or_default());
-            std::fs::copy(f, &to)
-                .map_err(|e| SdkError::Invalid(format!("{}: {e}", f.display())))?;
+            copy_model(f, &to).map_err(|e| SdkError::Invalid(format!("{}: {e}", f.display())))?;
             written.push(format!(
                 "models/{}",
                 to.file_name().unwrap_or_default().to_string_lossy()
