@@ -194,3 +194,65 @@ fn types_wasi_nn_lacks_work_without_a_module_and_are_named_with_one() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("cannot reach a module"), "{}", r.text);
 }
+
+/// A folder holding `files` of the generated models, and `module` as
+/// `score.wasm` when given: what KServe's storage initializer lays out.
+fn storage(tag: &str, files: &[&str], module: Option<&str>) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sandscore-storage-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for f in files {
+        std::fs::copy(models().join(f), dir.join(f)).expect("copy model");
+    }
+    if let Some(m) = module {
+        std::fs::copy(common::guest(m), dir.join("score.wasm")).expect("copy module");
+    }
+    dir
+}
+
+#[test]
+fn the_one_model_answers_to_the_services_name_and_the_module_is_found_beside_it() {
+    let exp = expected();
+    let dir = storage("alias", &["mlp.onnx"], Some("onnx_mlp"));
+    let server = Server::start(&[
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--model-name",
+        "winers",
+    ]);
+    for name in ["winers", "mlp"] {
+        let r = server.post_json(
+            &format!("/v2/models/{name}/infer"),
+            &mlp_request(&exp, false),
+        );
+        assert_eq!(r.status, 200, "{name}: {}", r.text);
+        assert_close(
+            &output(&r.json(), "probabilities")["data"],
+            &exp["mlp"]["ort"]["probabilities"],
+            1e-5,
+        );
+    }
+    assert_eq!(server.get("/v2/models/winers").json()["name"], "winers");
+    assert_eq!(server.get("/v2/models/winers/ready").status, 200);
+    // score.wasm in the model directory is the module: /score answers.
+    let r = server.post_json("/score", &json!({ "data": exp["mlp"]["input"] }));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Several models keep their own names: the alias names none of them.
+    let dir = storage("several", &["mlp.onnx", "iris.onnx"], None);
+    let server = Server::start(&[
+        "--model-dir",
+        dir.to_str().unwrap(),
+        "--model-name",
+        "winers",
+    ]);
+    assert_eq!(server.get("/v2/models/winers").status, 404);
+    assert_eq!(server.get("/v2/models/mlp").status, 200);
+    assert_eq!(
+        server.post_json("/score", &json!({})).status,
+        404,
+        "no module here"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
