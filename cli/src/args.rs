@@ -499,6 +499,20 @@ impl RuntimeArgs {
         }
     }
 
+    /// The runtime settings the environment gives (`ORT_DYLIB_PATH`, the
+    /// cache, the Python runtime, …) and the defaults, normalized: for the
+    /// commands that drive the runtime without its flags (`init`, `deploy`).
+    pub fn from_env() -> Result<RuntimeArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            runtime: RuntimeArgs,
+        }
+        let mut runtime = <Defaults as clap::Parser>::try_parse_from(["sandscore"])?.runtime;
+        runtime.normalize();
+        Ok(runtime)
+    }
+
     /// Refuses to go on as root unless `--allow-root` was given.
     pub fn check_user(&self) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;

@@ -103,12 +103,6 @@ pub struct InitArgs {
 /// reads them, printed; the first one's name and numbers per row when it is
 /// an FP32 `[rows, N]` tensor, else `None` (with a warning).
 fn model_input(model: &std::path::Path) -> Option<(String, usize)> {
-    #[derive(clap::Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        runtime: crate::args::RuntimeArgs,
-    }
-    use clap::Parser as _;
     let dir = std::env::temp_dir().join(format!("sandscore-init-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).ok()?;
@@ -116,7 +110,7 @@ fn model_input(model: &std::path::Path) -> Option<(String, usize)> {
     let read = (|| -> anyhow::Result<(String, Vec<sandscore_runtime::service::TensorSpec>)> {
         // A link, not a copy: a model (or SavedModel folder) may be large.
         std::os::unix::fs::symlink(std::path::absolute(model)?, dir.join(name))?;
-        let mut config = Defaults::parse_from(["sandscore"]).runtime.service_config();
+        let mut config = crate::args::RuntimeArgs::from_env()?.service_config();
         config.module = None;
         config.model_dir = Some(dir.clone());
         config.sandbox.workers = 1;

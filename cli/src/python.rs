@@ -279,11 +279,6 @@ fn pickles(runtime: &mut RuntimeArgs) -> anyhow::Result<()> {
 /// a container or pod gets the folder and never resolves again. Without a
 /// Python runtime here, the image resolves what it bundles itself.
 pub fn deployment_packages(d: &mut sandscore_sdk::Deployment) -> anyhow::Result<()> {
-    #[derive(clap::Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        runtime: RuntimeArgs,
-    }
     let Some(script) = d
         .module
         .clone()
@@ -295,10 +290,8 @@ pub fn deployment_packages(d: &mut sandscore_sdk::Deployment) -> anyhow::Result<
         return Ok(());
     }
     // The runtime settings the environment gives (cache, Python runtime).
-    let mut runtime = <Defaults as clap::Parser>::try_parse_from(["sandscore"])
-        .context("cannot read the runtime settings from the environment")?
-        .runtime;
-    runtime.normalize();
+    let runtime =
+        RuntimeArgs::from_env().context("cannot read the runtime settings from the environment")?;
     let Some(python) = runtime.python() else {
         return Ok(());
     };

@@ -165,10 +165,7 @@ pub fn manifests(d: &Deployment, image: &Image) -> Result<Manifests, SdkError> {
             if let Some(dir) = &d.model_dir {
                 let (cm, volume) = models_configmap(d, dir)?;
                 c.configmaps.push(cm);
-                let name = volume["name"].clone();
-                c.volumes.push(volume);
-                c.mounts
-                    .push(json!({ "name": name, "mountPath": MODELS_PATH, "readOnly": true }));
+                c.mount(volume, MODELS_PATH);
             }
         }
     }

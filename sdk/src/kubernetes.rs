@@ -43,6 +43,8 @@ pub fn files(flavour: &str) -> &'static [&'static str] {
 
 /// The Deployment target's files, in apply order.
 const FILES: [&str; 2] = ["configmaps.yaml", "deployment.yaml"];
+/// What earlier versions wrote for KServe beside the Deployment's files.
+const LEGACY_KSERVE_FILE: &str = "kserve.yaml";
 
 /// Each file's objects, in apply order; a file without objects is not
 /// written (an empty one would make `kubectl apply -f` fail).
@@ -221,7 +223,8 @@ pub(crate) struct Carried {
 }
 
 impl Carried {
-    fn mount(&mut self, volume: Value, path: &str) {
+    /// Adds `volume` to the pod and mounts it read-only at `path`.
+    pub(crate) fn mount(&mut self, volume: Value, path: &str) {
         let name = volume["name"].clone();
         self.volumes.push(volume);
         self.mounts
@@ -580,13 +583,12 @@ pub fn deploy(
     write_manifests(&m, dir)?;
     // The other target's files (from an earlier deploy of this name) would
     // be applied by `kubectl apply -f DIR` too.
-    for other in [
-        "deployment.yaml",
-        "kserve.yaml",
-        crate::kserve::FILES[1],
-        crate::kserve::FILES[2],
-    ] {
-        if !files(flavour).contains(&other) {
+    for other in FILES
+        .iter()
+        .chain(&crate::kserve::FILES)
+        .chain(&[LEGACY_KSERVE_FILE])
+    {
+        if !files(flavour).contains(other) {
             let _ = std::fs::remove_file(dir.join(other));
         }
     }

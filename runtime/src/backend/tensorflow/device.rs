@@ -9,16 +9,16 @@ use std::ffi::{CStr, c_int};
 
 use super::api::{Api, Session, StatusBox};
 
-/// A serialized `tensorflow.ConfigProto` for a session on the CPU (`gpu`
-/// `None`: no GPU device at all, `device_count {"GPU": 0}`) or on CUDA
-/// device `gpu` (`gpu_options { visible_device_list, allow_growth }`, and
-/// soft placement, so an op without a GPU kernel runs on the CPU). Every
+/// A serialized `tensorflow.ConfigProto` for a session on the CPU (no GPU
+/// device at all, `device_count {"GPU": 0}`) or, `on_gpu`, on CUDA device
+/// `device` (`gpu_options { visible_device_list, allow_growth }`, and soft
+/// placement, so an op without a GPU kernel runs on the CPU). Every
 /// session names the same visible device: TensorFlow refuses a second
 /// session in a process that names another.
-pub fn config(threads: usize, gpu: Option<i32>, visible: i32) -> Vec<u8> {
+pub fn config(threads: usize, on_gpu: bool, device: i32) -> Vec<u8> {
     use prost::encoding::{bool, int32, string};
     let mut out = Vec::new();
-    if gpu.is_none() {
+    if !on_gpu {
         // map<string, int32> device_count = 1: one entry, GPU → 0.
         let mut entry = Vec::new();
         string::encode(1, &"GPU".to_string(), &mut entry);
@@ -33,9 +33,9 @@ pub fn config(threads: usize, gpu: Option<i32>, visible: i32) -> Vec<u8> {
     // GPUOptions gpu_options = 6: allow_growth = 4, visible_device_list = 5.
     let mut gpu_options = Vec::new();
     bool::encode(4, &true, &mut gpu_options);
-    string::encode(5, &visible.to_string(), &mut gpu_options);
+    string::encode(5, &device.to_string(), &mut gpu_options);
     nested(6, &gpu_options, &mut out);
-    if gpu.is_some() {
+    if on_gpu {
         bool::encode(7, &true, &mut out); // allow_soft_placement
     }
     out
@@ -84,12 +84,12 @@ mod tests {
     #[test]
     fn config_protos_say_what_they_mean() {
         // CPU: device_count {"GPU": 0}, then gpu_options.
-        let cpu = config(0, None, 0);
+        let cpu = config(0, false, 0);
         assert_eq!(&cpu[..2], &[0x0a, 7]);
         assert_eq!(&cpu[2..9], &[0x0a, 3, b'G', b'P', b'U', 0x10, 0]);
         assert_eq!(&cpu[9..], &[0x32, 5, 0x20, 1, 0x2a, 1, b'0']);
         // GPU 1 with 2 threads: threads, gpu_options, soft placement.
-        let gpu = config(2, Some(1), 1);
+        let gpu = config(2, true, 1);
         assert_eq!(
             gpu,
             vec![0x10, 2, 0x28, 2, 0x32, 5, 0x20, 1, 0x2a, 1, b'1', 0x38, 1]

@@ -157,35 +157,35 @@ impl Backend for TensorFlow {
     /// A `gpu` model's session must see a GPU: without one the load fails
     /// saying why, or runs on the CPU under `--gpu-fallback cpu`.
     fn load_path(&self, path: &Path, target: Target) -> Result<Arc<dyn Graph>, BackendError> {
-        let id = self.options.gpu_device;
         match target {
-            Target::Cpu => Ok(Arc::new(self.open(path, None)?)),
+            Target::Cpu => Ok(Arc::new(self.open(path, false)?)),
             Target::Tpu => Err(BackendError::Unsupported(
                 "execution target tpu is not available for TensorFlow; use cpu or gpu".into(),
             )),
             Target::Gpu => {
-                let graph = self.open(path, Some(id))?;
+                let graph = self.open(path, true)?;
                 // SAFETY: the graph owns a live session.
                 let gpus = unsafe { device::gpus(&graph.api, graph.session) }.unwrap_or(0);
                 if gpus > 0 {
                     return Ok(Arc::new(graph));
                 }
                 drop(graph);
-                let why = device::no_gpu(id);
+                let why = device::no_gpu(self.options.gpu_device);
                 if !self.options.gpu_fallback {
                     return Err(BackendError::Unavailable(why));
                 }
                 tracing::warn!(reason = %why, "GPU unavailable; running the model on the CPU (--gpu-fallback cpu)");
-                Ok(Arc::new(self.open(path, None)?))
+                Ok(Arc::new(self.open(path, false)?))
             }
         }
     }
 }
 
 impl TensorFlow {
-    /// Loads the SavedModel at `path` into a session on the CPU (`gpu`
-    /// `None`) or on CUDA device `gpu`.
-    fn open(&self, path: &Path, gpu: Option<i32>) -> Result<TfGraph, BackendError> {
+    /// Loads the SavedModel at `path` into a session on the CPU, or
+    /// `on_gpu` on CUDA device `--gpu-device`.
+    fn open(&self, path: &Path, on_gpu: bool) -> Result<TfGraph, BackendError> {
+        let id = self.options.gpu_device;
         let api = Arc::clone(self.api()?);
         let dir = path.parent().unwrap_or(Path::new("."));
         let invalid = BackendError::InvalidModel;
@@ -200,14 +200,18 @@ impl TensorFlow {
             let mut owned = TfGraph {
                 api: Arc::clone(&api),
                 graph,
-                device: gpu.map_or_else(|| "cpu".to_string(), |id| format!("cuda:{id}")),
+                device: if on_gpu {
+                    format!("cuda:{id}")
+                } else {
+                    "cpu".into()
+                },
                 session: std::ptr::null_mut(),
                 signature: Signature::default(),
                 feeds: Vec::new(),
                 fetches: Vec::new(),
             };
             let options = (api.new_session_options)();
-            let proto = device::config(self.options.threads, gpu, self.options.gpu_device);
+            let proto = device::config(self.options.threads, on_gpu, id);
             (api.set_config)(options, proto.as_ptr().cast(), proto.len(), status.ptr);
             if let Err(e) = status.check() {
                 (api.delete_session_options)(options);
